@@ -1,0 +1,3 @@
+from seed_cli.main import main
+
+main()

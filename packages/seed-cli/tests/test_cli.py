@@ -1,0 +1,222 @@
+"""The `seed` command through typer's runner, with the real entry-point plugins of this environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from seed_cli.main import create_app
+from seed_core.images import read_metadata
+from typer.testing import CliRunner
+
+COMMANDS = [
+    "generate",
+    "edit",
+    "distill",
+    "models",
+    "accelerators",
+    "samplers",
+    "attention",
+    "plugins",
+    "info",
+    "doctor",
+]
+
+
+@pytest.fixture
+def run(seed_registry_factory):
+    seed_registry_factory(entry_points=True, env={})  # the example plugin, found by its entry point
+
+    def invoke(*args: str):
+        return CliRunner().invoke(create_app(), list(args))
+
+    return invoke
+
+
+def test_root_help_lists_every_command(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(run, command):
+    result = run(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage: seed " + command in result.output
+    assert len(result.output.splitlines()) > 3
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (
+            ["generate", "x", "-m", "toy-gradiant"],
+            "Unknown model 'toy-gradiant'. Did you mean 'toy-gradient'?",
+        ),
+        (
+            ["generate", "x", "-m", "toy", "--accel", "toy-fewer-step"],
+            "Unknown accelerator 'toy-fewer-step'. Did you mean 'toy-fewer-steps'?",
+        ),
+        (["generate", "x", "-m", "toy", "--sampler", "hune"], "Unknown sampler 'hune'. Did you mean 'heun'?"),
+        (["edit", "in.png", "x", "-m", "tyo"], "Unknown model 'tyo'. Did you mean 'toy'?"),
+        (["accelerators", "-m", "toi"], "Unknown model 'toi'. Did you mean 'toy'?"),
+        (["generate", "x", "-m", "toy", "--accel", "toy-fewer-steps:factr=2"], "Did you mean 'factor'?"),
+    ],
+)
+def test_unknown_names_exit_2_with_did_you_mean(run, args, hint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save("in.png")
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert hint in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_generate_writes_images_with_metadata(run, tmp_path):
+    out = tmp_path / "out.png"
+    result = run(
+        "generate",
+        "a blue sky",
+        "-m",
+        "toy",
+        "-n",
+        "2",
+        "--seed",
+        "5",
+        "-o",
+        str(out),
+        "--accel",
+        "toy-fewer-steps:factor=2",
+        "--sampler",
+        "heun",
+        "--steps",
+        "6",
+    )
+    assert result.exit_code == 0, result.output
+    paths = [tmp_path / "out-0.png", tmp_path / "out-1.png"]
+    assert result.output.split() == [str(p) for p in paths]
+    first, second = (read_metadata(p) for p in paths)
+    assert first["request"]["prompt"] == "a blue sky" and first["model"] == "toy-gradient"
+    assert (first["seed"], second["seed"]) == (5, 6)
+    assert first["accelerators"] == [{"name": "toy-fewer-steps", "kind": "steps", "options": {"factor": 2}}]
+    assert first["settings"]["steps"] == 3 and first["settings"]["sampler"] == "heun"
+    with Image.open(paths[0]) as a, Image.open(paths[1]) as b:
+        r, _g, bl = a.getpixel((32, 2))
+        assert bl > 150 and r < 90  # the prompt's colour, blue
+        assert a.tobytes() != b.tobytes()  # different seeds, different grain
+
+    again = run("generate", "a blue sky", "-m", "toy", "-n", "2", "--seed", "5", "-o", str(out))
+    assert again.exit_code == 1 and "already exists; pass --force" in again.output
+    forced = run("generate", "a blue sky", "-m", "toy", "-n", "2", "--seed", "5", "-o", str(out), "--force")
+    assert forced.exit_code == 0, forced.output
+
+    info = run("info", str(paths[0]))
+    assert info.exit_code == 0 and "a blue sky" in info.output and "toy-gradient" in info.output
+    raw = run("info", str(paths[0]), "--json")
+    assert json.loads(raw.output)["seed"] == 5
+
+
+def test_same_seed_same_image(run, tmp_path):
+    for name in ("a.png", "b.png"):
+        assert run("generate", "green", "-m", "toy", "-s", "3", "-o", str(tmp_path / name)).exit_code == 0
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert a.tobytes() == b.tobytes()
+
+
+def test_edit_runs(run, tmp_path):
+    source = tmp_path / "src.png"
+    Image.new("RGB", (32, 16), (200, 30, 30)).save(source)
+    result = run("edit", str(source), "make it blue", "-m", "toy", "--image-guidance", "1.2")
+    assert result.exit_code == 0, result.output
+    data = read_metadata(tmp_path / "src-edited.png")
+    assert data["request"]["task"] == "edit" and data["request"]["image_guidance"] == 1.2
+    with Image.open(tmp_path / "src-edited.png") as im:
+        assert im.size == (32, 16)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["generate", "x", "-m", "toy", "--width", "4"], 2, "width must be between 8"),
+        (["generate", "x", "-m", "toy", "-o", "out.jpg"], 2, "must end in .png"),
+        (["edit", "missing.png", "x", "-m", "toy"], 2, "source image missing.png does not exist"),
+        (["info", "missing.png"], 1, "missing.png: no such file"),
+        (["generate", "x", "-m", "toy", "--accel", "toy-fewer-steps:factor"], 2, "is not key=value"),
+        (["distill", "toy"], 2, "needs TEACHER, --method and --out"),
+        (["distill", "toy", "--method", "dmd2", "--out", "o"], 1, "No distillation method is installed yet"),
+    ],
+)
+def test_bad_input_is_one_line(run, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_no_default_model_yet_says_so(run):
+    result = run("generate", "a red circle")
+    assert result.exit_code == 1
+    assert "default model 'seedream-mini' is not installed" in result.output
+    assert "toy-gradient" in result.output
+
+
+def test_with_no_model_at_all(seed_registry_factory):
+    seed_registry_factory()  # no plugins
+    runner = CliRunner()
+    result = runner.invoke(create_app(), ["generate", "a red circle"])
+    assert result.exit_code == 1 and "No model is installed yet" in result.output
+    listing = runner.invoke(create_app(), ["models"])
+    assert listing.exit_code == 0 and "No model is installed yet" in listing.output
+
+
+def test_listings(run):
+    models = json.loads(run("models", "--json").output)
+    assert [(m["name"], m["plugin"]) for m in models] == [("toy-gradient", "example")]
+    samplers = {s["name"] for s in json.loads(run("samplers", "--json").output)}
+    assert {"euler", "heun", "dpmpp-2m", "toy-midpoint"} <= samplers
+    accels = json.loads(run("accelerators", "-m", "toy", "--json").output)
+    assert accels[0]["name"] == "toy-fewer-steps" and accels[0]["applies"] == "yes"
+    assert {b["name"] for b in json.loads(run("attention", "--json").output)} == {"sdpa", "math"}
+    doctor = run("doctor")
+    assert doctor.exit_code == 0 and "torch" in doctor.output and "toy-gradient" in doctor.output
+
+
+def test_broken_plugin_is_listed_and_other_commands_work(seed_entry_point_plugin, seed_registry_factory):
+    seed_entry_point_plugin("seedtest-broken", "import not_a_real_module_anywhere\n")
+    seed_registry_factory(entry_points=True, env={})
+    runner = CliRunner()
+    plugins = json.loads(runner.invoke(create_app(), ["plugins", "--json"]).output)
+    broken = next(p for p in plugins if p["name"] == "seedtest-broken")
+    assert broken["status"] == "failed"
+    assert broken["error"] == "ModuleNotFoundError: No module named 'not_a_real_module_anywhere'"
+    table = runner.invoke(create_app(), ["plugins"])
+    assert table.exit_code == 0 and "seedtest-broken" in table.output and "failed" in table.output
+    models = runner.invoke(create_app(), ["models"])
+    assert models.exit_code == 0 and "toy-gradient" in models.output
+    doctor = runner.invoke(create_app(), ["doctor"])
+    assert "1 failed" in doctor.output
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom seed_cli.main import create_app\n"
+        "try:\n    create_app()(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert 'torch' not in sys.modules, 'seed --help imported torch'\nprint('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+def test_python_dash_m():
+    out = subprocess.run(
+        [sys.executable, "-m", "seed_cli", "samplers", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "euler" in out.stdout

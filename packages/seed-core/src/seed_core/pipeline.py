@@ -1,0 +1,163 @@
+"""Pipelines, loading by name or path, and applying accelerators.
+
+The flow of one request: ``load(MODEL, accelerators=[...])`` builds the pipeline from its `ModelSpec`,
+applies each accelerator in kind order (steps, weights, attention, memory, decoding) after refusing the
+inapplicable and the conflicting, then ``pipeline.run(request)`` returns a `GenerationResult`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seed_core.errors import AcceleratorError, ConfigError, UnsupportedTaskError, UsageError
+from seed_core.registry import Registry, get_registry
+from seed_core.requests import AppliedAccelerator, EditRequest, GenerateRequest, GenerationResult
+from seed_core.specs import AcceleratorSpec, LoadOptions, ModelSpec
+
+#: called with (step, total) while a pipeline samples; the CLI passes a progress bar
+Progress = Callable[[int, int], None]
+
+
+class Pipeline:
+    """What a `ModelSpec.build` returns. Subclasses implement the tasks their model lists.
+
+    `components()` names the torch modules (backbone, VAE, text encoder) so that accelerators can find
+    and transform them without knowing the backbone.
+    """
+
+    default_steps: int = 28
+    default_guidance: float = 4.5
+    default_size: tuple[int, int] = (64, 64)  # (width, height)
+    default_sampler: str = "euler"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.accelerators: list[AppliedAccelerator] = []
+
+    def components(self) -> dict[str, Any]:
+        return {}
+
+    def generate(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
+        raise UnsupportedTaskError(f"model '{self.spec.name}' cannot generate from text")
+
+    def edit(self, request: EditRequest, progress: Progress | None = None) -> GenerationResult:
+        raise UnsupportedTaskError(f"model '{self.spec.name}' cannot edit images")
+
+    def run(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
+        """Validate `request` and dispatch it to the task method."""
+        if request.task not in self.spec.tasks:
+            raise UnsupportedTaskError(
+                f"model '{self.spec.name}' does not support the '{request.task}' task "
+                f"(it supports: {', '.join(self.spec.tasks)})"
+            )
+        request.validate()
+        if isinstance(request, EditRequest):
+            return self.edit(request, progress)
+        return self.generate(request, progress)
+
+
+@dataclass(frozen=True)
+class AcceleratorRequest:
+    """One `--accel NAME[:key=value,...]` as the user wrote it."""
+
+    name: str
+    options: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> AcceleratorRequest:
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if not name:
+            raise AcceleratorError(f"--accel {text!r}: expected NAME or NAME:key=value[,key=value]")
+        options: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise AcceleratorError(f"--accel {text!r}: option {item!r} is not key=value")
+            options[key.strip()] = value.strip()
+        return cls(name, options)
+
+
+def plan_accelerators(
+    requested: Sequence[AcceleratorRequest | str],
+    model: ModelSpec,
+    registry: Registry | None = None,
+) -> list[tuple[AcceleratorSpec, dict[str, Any]]]:
+    """Resolve, check and order the accelerators for `model`; refuse inapplicable or conflicting ones."""
+    registry = registry or get_registry()
+    chosen: list[tuple[AcceleratorSpec, dict[str, Any]]] = []
+    for item in requested:
+        req = AcceleratorRequest.parse(item) if isinstance(item, str) else item
+        spec = registry.accelerators.get(req.name)
+        reason = spec.applies_to(model)
+        if reason:
+            raise AcceleratorError(
+                f"accelerator '{spec.name}' does not apply to model '{model.name}': {reason}"
+            )
+        for other, _ in chosen:
+            if other.name == spec.name:
+                raise AcceleratorError(f"accelerator '{spec.name}' is given twice; give it once")
+            why = spec.conflicts.get(other.name) or other.conflicts.get(spec.name)
+            if why:
+                raise AcceleratorError(f"accelerators '{other.name}' and '{spec.name}' conflict: {why}")
+            if spec.kind == other.kind and spec.kind.exclusive:
+                raise AcceleratorError(
+                    f"accelerators '{other.name}' and '{spec.name}' both change the model's "
+                    f"{spec.kind.value}; use one of them"
+                )
+        chosen.append((spec, spec.parse_options(req.options)))
+    return sorted(chosen, key=lambda pair: pair[0].kind.order)  # stable: user order within a kind
+
+
+def apply_accelerators(
+    pipeline: Pipeline, plan: Iterable[tuple[AcceleratorSpec, dict[str, Any]]]
+) -> Pipeline:
+    """Apply a plan from `plan_accelerators`, recording each step on the pipeline."""
+    for spec, options in plan:
+        pipeline = spec.apply(pipeline, **options) or pipeline
+        pipeline.accelerators.append(AppliedAccelerator(spec.name, spec.kind.value, dict(options)))
+    return pipeline
+
+
+def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[ModelSpec, str | None]:
+    """A registered name or alias, or a model directory whose config.json names its model.
+
+    Returns the spec and the weights path (None: the spec's own default).
+    """
+    registry = registry or get_registry()
+    path = Path(name_or_path)
+    if name_or_path not in registry.models and path.is_dir():
+        config = path / "config.json"
+        try:
+            data = json.loads(config.read_text())
+        except FileNotFoundError:
+            raise UsageError(
+                f"{path} is a directory without config.json; it is not a model directory"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{config}: not valid JSON ({exc.msg})") from None
+        name = data.get("seed_model") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            raise ConfigError(f"{config}: no 'seed_model' key naming the registered model it belongs to")
+        return registry.models.get(name), str(path)
+    return registry.models.get(name_or_path), None
+
+
+def load(
+    name_or_path: str,
+    *,
+    accelerators: Sequence[AcceleratorRequest | str] = (),
+    device: str = "cpu",
+    dtype: str = "float32",
+    registry: Registry | None = None,
+) -> Pipeline:
+    """Build the pipeline for a model name or directory and apply `accelerators` to it."""
+    registry = registry or get_registry()
+    spec, weights = resolve_model(name_or_path, registry)
+    plan = plan_accelerators(accelerators, spec, registry)  # refuse bad combinations before loading
+    pipeline = spec.build(spec, LoadOptions(device=device, dtype=dtype, weights=weights))
+    return apply_accelerators(pipeline, plan)

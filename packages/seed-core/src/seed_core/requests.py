@@ -1,0 +1,122 @@
+"""Request and result types for generation and editing.
+
+Requests are plain dataclasses that check themselves (`validate()`), so the CLI, the Python API and a
+server all refuse the same bad input with the same one-line message. A result carries the request and
+everything needed to reproduce it; `metadata()` is what gets embedded in the output file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seed_core.errors import InvalidRequestError
+
+MAX_SIDE = 8192
+
+
+@dataclass
+class GenerateRequest:
+    """Text to image. `width` / `height` are in pixels; None takes the model's default."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    num_images: int = 1
+    sampler: str | None = None
+    shift: float | None = None  # None: the model's resolution-aware shift
+    references: list[str] = field(default_factory=list)  # paths of reference images
+
+    task = "t2i"
+
+    def validate(self) -> None:
+        if not self.prompt.strip() and not self.references:
+            raise InvalidRequestError("the prompt is empty; describe the image to generate")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and not 8 <= value <= MAX_SIDE:
+                raise InvalidRequestError(f"{name} must be between 8 and {MAX_SIDE} pixels, got {value}")
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise InvalidRequestError(f"steps must be between 1 and 1000, got {self.steps}")
+        if self.guidance is not None and self.guidance < 0:
+            raise InvalidRequestError(f"guidance must be >= 0, got {self.guidance}")
+        if not 1 <= self.num_images <= 64:
+            raise InvalidRequestError(f"num_images must be between 1 and 64, got {self.num_images}")
+        if self.shift is not None and self.shift <= 0:
+            raise InvalidRequestError(f"shift must be > 0, got {self.shift}")
+        if not 0 <= self.seed < 2**63:
+            raise InvalidRequestError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
+        for ref in self.references:
+            if not Path(ref).is_file():
+                raise InvalidRequestError(f"reference image {ref} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **dataclasses.asdict(self)}
+
+
+@dataclass
+class EditRequest(GenerateRequest):
+    """Instruction editing of `image` (SeedEdit): `prompt` is the instruction.
+
+    `image_guidance` weighs faithfulness to the source image against the instruction (dual CFG).
+    """
+
+    image: str = ""
+    image_guidance: float | None = None
+
+    task = "edit"
+
+    def validate(self) -> None:
+        if not self.image:
+            raise InvalidRequestError("an edit needs a source image")
+        if not Path(self.image).is_file():
+            raise InvalidRequestError(f"source image {self.image} does not exist")
+        if not self.prompt.strip():
+            raise InvalidRequestError("the instruction is empty; say what to change")
+        if self.image_guidance is not None and self.image_guidance < 0:
+            raise InvalidRequestError(f"image_guidance must be >= 0, got {self.image_guidance}")
+        super().validate()
+
+
+@dataclass
+class AppliedAccelerator:
+    name: str
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}:{opts}" if opts else self.name
+
+
+@dataclass
+class GenerationResult:
+    """Images (PIL) with what produced them. `seeds[i]` reproduces `images[i]` with num_images=1."""
+
+    images: list[Any]
+    request: GenerateRequest
+    model: str
+    accelerators: list[AppliedAccelerator] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # resolved steps, size, sampler, shift, ...
+    seconds: float = 0.0
+
+    def metadata(self, index: int = 0) -> dict[str, Any]:
+        from seed_core.versions import versions
+
+        return {
+            "request": self.request.to_dict(),
+            "model": self.model,
+            "accelerators": [dataclasses.asdict(a) for a in self.accelerators],
+            "settings": self.settings,
+            "seed": self.seeds[index] if index < len(self.seeds) else self.request.seed,
+            "index": index,
+            "seconds": round(self.seconds, 3),
+            "versions": versions(),
+        }

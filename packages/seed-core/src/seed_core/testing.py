@@ -1,0 +1,79 @@
+"""Pytest fixtures for plugin authors, installed through the `pytest11` entry point.
+
+    def test_my_model_registers(seed_registry_factory):
+        import my_plugin
+        registry = seed_registry_factory(my_plugin)      # core parts + my_plugin only, no other plugins
+        assert "my-model" in registry.models
+
+Each test gets fresh registries; the process-wide registry is restored afterwards, so tests never see
+plugins installed in the environment unless they ask for them (`entry_points=True`).
+`seed_entry_point_plugin` installs a throw-away distribution with a `seed` entry point, to test discovery
+the way users' installs are discovered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from seed_core.plugins import new_plugin_manager
+from seed_core.registry import Registry, use_registry
+
+
+@pytest.fixture
+def seed_plugin_manager() -> pluggy.PluginManager:
+    """A fresh plugin manager holding the hook specs and seed-core's built-in parts only."""
+    return new_plugin_manager()
+
+
+@pytest.fixture
+def seed_registry_factory() -> Iterator[Callable[..., Registry]]:
+    """`factory(*plugins, entry_points=False, env=None)` builds a registry and makes it the current one."""
+    stack: list[object] = []
+
+    def factory(*plugins: object, entry_points: bool = False, env: dict[str, str] | None = None) -> Registry:
+        registry = Registry.from_plugins(*plugins, entry_points=entry_points, env=env)
+        ctx = use_registry(registry)
+        ctx.__enter__()
+        stack.append(ctx)
+        return registry
+
+    yield factory
+    while stack:
+        stack.pop().__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def seed_registry(seed_registry_factory: Callable[..., Registry]) -> Registry:
+    """The current registry for this test: seed-core's built-in parts and nothing else."""
+    return seed_registry_factory()
+
+
+@pytest.fixture
+def seed_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """`install(name, source)`: a distribution `name` whose `seed` entry point is a module holding `source`.
+
+    The distribution goes on `sys.path` for this test only; returns the directory (for PYTHONPATH).
+    """
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+
+    def install(name: str, source: str) -> Path:
+        module = f"{name.replace('-', '_')}_seed_plugin"
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = root / f"{name.replace('-', '_')}-0.0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        (info / "entry_points.txt").write_text(f"[seed]\n{name} = {module}\n")
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        importlib.invalidate_caches()
+        return root
+
+    return install

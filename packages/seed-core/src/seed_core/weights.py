@@ -1,0 +1,306 @@
+"""Weights IO: safetensors (sharded, atomic, dtype cast), safe `.pt` loading, meta-device builds.
+
+Models are built on the meta device (no memory, no init time) and their weights are loaded with
+``assign=True``, so a large model is materialised once, directly from the file. Every problem with a file is
+a `CheckpointError` whose one-line message names the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from seed_core.errors import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+)
+from seed_core.files import atomic_path, check_writable
+
+if TYPE_CHECKING:
+    from seed_core.registry import Registry
+
+StateDict = dict[str, torch.Tensor]
+M = TypeVar("M", bound=nn.Module)
+INDEX_SUFFIX = ".safetensors.index.json"
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    dtype = getattr(torch, str(value), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {value!r} (try float32, float16, bfloat16)")
+    return dtype
+
+
+def cast_state_dict(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | str | None) -> StateDict:
+    """Cast floating-point tensors to `dtype`; integer tensors (quantized weights, indices) are kept."""
+    target = _dtype(dtype)
+    if target is None:
+        return dict(state_dict)
+    return {k: v.to(target) if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def _shard_plan(state_dict: Mapping[str, torch.Tensor], max_shard_bytes: int) -> list[list[str]]:
+    shards: list[list[str]] = [[]]
+    size = 0
+    for key, tensor in state_dict.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(key)
+        size += nbytes
+    return shards
+
+
+def save_safetensors(
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | Path,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    dtype: torch.dtype | str | None = None,
+    max_shard_bytes: int | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write `state_dict` to `path` (a `.safetensors` file), atomically; return the files written.
+
+    With `max_shard_bytes` and a larger state dict, writes `NAME-00001-of-0000N.safetensors` shards next to
+    `path` plus `NAME.safetensors.index.json` (the Hugging Face layout) and returns the index last.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: weights files must end in .safetensors")
+    tensors = cast_state_dict(state_dict, dtype)
+    seen: set[int] = set()
+    for key, t in tensors.items():  # safetensors refuses shared or strided storage
+        ptr = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
+        t = t.detach().to("cpu").contiguous()
+        tensors[key] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    if max_shard_bytes is None or total <= max_shard_bytes:
+        with atomic_path(path, force=force) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return [path]
+
+    plan = _shard_plan(tensors, max_shard_bytes)
+    stem = path.name[: -len(".safetensors")]
+    names = [f"{stem}-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))]
+    index = path.with_name(stem + INDEX_SUFFIX)
+    for target in [*(path.with_name(n) for n in names), index]:
+        check_writable(target, force)
+    written = []
+    for name, keys in zip(names, plan, strict=True):
+        with atomic_path(path.with_name(name), force=True) as tmp:
+            save_file({k: tensors[k] for k in keys}, str(tmp), metadata=meta)
+        written.append(path.with_name(name))
+    weight_map = {k: name for name, keys in zip(names, plan, strict=True) for k in keys}
+    body = {"metadata": {"total_size": total, **meta}, "weight_map": weight_map}
+    with atomic_path(index, force=True) as tmp:  # the index goes last: it is what makes the set valid
+        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return [*written, index]
+
+
+def _resolve(path: Path) -> list[Path]:
+    """The weight files that `path` (a file, an index or a model directory) stands for."""
+    if not path.exists():
+        raise CheckpointNotFoundError(f"{path}: no such file or directory")
+    if path.is_dir():
+        indexes = sorted(path.glob("*" + INDEX_SUFFIX))
+        files = sorted(path.glob("*.safetensors"))
+        if len(indexes) == 1:
+            return _resolve(indexes[0])
+        if len(files) == 1:
+            return files
+        if not files:
+            raise CheckpointNotFoundError(f"{path}: no .safetensors file in this directory")
+        raise CheckpointNotFoundError(
+            f"{path}: {len(files)} .safetensors files and no index; name the file to load"
+        )
+    if path.name.endswith(INDEX_SUFFIX):
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CorruptCheckpointError(f"{path}: not a valid safetensors index (no weight_map)") from None
+        shards = [path.parent / name for name in sorted(set(weight_map.values()))]
+        missing = [s for s in shards if not s.exists()]
+        if missing:
+            raise CheckpointNotFoundError(f"{path}: shard {missing[0].name} listed in the index is missing")
+        return shards
+    return [path]
+
+
+def load_safetensors(
+    path: str | Path, *, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu"
+) -> StateDict:
+    """Read a `.safetensors` file, a sharded index, or a model directory into one state dict."""
+    state: StateDict = {}
+    for file in _resolve(Path(path)):
+        try:
+            part = load_file(str(file), device=str(device))
+        except SafetensorError as exc:
+            raise CorruptCheckpointError(
+                f"{file}: corrupt or truncated safetensors file ({exc}); re-download or re-save it"
+            ) from None
+        except OSError as exc:
+            raise CorruptCheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
+        state.update(part)
+    return cast_state_dict(state, dtype)
+
+
+def load_torch_checkpoint(path: str | Path, *, dtype: torch.dtype | str | None = None) -> StateDict:
+    """Read a `.pt/.pth/.bin/.ckpt` file with `weights_only=True`: tensors only, never arbitrary code."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointNotFoundError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise CorruptCheckpointError(
+            f"{path}: refused, it holds more than tensors ({first}); convert it to safetensors where you "
+            "trust the file"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptCheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+    if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in ("state_dict", "model", "module", "ema"):  # common training-checkpoint wrappers
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CorruptCheckpointError(f"{path}: not a state dict of tensors")
+    return cast_state_dict(obj, dtype)
+
+
+def read_state_dict(path: str | Path, *, dtype: torch.dtype | str | None = None) -> StateDict:
+    """Read any supported checkpoint by its suffix (safetensors by default)."""
+    if Path(path).suffix in TORCH_SUFFIXES:
+        return load_torch_checkpoint(path, dtype=dtype)
+    return load_safetensors(path, dtype=dtype)
+
+
+def adapt_state_dict(
+    state_dict: StateDict, adapter: str | None = None, registry: Registry | None = None
+) -> tuple[StateDict, str | None]:
+    """Convert a foreign layout with the named adapter, or the first registered one that detects it.
+
+    Returns the state dict and the adapter used (None: already native / nothing detected).
+    """
+    if registry is None:
+        from seed_core.registry import get_registry
+
+        registry = get_registry()
+    if adapter is not None:
+        spec = registry.weight_adapters.get(adapter)
+        return spec.convert(state_dict), spec.name
+    keys = frozenset(state_dict)
+    for spec in registry.weight_adapters:
+        if spec.detect(keys):
+            return spec.convert(state_dict), spec.name
+    return state_dict, None
+
+
+def _listed(keys: Iterable[str], limit: int = 5) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(f"'{k}'" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+@dataclass
+class LoadReport:
+    missing: list[str]
+    unexpected: list[str]
+
+
+def load_into(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    strict: bool = True,
+    source: str = "checkpoint",
+) -> LoadReport:
+    """Load `state_dict` into `model` with ``assign=True`` after checking every key and shape.
+
+    Shape mismatches are always an error; missing / unexpected keys are an error when `strict`.
+    """
+    expected = model.state_dict(keep_vars=True)
+    for key, tensor in state_dict.items():
+        if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointMismatchError(
+                f"{source}: key '{key}' has shape {tuple(tensor.shape)} but the model expects "
+                f"{tuple(expected[key].shape)} (wrong preset or model?)"
+            )
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if strict and missing:
+        raise CheckpointMismatchError(
+            f"{source}: missing {len(missing)} key(s) the model needs: {_listed(missing)}"
+        )
+    if strict and unexpected:
+        raise CheckpointMismatchError(
+            f"{source}: {len(unexpected)} unexpected key(s) the model does not have: {_listed(unexpected)}"
+        )
+    model.load_state_dict(dict(state_dict), strict=False, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointMismatchError(
+            f"{source}: {_listed(left)} still on the meta device after loading (not in the checkpoint)"
+        )
+    return LoadReport(missing, unexpected)
+
+
+def build_on_meta(factory: Callable[[], M]) -> M:
+    """Build a module on the meta device: parameters have shapes but no memory and no init cost."""
+    with torch.device("meta"):
+        return factory()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_model(
+    factory: Callable[[], M],
+    path: str | Path,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+    adapter: str | None = None,
+    adapt: bool = False,
+) -> M:
+    """Build `factory()` on the meta device and fill it from the checkpoint at `path`.
+
+    With `adapt` (or a named `adapter`), a foreign layout is converted by a registered weight adapter first.
+    """
+    state = read_state_dict(path, dtype=dtype)
+    if adapt or adapter is not None:
+        state, _ = adapt_state_dict(state, adapter)
+    model = build_on_meta(factory)
+    load_into(model, state, strict=strict, source=str(path))
+    return model.to(device)
+
+
+def human_count(n: int) -> str:
+    """1234567 -> '1.23M'."""
+    if n < 1000:
+        return str(n)
+    exp = min(int(math.log10(n) // 3), 4)
+    return f"{n / 10 ** (3 * exp):.3g}{' KMBT'[exp]}"

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from seed_core.registry import Registry
+
+GOOD = """
+from seed_core import hookimpl
+from seed_core.specs import ModelSpec
+
+@hookimpl
+def seed_register_models(register):
+    register(ModelSpec("good-model", "test", ("t2i",), lambda spec, options: None))
+"""
+
+BROKEN_IMPORT = """
+raise ImportError("this plugin needs a package that is not installed")
+"""
+
+BROKEN_HOOK = """
+from seed_core import hookimpl
+
+@hookimpl
+def seed_register_models(register):
+    raise RuntimeError("hook exploded")
+"""
+
+DUPLICATE = """
+from seed_core import hookimpl
+from seed_core.specs import SamplerSpec
+
+@hookimpl
+def seed_register_samplers(register):
+    register(SamplerSpec("euler", object))
+"""
+
+
+def _status(registry: Registry) -> dict[str, tuple[str, str | None]]:
+    return {p.name: (p.status, p.error) for p in registry.plugins}
+
+
+def test_entry_point_plugins_are_discovered(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    registry = Registry.from_plugins(entry_points=True, env={})
+    assert "good-model" in registry.models
+    assert registry.models.owner("good-model") == "seedtest-good"
+    record = next(p for p in registry.plugins if p.name == "seedtest-good")
+    assert (record.distribution, record.version, record.status) == ("seedtest-good", "0.0.1", "loaded")
+
+
+def test_broken_plugin_is_recorded_and_others_still_load(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    seed_entry_point_plugin("seedtest-broken", BROKEN_IMPORT)
+    seed_entry_point_plugin("seedtest-badhook", BROKEN_HOOK)
+    registry = Registry.from_plugins(entry_points=True, env={})
+    status = _status(registry)
+    assert status["seedtest-broken"] == (
+        "failed",
+        "ImportError: this plugin needs a package that is not installed",
+    )
+    assert status["seedtest-badhook"][0] == "failed"
+    assert "RuntimeError: hook exploded" in status["seedtest-badhook"][1]
+    assert "good-model" in registry.models
+    assert "euler" in registry.samplers
+
+
+def test_duplicate_name_is_a_plugin_error_not_a_crash(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-dup", DUPLICATE)
+    registry = Registry.from_plugins(entry_points=True, env={})
+    status, error = _status(registry)["seedtest-dup"]
+    assert status == "failed"
+    assert "sampler 'euler' is already registered by plugin 'seed-core'" in error
+
+
+def test_disable_all(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    for value in ("1", "all", "*"):
+        registry = Registry.from_plugins(entry_points=True, env={"SEED_DISABLE_PLUGINS": value})
+        assert "good-model" not in registry.models
+        assert _status(registry)["seedtest-good"] == ("disabled", "disabled by SEED_DISABLE_PLUGINS")
+        assert "euler" in registry.samplers  # seed-core's own parts stay
+
+
+def test_disable_by_name_and_allow_list(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    seed_entry_point_plugin("seedtest-broken", BROKEN_IMPORT)
+    registry = Registry.from_plugins(entry_points=True, env={"SEED_DISABLE_PLUGINS": "seedtest-broken"})
+    assert _status(registry)["seedtest-broken"][0] == "disabled"
+    assert "good-model" in registry.models
+
+    registry = Registry.from_plugins(entry_points=True, env={"SEED_LOAD_PLUGINS": "seedtest-good"})
+    status = _status(registry)
+    assert status["seedtest-good"][0] == "loaded"
+    assert status["seedtest-broken"] == ("disabled", "not listed in SEED_LOAD_PLUGINS")
+
+    registry = Registry.from_plugins(entry_points=True, env={"SEED_LOAD_PLUGINS": ""})
+    assert "good-model" not in registry.models
+
+    both = {"SEED_LOAD_PLUGINS": "seedtest-good", "SEED_DISABLE_PLUGINS": "seedtest-good"}
+    assert _status(Registry.from_plugins(entry_points=True, env=both))["seedtest-good"][0] == "disabled"
+
+
+def test_fixture_registry_is_isolated(seed_registry):
+    from seed_core.registry import get_registry
+
+    assert get_registry() is seed_registry
+    assert [p.name for p in seed_registry.plugins] == ["seed-core"]
