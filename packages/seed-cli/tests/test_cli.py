@@ -160,6 +160,23 @@ def test_bad_input_is_one_line(run, tmp_path, monkeypatch, args, code, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_bad_device_and_dtype(run, monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cases = [
+        (["--device", "cuda"], "CUDA is not available here; use --device cpu"),
+        (["--device", "tpu9"], "unknown device 'tpu9'"),
+        (["--dtype", "float8"], "unknown dtype 'float8'; use one of float32, float16, bfloat16"),
+    ]
+    for extra, message in cases:
+        result = run("generate", "x", "-m", "toy", *extra)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_no_default_model_yet_says_so(run):
     result = run("generate", "a red circle")
     assert result.exit_code == 1

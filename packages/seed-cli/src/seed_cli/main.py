@@ -33,10 +33,10 @@ class SeedGroup(typer.core.TyperGroup):
             raise typer.Exit(130) from None
 
 
-def _console() -> Any:
+def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console()
+    return Console(stderr=stderr)
 
 
 def _table(title: str, columns: list[str]) -> Any:
@@ -370,7 +370,7 @@ def _run(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
-        console=_console(),
+        console=_console(stderr=True),  # stdout stays clean: it lists the written files
     ) as bar:
         task = bar.add_task(f"loading {spec.name}", total=None)
         pipeline = load(name, accelerators=accel, device=device, dtype=dtype)

@@ -147,6 +147,30 @@ def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[
     return registry.models.get(name_or_path), None
 
 
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_device(device: str, dtype: str) -> None:
+    """Refuse a device this machine does not have, or an unknown dtype, with one line."""
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{device}'; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device '{device}' does not exist: {torch.cuda.device_count()} GPU(s) found")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("device 'mps' requested but MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device type '{dev.type}' is not supported; use cpu, cuda or mps")
+
+
 def load(
     name_or_path: str,
     *,
@@ -157,6 +181,7 @@ def load(
 ) -> Pipeline:
     """Build the pipeline for a model name or directory and apply `accelerators` to it."""
     registry = registry or get_registry()
+    check_device(device, dtype)
     spec, weights = resolve_model(name_or_path, registry)
     plan = plan_accelerators(accelerators, spec, registry)  # refuse bad combinations before loading
     pipeline = spec.build(spec, LoadOptions(device=device, dtype=dtype, weights=weights))

@@ -184,7 +184,7 @@ class Registry:
         return [p for p in self.plugins if p.status == "failed"]
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a plugin may look something up while loading
 _current: Registry | None = None
 
 
