@@ -91,10 +91,41 @@ def test_broken_plugin_in_a_real_process(tmp_path):
 
     quiet = _seed("plugins", "--json", env={**env, "SEED_DISABLE_PLUGINS": "seedtest-broken"})
     status = {p["name"]: p["status"] for p in json.loads(quiet.stdout)}
-    assert status == {"seed-core": "builtin", "example": "loaded", "seedtest-broken": "disabled"}
+    assert (status["seed-core"], status["example"], status["seedtest-broken"]) == (
+        "builtin",
+        "loaded",
+        "disabled",
+    )
 
-    only = _seed("models", "--json", env={**env, "SEED_LOAD_PLUGINS": "seedtest-broken"})
-    assert json.loads(only.stdout) == []
+    only = _seed("plugins", "--json", env={**env, "SEED_LOAD_PLUGINS": "seedtest-broken"})
+    status = {p["name"]: p["status"] for p in json.loads(only.stdout)}
+    assert status.pop("seedtest-broken") == "failed" and status.pop("seed-core") == "builtin"
+    assert set(status.values()) == {"disabled"}
+
+
+def test_corrupt_model_directory_in_a_real_process(tmp_path):
+    import torch
+    from seed_core.weights import save_safetensors
+
+    save_safetensors(
+        {"mix.weight": torch.zeros(3, 3, 1, 1), "mix.bias": torch.zeros(3)}, tmp_path / "model.safetensors"
+    )
+    (tmp_path / "config.json").write_text('{"seed_model": "toy-gradient"}')
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[:-7])
+    result = _seed("generate", "x", "-m", str(tmp_path), "-o", str(tmp_path / "o.png"))
+    assert result.returncode == 1
+    assert "corrupt or truncated" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    save_safetensors(
+        {"mix.weight": torch.zeros(3, 2, 1, 1), "mix.bias": torch.zeros(3)},
+        tmp_path / "model.safetensors",
+        force=True,
+    )
+    result = _seed("generate", "x", "-m", str(tmp_path), "-o", str(tmp_path / "o.png"))
+    assert result.returncode == 1 and "key 'mix.weight' has shape (3, 2, 1, 1)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_model_in_a_real_process():

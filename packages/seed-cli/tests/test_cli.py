@@ -195,12 +195,12 @@ def test_with_no_model_at_all(seed_registry_factory):
 
 def test_listings(run):
     models = json.loads(run("models", "--json").output)
-    assert [(m["name"], m["plugin"]) for m in models] == [("toy-gradient", "example")]
+    assert ("toy-gradient", "example") in [(m["name"], m["plugin"]) for m in models]
     samplers = {s["name"] for s in json.loads(run("samplers", "--json").output)}
     assert {"euler", "heun", "dpmpp-2m", "toy-midpoint"} <= samplers
-    accels = json.loads(run("accelerators", "-m", "toy", "--json").output)
-    assert accels[0]["name"] == "toy-fewer-steps" and accels[0]["applies"] == "yes"
-    assert {b["name"] for b in json.loads(run("attention", "--json").output)} == {"sdpa", "math"}
+    accels = {a["name"]: a for a in json.loads(run("accelerators", "-m", "toy", "--json").output)}
+    assert accels["toy-fewer-steps"]["applies"] == "yes"
+    assert {"sdpa", "math"} <= {b["name"] for b in json.loads(run("attention", "--json").output)}
     doctor = run("doctor")
     assert doctor.exit_code == 0 and "torch" in doctor.output and "toy-gradient" in doctor.output
 
@@ -237,3 +237,38 @@ def test_python_dash_m():
     )
     assert out.returncode == 0, out.stderr
     assert "euler" in out.stdout
+
+
+def test_unwritable_outputs_are_refused_before_any_work(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir.png").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["-o", "adir.png", "--force"], "adir.png is a directory; give a file name"),
+        (["-o", "afile/out.png"], "afile is a file, not a directory"),
+    ]
+    for extra, message in cases:
+        result = run("generate", "x", "-m", "toy", *extra)
+        assert result.exit_code == 1, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_info_on_foreign_metadata_is_one_line(run, tmp_path):
+    from seed_core.images import save_png
+
+    for i, data in enumerate(({"accelerators": [{"name": "x"}]}, {"request": "str"}, {"settings": [1]})):
+        path = save_png(Image.new("RGB", (4, 4)), tmp_path / f"odd{i}.png", data)
+        result = run("info", str(path))
+        assert result.exit_code == 0 or "not in the form seed writes" in result.output, result.output
+        assert "Traceback" not in result.output
+        assert run("info", str(path), "--json").exit_code == 0
+
+
+def test_model_directories_in_listing_commands(run, tmp_path):
+    (tmp_path / "config.json").write_text('{"seed_model": "toy-gradient"}')
+    result = run("accelerators", "-m", str(tmp_path), "--json")
+    assert result.exit_code == 0
+    assert {a["name"]: a["applies"] for a in json.loads(result.output)}["toy-fewer-steps"] == "yes"
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe not utf-8")
+    bad = run("generate", "x", "-m", str(tmp_path))
+    assert bad.exit_code == 2 and "cannot read it" in bad.output

@@ -80,10 +80,30 @@ def test_causal_is_bottom_right_aligned_for_a_kv_cache(seed_registry):
     torch.testing.assert_close(tail, full[:, :, -3:], rtol=1e-5, atol=1e-6)
 
 
-def test_half_precision_keeps_dtype(seed_registry):
-    q, k, v = (t.to(torch.bfloat16) for t in _qkv(1, 2, 2, 4, 4, 8, 8))
-    assert math_attention(q, k, v).dtype == torch.bfloat16
-    assert attention(q, k, v).dtype == torch.bfloat16
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_agrees_with_the_reference(seed_registry, dtype):
+    q, k, v = _qkv(2, 4, 2, 9, 13, 16, 16)
+    reference = _naive(q, k, v, causal=True)
+    for backend in ("sdpa", "math"):
+        out = attention(q.to(dtype), k.to(dtype), v.to(dtype), is_causal=True, backend=backend)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), reference, rtol=0, atol=3e-2)
+
+
+def test_float_mask_with_causal(seed_registry):
+    q, k, v = _qkv(2, 2, 2, 6, 10, 8, 8)
+    bias = torch.randn(2, 1, 6, 10, generator=torch.Generator().manual_seed(3))
+    reference = _naive(q, k, v, mask=bias, causal=True)
+    for backend in ("sdpa", "math"):
+        torch.testing.assert_close(
+            attention(q, k, v, mask=bias, is_causal=True, backend=backend), reference, rtol=1e-4, atol=1e-5
+        )
+
+
+def test_integer_mask_is_refused(seed_registry):
+    q, k, v = _qkv(1, 2, 2, 4, 4, 8, 8)
+    with pytest.raises(AttentionInputError, match="mask must be bool"):
+        attention(q, k, v, mask=torch.ones(4, 4, dtype=torch.long))
 
 
 @pytest.mark.parametrize(

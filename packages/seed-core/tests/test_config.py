@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pytest
 from seed_core.config import Config
@@ -21,10 +21,12 @@ class NetConfig(Config):
     patch: tuple[int, int, int] = (1, 2, 2)
     axes: tuple[int, ...] = (16, 56, 56)
     text_encoder: str | None = None
+    ids: list[int] | None = None
+    mode: Literal["kl", "plain"] = "kl"
 
 
 def test_json_round_trip(tmp_path):
-    cfg = NetConfig.preset("tiny", text_encoder="t5", axes=(8, 8))
+    cfg = NetConfig.preset("tiny", text_encoder="t5", axes=(8, 8), ids=[3, 4], mode="plain")
     path = tmp_path / "config.json"
     cfg.to_json(path)
     again = NetConfig.from_json(path)
@@ -55,6 +57,9 @@ def test_frozen():
         ({"depth": True}, "NetConfig.depth: expected int, got True"),
         ({"patch": [1, 2]}, "NetConfig.patch: expected 3 items, got 2"),
         ({"text_encoder": 5}, "NetConfig.text_encoder: 5 does not fit"),
+        ({"ids": "abc"}, "NetConfig.ids: 'abc' does not fit"),
+        ({"ids": [1, "x"]}, "NetConfig.ids: [1, 'x'] does not fit"),
+        ({"mode": "zzz"}, "NetConfig.mode: 'zzz' is not one of 'kl', 'plain'"),
     ],
 )
 def test_bad_values_are_named(data, message):

@@ -103,3 +103,43 @@ def test_fixture_registry_is_isolated(seed_registry):
 
     assert get_registry() is seed_registry
     assert [p.name for p in seed_registry.plugins] == ["seed-core"]
+
+
+PARTLY_BROKEN = """
+from seed_core import hookimpl
+from seed_core.specs import ModelSpec
+
+@hookimpl
+def seed_register_models(register):
+    register(ModelSpec("half-registered", "test", ("t2i",), lambda spec, options: None))
+    raise RuntimeError("failed after one register call")
+"""
+
+FUTURE_PROOF = """
+from seed_core import hookimpl
+from seed_core.specs import ModelSpec
+
+@hookimpl
+def seed_register_models():  # takes none of the hook's arguments: pluggy allows that
+    pass
+"""
+
+
+def test_a_hook_that_raises_registers_nothing(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-partly", PARTLY_BROKEN)
+    registry = Registry.from_plugins(entry_points=True, env={})
+    assert "half-registered" not in registry.models
+    assert _status(registry)["seedtest-partly"][0] == "failed"
+
+
+def test_hook_implementations_may_take_fewer_arguments(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-future", FUTURE_PROOF)
+    registry = Registry.from_plugins(entry_points=True, env={})
+    assert _status(registry)["seedtest-future"] == ("loaded", None)
+
+
+def test_names_in_env_vars_are_normalised(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    for spelling in ("SEEDTEST_GOOD", "Seedtest.Good", " seedtest-good "):
+        registry = Registry.from_plugins(entry_points=True, env={"SEED_DISABLE_PLUGINS": spelling})
+        assert "good-model" not in registry.models, spelling

@@ -54,11 +54,32 @@ def test_heun_is_second_order():
     assert 1.85 < _order(FlowMatchHeun(), 128, shift=3.0) < 2.15
 
 
-def test_dpm_solver_2m_is_higher_order():
-    # Its steps in log-SNR do not shrink near t = 0 and t = 1 on a uniform grid, so the asymptotic order 2
-    # shows only at many steps; at equal model calls it still beats Euler by far.
+def _exact_at(t: float) -> torch.Tensor:
+    return (1 - t) * MU + math.sqrt((1 - t) ** 2 * S**2 + t**2) * Z
+
+
+def _log_snr_grid(n: int, t_start: float = 0.95, t_end: float = 0.05) -> torch.Tensor:
+    """n steps uniform in lambda = log((1 - t) / t): the grid DPM-Solver's analysis assumes."""
+    lam = torch.linspace(
+        math.log((1 - t_start) / t_start), math.log((1 - t_end) / t_end), n + 1, dtype=torch.float64
+    )
+    return 1 / (1 + lam.exp())
+
+
+def test_dpm_solver_2m_is_second_order_in_log_snr():
+    errors = []
+    for n in (32, 64):
+        ts = _log_snr_grid(n)
+        out = FlowMatchDPMSolver2M().sample(gaussian_velocity, _exact_at(float(ts[0])), ts)
+        errors.append((out - _exact_at(float(ts[-1]))).abs().max().item())
+    assert 1.8 < math.log2(errors[0] / errors[1]) < 2.2
+
+
+def test_dpm_solver_2m_converges_on_the_full_flow_grid():
+    # On the uniform t grid from 1 to 0 its log-SNR steps do not shrink at the ends, so order 2 shows
+    # only slowly; it must still converge, faster than first order.
     assert _order(FlowMatchDPMSolver2M(), 256) > 1.6
-    assert _error(FlowMatchDPMSolver2M(), 32) < _error(FlowMatchEuler(), 32) / 5
+    assert _error(FlowMatchDPMSolver2M(), 512) < 2e-4
 
 
 def test_dpm_solver_2m_is_exact_when_the_data_prediction_is_constant():

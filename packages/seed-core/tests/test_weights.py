@@ -88,7 +88,89 @@ def test_shared_tensors_are_saved(tmp_path):
     w = torch.randn(4, 4)
     save_safetensors({"a": w, "b": w, "c": w[:2]}, tmp_path / "tied.safetensors")
     loaded = load_safetensors(tmp_path / "tied.safetensors")
-    torch.testing.assert_close(loaded["c"], w[:2])
+    for key, expected in (("a", w), ("b", w), ("c", w[:2])):
+        torch.testing.assert_close(loaded[key], expected, rtol=0, atol=0)
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def test_tied_weights_stay_tied(tmp_path):
+    source = Tied()
+    save_safetensors(source.state_dict(), tmp_path / "tied.safetensors")
+    model = load_model(Tied, tmp_path / "tied.safetensors")
+    assert model.head.weight is model.emb.weight
+    torch.testing.assert_close(model.head.weight, source.emb.weight)
+    only_one = {"emb.weight": source.emb.weight.detach()}  # a checkpoint may store the tie once
+    model = build_on_meta(Tied)
+    load_into(model, only_one)
+    assert model.head.weight is model.emb.weight
+
+
+class WithTable(nn.Module):
+    """A module with a non-persistent buffer it can rebuild (like a RoPE frequency table)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2, 2)
+        self.register_buffer("table", torch.arange(4.0), persistent=False)
+
+    def init_buffers(self) -> None:
+        self.table = torch.arange(4.0, device=self.proj.weight.device)
+
+
+def test_non_persistent_buffers_are_rebuilt(tmp_path):
+    save_safetensors(WithTable().state_dict(), tmp_path / "m.safetensors")
+    model = load_model(WithTable, tmp_path / "m.safetensors")
+    torch.testing.assert_close(model.table, torch.arange(4.0))
+
+    class NoInit(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("table", torch.zeros(2), persistent=False)
+
+    with pytest.raises(CheckpointMismatchError, match="'table' still on the meta device"):
+        load_into(build_on_meta(NoInit), {})
+
+
+def test_mixed_dtype_checkpoint_gets_the_model_dtype(tmp_path):
+    state = _state()
+    state["proj.weight"] = state["proj.weight"].half()
+    save_safetensors(state, tmp_path / "mixed.safetensors")
+    model = load_model(Net, tmp_path / "mixed.safetensors")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.steps.dtype == torch.int64
+    assert model.out(model.proj(torch.zeros(1, 4))).shape == (1, 2)  # runs: no dtype clash
+
+
+def test_resaving_unsharded_replaces_an_old_sharded_save(tmp_path):
+    save_safetensors(_state(width=64, seed=0), tmp_path / "model.safetensors", max_shard_bytes=600)
+    new = _state(width=64, seed=1)
+    save_safetensors(new, tmp_path / "model.safetensors", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    torch.testing.assert_close(load_safetensors(tmp_path)["proj.weight"], new["proj.weight"])
+    save_safetensors(
+        _state(width=64, seed=2), tmp_path / "model.safetensors", max_shard_bytes=600, force=True
+    )
+    assert not (tmp_path / "model.safetensors").exists()
+    torch.testing.assert_close(
+        load_safetensors(tmp_path)["proj.weight"], _state(width=64, seed=2)["proj.weight"]
+    )
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    [path] = save_safetensors(_state(), tmp_path / "m.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
 
 def test_truncated_file_is_one_clear_line(tmp_path):
@@ -108,8 +190,9 @@ def test_corrupted_header_is_refused(tmp_path):
     data = bytearray(path.read_bytes())
     data[8:20] = b"#garbage####"
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptCheckpointError, match="model.safetensors: corrupt or truncated"):
+    with pytest.raises(CorruptCheckpointError, match="model.safetensors: corrupt or truncated") as info:
         load_safetensors(path)
+    assert "\n" not in str(info.value)
     (tmp_path / "empty.safetensors").write_bytes(b"")
     with pytest.raises(CorruptCheckpointError, match="empty.safetensors"):
         load_safetensors(tmp_path / "empty.safetensors")
@@ -131,6 +214,7 @@ def test_shape_mismatch_names_the_key(tmp_path):
     with pytest.raises(CheckpointMismatchError) as info:
         load_model(lambda: Net(width=16), tmp_path / "model.safetensors")
     message = str(info.value)
+    assert "\n" not in message
     assert "key 'out.weight' has shape (2, 8) but the model expects (2, 16)" in message
     assert "model.safetensors" in message
 

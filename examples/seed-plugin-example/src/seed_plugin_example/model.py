@@ -102,11 +102,15 @@ class ToyPipeline(Pipeline):
     def _velocity(self, mean: torch.Tensor, grain: float = 0.08) -> Velocity:
         """Exact velocity toward data ~ N(mean, grain^2) per pixel: x_t ~ N((1-t) mean, sd_t^2)."""
 
+        weight = self.mixer.mix.weight
+        mean = mean.to(weight.device)
+
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             t = t.view(-1, 1, 1, 1)
             sd = torch.sqrt((1 - t) ** 2 * grain**2 + t**2)
             d_sd = ((t - 1) * grain**2 + t) / sd
-            return self.mixer(-mean + d_sd / sd * (x - (1 - t) * mean))
+            v = -mean + d_sd / sd * (x - (1 - t) * mean)
+            return self.mixer(v.to(weight.dtype)).to(x.dtype)  # the ODE itself stays in float32
 
         return velocity
 
@@ -129,10 +133,18 @@ class ToyPipeline(Pipeline):
             for i in range(request.num_images):
                 seed = request.seed + i
                 noise = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-                x = sampler.sample(make_velocity(height, width), noise, flow_timesteps(steps), callback)
+                noise = noise.to(self.mixer.mix.weight.device)
+                times = flow_timesteps(steps, request.shift or 1.0, device=noise.device)
+                x = sampler.sample(make_velocity(height, width), noise, times, callback)
                 images.append(to_pil((x[0] + 1) / 2))
                 seeds.append(seed)
-        settings = {"width": width, "height": height, "steps": steps, "sampler": sampler_name}
+        settings = {
+            "width": width,
+            "height": height,
+            "steps": steps,
+            "sampler": sampler_name,
+            "shift": request.shift or 1.0,
+        }
         return GenerationResult(
             images,
             request,

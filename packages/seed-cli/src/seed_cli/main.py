@@ -28,6 +28,10 @@ class SeedGroup(typer.core.TyperGroup):
         except SeedError as exc:
             typer.secho(f"Error: {exc}", err=True, fg="red")
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a file the user named cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.secho(f"Error: {where}{exc.strerror or exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("Interrupted.", err=True, fg="red")
             raise typer.Exit(130) from None
@@ -126,8 +130,10 @@ def accelerators(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the installed accelerators (distilled students, quantization, sparse attention, ...)."""
+    from seed_core.pipeline import resolve_model
+
     registry = _registry()
-    target = registry.models.get(model) if model else None
+    target = resolve_model(model)[0] if model else None
     rows = []
     for spec in registry.accelerators:
         row = {
@@ -245,13 +251,27 @@ def info(
     data = read_metadata(image)
     if as_json:
         return _dump(data)
+    try:
+        table = _info_table(str(image), data)
+    except (KeyError, AttributeError, TypeError):
+        from seed_core.errors import ImageMetadataError
+
+        raise ImageMetadataError(
+            f"{image}: its Seed metadata is not in the form seed writes; try --json"
+        ) from None
+    _console().print(table)
+    return None
+
+
+def _info_table(title: str, data: dict[str, Any]) -> Any:
     request = data.get("request", {})
-    table = _table(str(image), ["field", "value"])
+    table = _table(title, ["field", "value"])
     table.add_row("task", str(request.get("task", "")))
     table.add_row("prompt", str(request.get("prompt", "")))
     table.add_row("model", str(data.get("model", "")))
     accels = [
-        a["name"] + (":" + ",".join(f"{k}={v}" for k, v in a["options"].items()) if a["options"] else "")
+        a["name"]
+        + (":" + ",".join(f"{k}={v}" for k, v in a.get("options", {}).items()) if a.get("options") else "")
         for a in data.get("accelerators", [])
     ]
     table.add_row("accelerators", ", ".join(accels) or "none")
@@ -260,8 +280,7 @@ def info(
         table.add_row(key, str(value))
     table.add_row("seconds", str(data.get("seconds", "")))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items()))
-    _console().print(table)
-    return None
+    return table
 
 
 def doctor() -> None:
@@ -346,9 +365,10 @@ def _run(
     force: bool,
 ) -> None:
     from seed_core.files import check_writable
-    from seed_core.pipeline import load, plan_accelerators, resolve_model
+    from seed_core.pipeline import check_device, load, plan_accelerators, resolve_model
 
     registry = _registry()
+    check_device(device, dtype)
     name = _resolve_model_name(model)
     spec, _ = resolve_model(name)
     plan_accelerators(accel, spec)  # refuse unknown / conflicting accelerators before any slow work

@@ -48,6 +48,10 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if h % hk:
         raise AttentionInputError(f"query heads ({h}) must be a multiple of key/value heads ({hk})")
     if mask is not None:
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise AttentionInputError(
+                f"mask must be bool (True = attend) or floating point (added to scores), got {mask.dtype}"
+            )
         try:
             torch.broadcast_shapes(mask.shape, (b, h, q.shape[2], lk))
         except RuntimeError:

@@ -54,13 +54,23 @@ def _coerce(cls_name: str, key: str, hint: Any, value: Any) -> Any:
             if args
             else tuple(value)
         )
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(a) for a in typing.get_args(hint))
+            raise ConfigError(f"{cls_name}.{key}: {value!r} is not one of {choices}")
+        return value
+    if origin is list or hint is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{cls_name}.{key}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        return [_coerce(cls_name, key, args[0], v) for v in value] if args else list(value)
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{cls_name}.{key}: expected an object, got {value!r}")
         return dict(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(hint, type):
+    if isinstance(hint, type) and origin is None:  # (on 3.10, list[int] also passes isinstance(type))
         if hint is not bool and isinstance(value, bool) and hint in (int, float):
             raise ConfigError(f"{cls_name}.{key}: expected {hint.__name__}, got {value!r}")
         if not isinstance(value, hint):
@@ -88,6 +98,8 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         out = {}
         for f in dataclasses.fields(self):
+            if not f.init:  # derived fields are recomputed on load, not stored
+                continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -126,9 +138,11 @@ class Config:
         if not text.lstrip().startswith("{"):
             where = str(source)
             try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise ConfigError(f"cannot read config {source}: {exc.strerror}") from None
+                text = Path(source).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"cannot read config {source}: {getattr(exc, 'strerror', None) or exc}"
+                ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -124,6 +124,10 @@ class OutputExistsError(SeedError):
     """Refusing to overwrite an existing file without `force`."""
 
 
+class OutputPathError(SeedError):
+    """An output path that cannot be written (a directory, no permission, a file in the way)."""
+
+
 class ImageMetadataError(SeedError):
     """An image file has no Seed metadata or cannot be read."""
 

@@ -132,14 +132,14 @@ def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[
     path = Path(name_or_path)
     if name_or_path not in registry.models and path.is_dir():
         config = path / "config.json"
+        if not config.exists():
+            raise UsageError(f"{path} is a directory without config.json; it is not a model directory")
         try:
-            data = json.loads(config.read_text())
-        except FileNotFoundError:
-            raise UsageError(
-                f"{path} is a directory without config.json; it is not a model directory"
-            ) from None
+            data = json.loads(config.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{config}: not valid JSON ({exc.msg})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
         name = data.get("seed_model") if isinstance(data, dict) else None
         if not isinstance(name, str):
             raise ConfigError(f"{config}: no 'seed_model' key naming the registered model it belongs to")

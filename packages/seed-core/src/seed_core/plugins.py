@@ -15,6 +15,7 @@ the host itself and are always present.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -43,13 +44,18 @@ class PluginRecord:
         return self.status in ("loaded", "builtin")
 
 
+def normalize(name: str) -> str:
+    """PEP 503 form, so Seed_Plugin.Example and seed-plugin-example name the same plugin."""
+    return re.sub(r"[-_.]+", "-", name).lower().strip()
+
+
 def _names(value: str) -> set[str]:
-    return {n.strip() for n in value.split(",") if n.strip()}
+    return {normalize(n) for n in value.split(",") if n.strip()}
 
 
 def _skip_reason(ep: metadata.EntryPoint, dist_name: str | None, env: Mapping[str, str]) -> str | None:
     """Why the environment says not to load this entry point, or None to load it."""
-    ids = {ep.name} | ({dist_name} if dist_name else set())
+    ids = {normalize(ep.name)} | ({normalize(dist_name)} if dist_name else set())
     disabled = env.get("SEED_DISABLE_PLUGINS")
     if disabled is not None:
         if disabled.strip().lower() in ("1", "true", "yes", "all", "*"):

@@ -43,15 +43,19 @@ class Table(Generic[T]):
         self._aliases: dict[str, str] = {}
         self._owner: dict[str, str] = {}
 
-    def add(self, spec: T, plugin: str) -> None:
-        name: str = spec.name  # type: ignore[attr-defined]
-        aliases: tuple[str, ...] = getattr(spec, "aliases", ())
-        for key in (name, *aliases):
+    def check(self, spec: T) -> None:
+        """Raise `DuplicateRegistrationError` if the spec's name or an alias is taken."""
+        for key in (spec.name, *getattr(spec, "aliases", ())):  # type: ignore[attr-defined]
             if key in self._specs or key in self._aliases:
                 holder = self._owner[self._aliases.get(key, key)]
                 raise errors.DuplicateRegistrationError(
                     f"{self.kind} '{key}' is already registered by plugin '{holder}'"
                 )
+
+    def add(self, spec: T, plugin: str) -> None:
+        self.check(spec)
+        name: str = spec.name  # type: ignore[attr-defined]
+        aliases: tuple[str, ...] = getattr(spec, "aliases", ())
         self._specs[name] = spec
         self._owner[name] = plugin
         for alias in aliases:
@@ -155,17 +159,23 @@ class Registry:
         record.error = message if record.error is None else f"{record.error}; {message}"
 
     def _collect(self, hook: str, table: Table[Any], spec_type: type) -> None:
-        # Call each plugin's implementation on its own so that one raising does not hide the others.
+        # Call each plugin's implementation on its own so that one raising does not hide the others, and
+        # pass only the arguments it declares (pluggy's rule), so hooks can grow new keyword arguments.
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             plugin = impl.plugin_name
+            staged: list[Any] = []
 
-            def register(spec: Any, _plugin: str = plugin) -> None:
+            def register(spec: Any, _staged: list[Any] = staged) -> None:
                 if not isinstance(spec, spec_type):
                     raise TypeError(f"{hook} expects {spec_type.__name__}, got {type(spec).__name__}")
-                table.add(spec, _plugin)
+                _staged.append(spec)
 
             try:
-                impl.function(register=register)
+                impl.function(**{name: register for name in impl.argnames if name == "register"})
+                for spec in staged:  # all or nothing: a hook that raised registers none of its parts
+                    table.check(spec)
+                for spec in staged:
+                    table.add(spec, plugin)
             except errors.DuplicateRegistrationError as exc:
                 self._fail(plugin, str(exc))
             except Exception as exc:
@@ -175,7 +185,7 @@ class Registry:
         """Let every plugin add its sub-commands to the typer `app`."""
         for impl in self.pm.hook.seed_register_commands.get_hookimpls():
             try:
-                impl.function(app=app)
+                impl.function(**{name: app for name in impl.argnames if name == "app"})
             except Exception as exc:
                 self._fail(impl.plugin_name, f"seed_register_commands raised {type(exc).__name__}: {exc}")
 

@@ -8,6 +8,7 @@ everything needed to reproduce it; `metadata()` is what gets embedded in the out
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,12 @@ class GenerateRequest:
                 raise InvalidRequestError(f"{name} must be between 8 and {MAX_SIDE} pixels, got {value}")
         if self.steps is not None and not 1 <= self.steps <= 1000:
             raise InvalidRequestError(f"steps must be between 1 and 1000, got {self.steps}")
-        if self.guidance is not None and self.guidance < 0:
-            raise InvalidRequestError(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance is not None and not (math.isfinite(self.guidance) and 0 <= self.guidance <= 100):
+            raise InvalidRequestError(f"guidance must be between 0 and 100, got {self.guidance}")
         if not 1 <= self.num_images <= 64:
             raise InvalidRequestError(f"num_images must be between 1 and 64, got {self.num_images}")
-        if self.shift is not None and self.shift <= 0:
-            raise InvalidRequestError(f"shift must be > 0, got {self.shift}")
+        if self.shift is not None and not (math.isfinite(self.shift) and 0.01 <= self.shift <= 100):
+            raise InvalidRequestError(f"shift must be between 0.01 and 100, got {self.shift}")
         if not 0 <= self.seed < 2**63:
             raise InvalidRequestError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
         for ref in self.references:
@@ -79,8 +80,10 @@ class EditRequest(GenerateRequest):
             raise InvalidRequestError(f"source image {self.image} does not exist")
         if not self.prompt.strip():
             raise InvalidRequestError("the instruction is empty; say what to change")
-        if self.image_guidance is not None and self.image_guidance < 0:
-            raise InvalidRequestError(f"image_guidance must be >= 0, got {self.image_guidance}")
+        if self.image_guidance is not None and not (
+            math.isfinite(self.image_guidance) and 0 <= self.image_guidance <= 100
+        ):
+            raise InvalidRequestError(f"image_guidance must be between 0 and 100, got {self.image_guidance}")
         super().validate()
 
 

@@ -101,7 +101,9 @@ def dual_cfg(
 
 
 def _t_batch(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return t.to(x.dtype).expand(x.shape[0])
+    """A scalar time as a (B,) tensor on x's device. Keep x in float32: the velocity function casts for
+    the model, so low-precision models do not accumulate the ODE in low precision."""
+    return t.to(x.device, x.dtype).expand(x.shape[0])
 
 
 class FlowMatchEuler:

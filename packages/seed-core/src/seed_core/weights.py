@@ -92,16 +92,17 @@ def save_safetensors(
         seen.add(ptr)
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     total = sum(t.numel() * t.element_size() for t in tensors.values())
+    stem = path.name[: -len(".safetensors")]
+    index = path.with_name(stem + INDEX_SUFFIX)
     if max_shard_bytes is None or total <= max_shard_bytes:
         with atomic_path(path, force=force) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
+        _remove_stale_shards(index, keep=set())  # an older sharded save must not shadow this file
         return [path]
 
     plan = _shard_plan(tensors, max_shard_bytes)
-    stem = path.name[: -len(".safetensors")]
     names = [f"{stem}-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))]
-    index = path.with_name(stem + INDEX_SUFFIX)
-    for target in [*(path.with_name(n) for n in names), index]:
+    for target in [*(path.with_name(n) for n in names), index, path]:
         check_writable(target, force)
     written = []
     for name, keys in zip(names, plan, strict=True):
@@ -109,10 +110,26 @@ def save_safetensors(
             save_file({k: tensors[k] for k in keys}, str(tmp), metadata=meta)
         written.append(path.with_name(name))
     weight_map = {k: name for name, keys in zip(names, plan, strict=True) for k in keys}
-    body = {"metadata": {"total_size": total, **meta}, "weight_map": weight_map}
+    body = {"metadata": {**meta, "total_size": total}, "weight_map": weight_map}
+    _remove_stale_shards(index, keep=set(names))
     with atomic_path(index, force=True) as tmp:  # the index goes last: it is what makes the set valid
         tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    path.unlink(missing_ok=True)  # a single-file save of the same name would be ambiguous next to the index
     return [*written, index]
+
+
+def _remove_stale_shards(index: Path, keep: set[str]) -> None:
+    """Delete an older index and the shards it lists (except `keep`): they belong to a replaced save."""
+    if not index.exists():
+        return
+    try:
+        old = set(json.loads(index.read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError):
+        old = set()
+    for name in old - keep:
+        (index.parent / name).unlink(missing_ok=True)
+    if not keep:
+        index.unlink()
 
 
 def _resolve(path: Path) -> list[Path]:
@@ -228,6 +245,19 @@ class LoadReport:
     unexpected: list[str]
 
 
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names that share one parameter (tied weights), as groups of two or more."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(module_name) if module_name else model, attr, value)
+
+
 def load_into(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -237,16 +267,21 @@ def load_into(
 ) -> LoadReport:
     """Load `state_dict` into `model` with ``assign=True`` after checking every key and shape.
 
-    Shape mismatches are always an error; missing / unexpected keys are an error when `strict`.
+    Floating tensors are cast to the dtype of the model's tensor they replace (build the model in the
+    dtype you want). Shape mismatches are always an error; missing / unexpected keys when `strict`. Tied
+    weights stay tied. Non-persistent buffers left on the meta device are rebuilt by the owning module's
+    `init_buffers()` when it has one.
     """
     expected = model.state_dict(keep_vars=True)
+    ties = _tied_groups(model)
+    tied_aliases = {name for group in ties for name in group[1:]}
     for key, tensor in state_dict.items():
         if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointMismatchError(
                 f"{source}: key '{key}' has shape {tuple(tensor.shape)} but the model expects "
                 f"{tuple(expected[key].shape)} (wrong preset or model?)"
             )
-    missing = sorted(set(expected) - set(state_dict))
+    missing = sorted(set(expected) - set(state_dict) - tied_aliases)
     unexpected = sorted(set(state_dict) - set(expected))
     if strict and missing:
         raise CheckpointMismatchError(
@@ -256,11 +291,32 @@ def load_into(
         raise CheckpointMismatchError(
             f"{source}: {len(unexpected)} unexpected key(s) the model does not have: {_listed(unexpected)}"
         )
-    model.load_state_dict(dict(state_dict), strict=False, assign=True)
+    state = {}
+    for key, tensor in state_dict.items():
+        target = expected.get(key)
+        if target is not None and tensor.is_floating_point() and target.is_floating_point():
+            tensor = tensor.to(target.dtype)
+        state[key] = tensor
+    for group in ties:  # a checkpoint may hold the tied tensor under any of its names
+        present = next((n for n in group if n in state), None)
+        for name in group:
+            if present is not None:
+                state.setdefault(name, state[present])
+    model.load_state_dict(state, strict=False, assign=True)
+    for group in ties:
+        shared = model.get_parameter(group[0])
+        for name in group[1:]:
+            _set_tensor(model, name, shared)
+    for module in model.modules():
+        if any(b is not None and b.is_meta for b in module.buffers(recurse=False)) and hasattr(
+            module, "init_buffers"
+        ):
+            module.init_buffers()
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise CheckpointMismatchError(
-            f"{source}: {_listed(left)} still on the meta device after loading (not in the checkpoint)"
+            f"{source}: {_listed(left)} still on the meta device after loading (not in the checkpoint; "
+            "a non-persistent buffer needs its module to define init_buffers())"
         )
     return LoadReport(missing, unexpected)
 
@@ -288,12 +344,16 @@ def load_model(
 ) -> M:
     """Build `factory()` on the meta device and fill it from the checkpoint at `path`.
 
+    The model gets `dtype` (default: the dtype `factory()` builds in), whatever dtypes the file holds.
+
     With `adapt` (or a named `adapter`), a foreign layout is converted by a registered weight adapter first.
     """
-    state = read_state_dict(path, dtype=dtype)
+    state = read_state_dict(path)
     if adapt or adapter is not None:
         state, _ = adapt_state_dict(state, adapter)
     model = build_on_meta(factory)
+    if dtype is not None:
+        model = model.to(_dtype(dtype))  # free on the meta device; the load then casts to it
     load_into(model, state, strict=strict, source=str(path))
     return model.to(device)
 
