@@ -308,10 +308,9 @@ def load_into(
         for name in group[1:]:
             _set_tensor(model, name, shared)
     for module in model.modules():
-        if any(b is not None and b.is_meta for b in module.buffers(recurse=False)) and hasattr(
-            module, "init_buffers"
-        ):
-            module.init_buffers()
+        init = getattr(module, "init_buffers", None)
+        if callable(init) and any(b.is_meta for b in module.buffers(recurse=False)):
+            init()
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise CheckpointMismatchError(
