@@ -52,13 +52,13 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
             raise AttentionInputError(
                 f"mask must be bool (True = attend) or floating point (added to scores), got {mask.dtype}"
             )
-        try:
-            torch.broadcast_shapes(mask.shape, (b, h, q.shape[2], lk))
-        except RuntimeError:
+        target = (b, h, q.shape[2], lk)
+        # by hand: torch.broadcast_shapes imports sympy (about 2 s) on first use
+        if mask.ndim > 4 or any(m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1], strict=False)):
             raise AttentionInputError(
                 f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, Lq, Lk) = "
-                f"{(b, h, q.shape[2], lk)}"
-            ) from None
+                f"{target}"
+            )
 
 
 def causal_mask(lq: int, lk: int, device: torch.device | str | None = None) -> torch.Tensor:
