@@ -60,6 +60,31 @@ def test_seed_core_never_imports_a_sibling():
     assert imported & FIRST_PARTY == {"seed_core"}
 
 
+BACKBONES = {"seed_dit", "seed_video"}
+ACCELERATORS = {"seed_attn", "seed_quant", "seed_distill"}
+# DESIGN.md: backbones never import an accelerator package; accelerators never import a backbone package;
+# the VAE package only needs the core
+FORBIDDEN = {
+    **{b: ACCELERATORS for b in BACKBONES},
+    **{a: BACKBONES | {"seed_vae", "seed_mini"} for a in ACCELERATORS},
+    "seed_vae": FIRST_PARTY - {"seed_core", "seed_vae"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(set(FORBIDDEN) & FIRST_PARTY))
+def test_package_dependency_rules(package):
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations
+    modules = [package] + [
+        f"{package}.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations)
+    ]
+    imported = _imported_after("\n".join(f"import {m}" for m in modules))
+    assert not imported & FORBIDDEN[package], f"{package} imports {imported & FORBIDDEN[package]}"
+
+
 def _seed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("seed", path=str(Path(sys.executable).parent))
     assert exe, "the seed console script is not installed next to this interpreter"
@@ -105,6 +130,7 @@ def test_broken_plugin_in_a_real_process(tmp_path):
 
 def test_corrupt_model_directory_in_a_real_process(tmp_path):
     import torch
+
     from seed_core.weights import save_safetensors
 
     save_safetensors(

@@ -7,6 +7,7 @@ from importlib import metadata
 
 import pytest
 import torch
+
 from seed_core.pipeline import load
 from seed_core.registry import Registry
 from seed_core.requests import GenerateRequest

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
+
 from seed_cli.main import create_app
 from seed_core.images import read_metadata
-from typer.testing import CliRunner
 
 COMMANDS = [
     "generate",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from seed_core.errors import AcceleratorError, UnknownAcceleratorError
 from seed_core.pipeline import AcceleratorRequest, Pipeline, apply_accelerators, plan_accelerators
 from seed_core.specs import AcceleratorKind, AcceleratorOption, AcceleratorSpec, ModelSpec

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from seed_core import hookimpl
 from seed_core.attention import (
     attention,
@@ -13,7 +15,6 @@ from seed_core.attention import (
 )
 from seed_core.errors import AttentionInputError, UnknownAttentionBackendError
 from seed_core.specs import AttentionBackendSpec
-from torch import nn
 
 SHAPES = [  # (B, H, Hkv, Lq, Lk, D, Dv)
     (1, 1, 1, 1, 1, 8, 8),

@@ -4,6 +4,7 @@ from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, ClassVar, Literal
 
 import pytest
+
 from seed_core.config import Config
 from seed_core.errors import ConfigError, UnknownPresetError
 

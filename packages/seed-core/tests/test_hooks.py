@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from seed_core import hookimpl, hookspecs
 from seed_core.registry import HOOK_TABLES, Registry
 from seed_core.specs import (
@@ -19,7 +21,6 @@ from seed_core.specs import (
     SamplerSpec,
     WeightAdapterSpec,
 )
-from typer.testing import CliRunner
 
 PLUGIN_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
 HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("seed_") and inspect.isfunction(f))

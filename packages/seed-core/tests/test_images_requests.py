@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+
 from seed_core.errors import ImageMetadataError, InvalidRequestError, OutputExistsError
 from seed_core.images import from_pil, load_image, read_metadata, save_png, to_pil
 from seed_core.requests import AppliedAccelerator, EditRequest, GenerateRequest, GenerationResult

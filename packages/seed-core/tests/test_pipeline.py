@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from seed_core import hookimpl
 from seed_core.errors import ConfigError, UnknownModelError, UnsupportedTaskError, UsageError
 from seed_core.pipeline import Pipeline, load, resolve_model

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from seed_core import errors
 from seed_core.registry import Table
 from seed_core.specs import SamplerSpec

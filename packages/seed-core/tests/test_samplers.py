@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+
 from seed_core.samplers import (
     FlowMatchDPMSolver2M,
     FlowMatchEuler,

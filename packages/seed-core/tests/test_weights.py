@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from seed_core.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -21,7 +23,6 @@ from seed_core.weights import (
     read_state_dict,
     save_safetensors,
 )
-from torch import nn
 
 
 class Net(nn.Module):

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from seed_core.errors import InvalidRequestError
 from seed_core.images import from_pil, load_image, to_pil
 from seed_core.pipeline import Pipeline, Progress
@@ -23,7 +25,6 @@ from seed_core.requests import EditRequest, GenerateRequest, GenerationResult
 from seed_core.samplers import StepCallback, Velocity, cfg, dual_cfg, flow_timesteps
 from seed_core.specs import LoadOptions, ModelSpec
 from seed_core.weights import build_on_meta, load_into, read_state_dict
-from torch import nn
 
 COLOURS = {
     "red": (0.9, 0.1, 0.1),

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
+
 from seed_core.errors import NoModelInstalledError, SeedError, UsageError
 
 DEFAULT_MODEL = "seedream-mini"
@@ -346,6 +347,24 @@ def _resolve_model_name(model: str | None) -> str:
     )
 
 
+def _parse_size(size: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None]:
+    """`--size 512x768` (width x height) or `--size 512` (a square); not mixed with --width / --height."""
+    if size is None:
+        return width, height
+    if width is not None or height is not None:
+        raise UsageError("give either --size or --width / --height, not both")
+    parts = size.lower().replace("*", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--size {size!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number") from None
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise UsageError(f"--size {size!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number")
+
+
 def _outputs(output: Path, count: int) -> list[Path]:
     if output.suffix.lower() != ".png":
         raise UsageError(f"output {output} must end in .png")
@@ -382,6 +401,7 @@ def _run(
         check_writable(path, force)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from seed_core.images import save_png
 
     with Progress(
@@ -449,6 +469,13 @@ SamplerOpt = Annotated[
 ShiftOpt = Annotated[
     float | None, typer.Option(help="Timestep shift [default: resolution-aware].", show_default=False)
 ]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Output size, WIDTHxHEIGHT or one number for a square [default: the model's].",
+        show_default=False,
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, mps.")]
 DtypeOpt = Annotated[str, typer.Option(help="Compute dtype: float32, bfloat16, float16.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
@@ -468,6 +495,7 @@ def generate(
     height: Annotated[
         int | None, typer.Option(help="Height in pixels [default: the model's].", show_default=False)
     ] = None,
+    size: SizeOpt = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
     seed: SeedOpt = 0,
@@ -489,6 +517,7 @@ def generate(
     """
     from seed_core.requests import GenerateRequest
 
+    width, height = _parse_size(size, width, height)
     request = GenerateRequest(
         prompt=prompt,
         negative_prompt=negative,
@@ -514,6 +543,11 @@ def edit(
         Path | None,
         typer.Option("--output", "-o", help="Output PNG [default: IMAGE-edited.png].", show_default=False),
     ] = None,
+    size: SizeOpt = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option("--ref", help="Extra reference image, repeatable (the source is always the first)."),
+    ] = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
     image_guidance: Annotated[
@@ -534,9 +568,13 @@ def edit(
     """Edit an image by instruction (SeedEdit), keeping what the instruction does not ask to change."""
     from seed_core.requests import EditRequest
 
+    width, height = _parse_size(size, None, None)
     request = EditRequest(
         prompt=instruction,
         image=str(image),
+        width=width,
+        height=height,
+        references=[str(r) for r in reference or []],
         steps=steps,
         guidance=guidance,
         seed=seed,

@@ -54,10 +54,11 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
             )
         target = (b, h, q.shape[2], lk)
         # by hand: torch.broadcast_shapes imports sympy (about 2 s) on first use
-        if mask.ndim > 4 or any(m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1], strict=False)):
+        if mask.ndim > 4 or any(
+            m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1], strict=False)
+        ):
             raise AttentionInputError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, Lq, Lk) = "
-                f"{target}"
+                f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, Lq, Lk) = {target}"
             )
 
 

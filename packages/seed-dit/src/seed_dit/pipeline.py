@@ -1,0 +1,362 @@
+"""Seedream pipelines: text-to-image, instruction editing and multi-image reference in one model.
+
+A model directory is self-describing:
+
+    config.json    {"seed_model": ..., "dit": {...}, "vae": {...}, "text_encoder": {...}, "pipeline": {...}}
+    dit.safetensors, vae.safetensors, text_encoder.safetensors (mini encoder)
+    text_encoder/          (or a transformers encoder directory, with "text_encoder": {"kind": "hf"})
+
+References and the edit source enter as extra latent tokens (their own RoPE index and role embedding);
+several outputs are sampled in one batch, image i from seed + i.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from seed_core.config import Config
+from seed_core.errors import ConfigError, InvalidRequestError
+from seed_core.files import check_writable
+from seed_core.images import from_pil, load_image, to_pil
+from seed_core.pipeline import Pipeline, Progress
+from seed_core.registry import get_registry
+from seed_core.requests import EditRequest, GenerateRequest, GenerationResult
+from seed_core.samplers import cfg as cfg_combine
+from seed_core.samplers import dual_cfg, flow_timesteps, resolution_shift
+from seed_core.specs import LoadOptions, ModelSpec
+from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
+from seed_dit.config import TASKS, MMDiTConfig
+from seed_dit.model import Conditioning, MMDiT
+from seed_dit.text import HFTextEncoder, MiniTextEncoder, TextEmbeddings, TextEncoder
+from seed_vae import Autoencoder, AutoencoderConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig(Config):
+    default_steps: int = 28
+    default_guidance: float = 4.5
+    default_image_guidance: float = 1.5
+    width: int = 64
+    height: int = 64
+    max_references: int = 3
+    sampler: str = "euler"
+    shift: float | None = None  # None: resolution-aware
+
+
+class SeedreamPipeline(Pipeline):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        dit: MMDiT,
+        vae: Autoencoder,
+        text_encoder: TextEncoder,
+        config: PipelineConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(spec)
+        self.dit, self.vae, self.text_encoder, self.config = dit, vae, text_encoder, config
+        self.device = torch.device(device)
+        self.default_steps, self.default_guidance = config.default_steps, config.default_guidance
+        self.default_size, self.default_sampler = (config.width, config.height), config.sampler
+        if config.max_references > dit.cfg.max_references:
+            raise ConfigError(
+                f"pipeline max_references ({config.max_references}) exceeds the DiT's "
+                f"({dit.cfg.max_references})"
+            )
+
+    def components(self) -> dict[str, Any]:
+        return {"dit": self.dit, "vae": self.vae, "text_encoder": self.text_encoder}
+
+    @property
+    def unit(self) -> int:
+        """Image sides must be multiples of this (VAE factor x patch size)."""
+        return self.vae.factor * self.dit.cfg.patch_size
+
+    # --- saving and loading ------------------------------------------------------------------------
+
+    def save_pretrained(self, path: str | Path, *, dtype: str = "float16", force: bool = False) -> None:
+        path = Path(path)
+        check_writable(path / "config.json", force)
+        if not isinstance(self.text_encoder, MiniTextEncoder):
+            raise ValueError(
+                "save_pretrained writes mini text encoders only; point `text_encoder.path` at yours"
+            )
+        save_safetensors(self.dit.state_dict(), path / "dit.safetensors", dtype=dtype, force=force)
+        save_safetensors(self.vae.state_dict(), path / "vae.safetensors", dtype=dtype, force=force)
+        save_safetensors(
+            self.text_encoder.state_dict(), path / "text_encoder.safetensors", dtype=dtype, force=force
+        )
+        config = {
+            "seed_model": self.spec.name,
+            "dit": self.dit.cfg.to_dict(),
+            "vae": self.vae.cfg.to_dict(),
+            "text_encoder": {"kind": "mini", **self.text_encoder.config},
+            "pipeline": self.config.to_dict(),
+        }
+        from seed_core.files import atomic_write_bytes
+
+        atomic_write_bytes(path / "config.json", (json.dumps(config, indent=2) + "\n").encode(), force=True)
+
+    @classmethod
+    def from_pretrained(cls, spec: ModelSpec, path: str | Path, options: LoadOptions) -> SeedreamPipeline:
+        path = Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no config.json; not a Seedream model directory") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path / 'config.json'}: not valid JSON ({exc.msg})") from None
+        for key in ("dit", "vae", "text_encoder"):
+            if key not in config:
+                raise ConfigError(f"{path / 'config.json'}: missing the '{key}' section")
+        dit_cfg = MMDiTConfig.from_dict(config["dit"])
+        vae_cfg = AutoencoderConfig.from_dict(config["vae"])
+        pipe_cfg = PipelineConfig.from_dict(config.get("pipeline", {}))
+        te_cfg = dict(config["text_encoder"])
+        kind = te_cfg.pop("kind", "mini")
+        if kind not in ("mini", "hf"):  # check the whole config before reading any weights
+            raise ConfigError(f"{path / 'config.json'}: unknown text_encoder kind '{kind}' (mini or hf)")
+        dtype = options.dtype
+        dit = build_on_meta(lambda: MMDiT(dit_cfg))
+        load_into(
+            dit, load_safetensors(path / "dit.safetensors", dtype=dtype), source=str(path / "dit.safetensors")
+        )
+        vae = build_on_meta(lambda: Autoencoder(vae_cfg))
+        load_into(
+            vae, load_safetensors(path / "vae.safetensors", dtype=dtype), source=str(path / "vae.safetensors")
+        )
+        text_encoder: Any
+        if kind == "mini":
+            text_encoder = build_on_meta(lambda: MiniTextEncoder(**te_cfg))
+            source = path / "text_encoder.safetensors"
+            load_into(text_encoder, load_safetensors(source, dtype=dtype), source=str(source))
+        else:
+            text_encoder = HFTextEncoder.from_pretrained(
+                path / te_cfg.get("path", "text_encoder"), dtype=getattr(torch, dtype)
+            )
+        if text_encoder.dim != dit_cfg.text_dim or text_encoder.pooled_dim != dit_cfg.pooled_dim:
+            raise ConfigError(
+                f"{path}: text encoder width {text_encoder.dim} does not match the DiT's text_dim "
+                f"{dit_cfg.text_dim}"
+            )
+        device = options.device
+        return cls(
+            spec,
+            dit.to(device).eval(),
+            vae.to(device).eval(),
+            text_encoder.to(device).eval(),
+            pipe_cfg,
+            device,
+        )
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def _size(self, request: GenerateRequest) -> tuple[int, int]:
+        width = request.width or self.config.width
+        height = request.height or self.config.height
+        unit = self.unit
+        if width % unit or height % unit:
+            raise InvalidRequestError(
+                f"size {width}x{height} is not a multiple of {unit} (this model's VAE factor x patch size); "
+                f"try {max(unit, width // unit * unit)}x{max(unit, height // unit * unit)}"
+            )
+        return width, height
+
+    def _check_references(self, count: int) -> None:
+        if count > self.config.max_references:
+            raise InvalidRequestError(
+                f"{count} reference images given; model '{self.spec.name}' takes at most "
+                f"{self.config.max_references}"
+            )
+
+    def _encode_images(self, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
+        """PIL images, resized to (width, height) -> model latents (N, C, h, w)."""
+        pixels = torch.stack(
+            [from_pil(im.resize((width, height), Image.Resampling.BICUBIC)) for im in images]
+        )
+        return self.vae.encode(pixels.to(self.device) * 2 - 1)
+
+    def _text(self, prompts: list[str]) -> TextEmbeddings:
+        return self.text_encoder.encode(prompts, device=self.device)
+
+    def _sample(
+        self,
+        request: GenerateRequest,
+        size: tuple[int, int],
+        branches: list[tuple[TextEmbeddings, tuple[torch.Tensor, ...]]],
+        combine: Any,
+        task: str,
+        progress: Progress | None,
+    ) -> GenerationResult:
+        """Sample `num_images` latents with one DiT call per step over all guidance branches."""
+        start = time.perf_counter()
+        width, height = size
+        n = request.num_images
+        steps = request.steps or self.config.default_steps
+        sampler_name = request.sampler or self.config.sampler
+        sampler = get_registry().samplers.get(sampler_name).factory()
+        lh, lw = height // self.vae.factor, width // self.vae.factor
+        tokens = (lh // self.dit.cfg.patch_size) * (lw // self.dit.cfg.patch_size)
+        shift = request.shift or self.config.shift or resolution_shift(tokens)
+        dtype = next(self.dit.parameters()).dtype
+        seeds = [request.seed + i for i in range(n)]
+        noise = torch.cat(
+            [
+                torch.randn(1, self.dit.cfg.in_channels, lh, lw, generator=torch.Generator().manual_seed(s))
+                for s in seeds
+            ]
+        ).to(self.device, dtype)
+
+        k = len(branches)  # rows: branch-major, each branch repeated for the n images
+        text = torch.cat([b[0].tokens.expand(n, -1, -1) for b in branches]).to(dtype)
+        mask = torch.cat([b[0].mask.expand(n, -1) for b in branches])
+        pooled = torch.cat([b[0].pooled.expand(n, -1) for b in branches]).to(dtype)
+        refs = tuple(
+            torch.cat([b[1][i].expand(n, -1, -1, -1) for b in branches]).to(dtype)
+            for i in range(len(branches[0][1]))
+        )
+        cond = Conditioning(
+            text, mask, pooled, torch.full((k * n,), TASKS[task], device=self.device), references=refs
+        )
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = self.dit(x.repeat(k, 1, 1, 1), t.repeat(k), cond)
+            assert isinstance(out, torch.Tensor)
+            return combine(*out.chunk(k))
+
+        callback = (lambda i, total, t, x: progress(i + 1, total)) if progress else None
+        with torch.no_grad():
+            latents = sampler.sample(
+                velocity, noise, flow_timesteps(steps, shift, device=self.device), callback
+            )
+            pixels = self.vae.decode(latents.float() if dtype != torch.float32 else latents)
+        images = [to_pil((p.float() + 1) / 2) for p in pixels]
+        settings = {
+            "width": width,
+            "height": height,
+            "steps": steps,
+            "sampler": sampler_name,
+            "shift": round(shift, 4),
+            "task": task,
+        }
+        return GenerationResult(
+            images,
+            request,
+            self.spec.name,
+            list(self.accelerators),
+            seeds,
+            settings,
+            time.perf_counter() - start,
+        )
+
+    def generate(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
+        size = self._size(request)
+        self._check_references(len(request.references))
+        guidance = self.config.default_guidance if request.guidance is None else request.guidance
+        task = "compose" if request.references else "generate"
+        refs: tuple[torch.Tensor, ...] = ()
+        if request.references:
+            latents = self._encode_images([load_image(p) for p in request.references], *size)
+            refs = tuple(latents[i : i + 1] for i in range(len(request.references)))
+        cond = self._text([request.prompt])
+        if guidance == 1.0:  # no guidance: skip the unconditional branch
+            return self._sample(request, size, [(cond, refs)], lambda v: v, task, progress)
+        uncond = self._text([request.negative_prompt])
+        return self._sample(
+            request,
+            size,
+            [(cond, refs), (uncond, refs)],
+            lambda c, u: cfg_combine(c, u, guidance),
+            task,
+            progress,
+        )
+
+    def edit(self, request: EditRequest, progress: Progress | None = None) -> GenerationResult:
+        source = load_image(request.image)
+        self._check_references(1 + len(request.references))
+        unit = self.unit
+        if request.width or request.height:
+            size = self._size(request)
+        else:  # the source's size, rounded down to what the model needs
+            size = (max(unit, source.width // unit * unit), max(unit, source.height // unit * unit))
+        text_scale = self.config.default_guidance if request.guidance is None else request.guidance
+        image_scale = (
+            self.config.default_image_guidance if request.image_guidance is None else request.image_guidance
+        )
+        images = [source] + [load_image(p) for p in request.references]
+        latents = self._encode_images(images, *size)
+        refs = tuple(latents[i : i + 1] for i in range(len(images)))
+        full, empty = self._text([request.prompt]), self._text([""])
+        # the unconditional branch sees zero latents in place of the images (InstructPix2Pix's null image)
+        branches = [(full, refs), (empty, refs), (empty, tuple(torch.zeros_like(r) for r in refs))]
+        return self._sample(
+            request,
+            size,
+            branches,
+            lambda f, i, u: dual_cfg(f, i, u, text_scale, image_scale),
+            "edit",
+            progress,
+        )
+
+
+def random_pipeline(
+    spec: ModelSpec,
+    options: LoadOptions,
+    dit_preset: str = "tiny",
+    vae_preset: str = "tiny-f8",
+    seed: int = 0,
+) -> SeedreamPipeline:
+    """A pipeline with random weights (seeded): for tests and for trying the plumbing, not for pictures."""
+    torch.manual_seed(seed)
+    dit_cfg = MMDiTConfig.preset(dit_preset)
+    dit = MMDiT(dit_cfg)
+    with torch.no_grad():  # leave adaLN-Zero so that the random network actually does something
+        for p in dit.parameters():
+            if p.ndim >= 2 and float(p.abs().sum()) == 0.0:
+                p.normal_(std=0.02)
+    vae = Autoencoder(AutoencoderConfig.preset(vae_preset))
+    encoder = MiniTextEncoder(dim=dit_cfg.text_dim, layers=1, heads=2)
+    config = PipelineConfig(
+        default_steps=4,
+        default_guidance=3.0,
+        width=64,
+        height=64,
+        max_references=min(3, dit_cfg.max_references),
+    )
+    dtype = getattr(torch, options.dtype)
+    return SeedreamPipeline(
+        spec,
+        dit.to(options.device, dtype).eval(),
+        vae.to(options.device, dtype).eval(),
+        encoder.to(options.device, dtype).eval(),
+        config,
+        options.device,
+    )
+
+
+def parameter_counts(dit_preset: str, vae_preset: str) -> dict[str, Any]:
+    """Parameter counts of a DiT and VAE preset, built on the meta device (no memory, instant)."""
+    from seed_core.weights import count_parameters, human_count
+
+    dit = build_on_meta(lambda: MMDiT(MMDiTConfig.preset(dit_preset)))
+    vae = build_on_meta(lambda: Autoencoder(AutoencoderConfig.preset(vae_preset)))
+    n_dit, n_vae = count_parameters(dit), count_parameters(vae)
+    return {
+        "dit": human_count(n_dit),
+        "vae": human_count(n_vae),
+        "dit_params": n_dit,
+        "vae_params": n_vae,
+        "vae_factor": vae.factor,
+        "dit_preset": dit_preset,
+        "vae_preset": vae_preset,
+    }
+
+
+__all__ = ["PipelineConfig", "SeedreamPipeline", "parameter_counts", "random_pipeline"]
