@@ -46,6 +46,13 @@ def test_forward_backward_shapes_for_every_task(task, n_refs):
     assert unused == [], unused
 
 
+def test_bfloat16_weights_take_float32_inputs():
+    model = _model().to(torch.bfloat16)
+    refs = (torch.randn(1, 4, 8, 8),)
+    out = model(torch.randn(1, 4, 8, 8), torch.rand(1), _cond(model.cfg, 1, refs=refs))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
 def test_too_many_references_refused():
     model = _model()
     refs = tuple(torch.randn(1, 4, 8, 8) for _ in range(model.cfg.max_references + 1))

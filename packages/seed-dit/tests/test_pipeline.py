@@ -68,6 +68,14 @@ def test_bad_requests(pipeline, request_, message):
         pipeline.run(request_)
 
 
+def test_bfloat16_pipeline(registry, tmp_path):
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "r.png")
+    pipe = load(MODEL, dtype="bfloat16")
+    result = pipe.run(GenerateRequest("x", references=[str(tmp_path / "r.png")], steps=2))
+    edited = pipe.run(EditRequest("y", image=str(tmp_path / "r.png"), steps=2))
+    assert result.images[0].size == (64, 64) and edited.images[0].size == (32, 32)
+
+
 def test_too_many_references(pipeline, tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "r.png")
     with pytest.raises(InvalidRequestError, match="4 reference images given; .* at most 3"):

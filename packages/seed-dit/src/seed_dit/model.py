@@ -241,17 +241,19 @@ class MMDiT(nn.Module):
         """Velocity for latents `x` at times `t`. With `return_hidden=k`, also the image-token hidden
         states after block k (counting double then single blocks), for representation alignment."""
         cfg, p = self.cfg, self.cfg.patch_size
+        dtype = self.img_in.weight.dtype  # inputs follow the weights (float32, bfloat16, ...)
+        x = x.to(dtype)
         b, _, hh, ww = x.shape
         if len(cond.references) > cfg.max_references:
             raise ValueError(
                 f"{len(cond.references)} references given; this model takes at most {cfg.max_references}"
             )
         grids = [(hh // p, ww // p)] + [(r.shape[-2] // p, r.shape[-1] // p) for r in cond.references]
-        img = torch.cat([self.patchify(x)] + [self.patchify(r) for r in cond.references], dim=1)
+        img = torch.cat([self.patchify(x)] + [self.patchify(r.to(dtype)) for r in cond.references], dim=1)
         img = self.img_in(img)
         roles = torch.cat([torch.full((gh * gw,), i, device=x.device) for i, (gh, gw) in enumerate(grids)])
         img = img + self.role_embed(roles)[None]
-        txt = self.txt_in(cond.text)
+        txt = self.txt_in(cond.text.to(dtype))
 
         device = x.device
         pos_img = torch.cat([image_positions(gh, gw, i, device) for i, (gh, gw) in enumerate(grids)])
@@ -264,13 +266,13 @@ class MMDiT(nn.Module):
         )
         mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, L) key padding
 
-        vec = self.time_in(timestep_embedding(t, 256)) + self.pooled_in(cond.pooled)
+        vec = self.time_in(timestep_embedding(t, 256).to(dtype)) + self.pooled_in(cond.pooled.to(dtype))
         vec = vec + self.task_embed(cond.task)
         source = cond.source if cond.source is not None else torch.zeros_like(cond.task)
         vec = vec + self.source_embed(source)
         if self.guidance_in is not None:
             g = cond.guidance if cond.guidance is not None else torch.ones_like(t)
-            vec = vec + self.guidance_in(timestep_embedding(g / 1000.0, 256))  # embeds g itself
+            vec = vec + self.guidance_in(timestep_embedding(g / 1000.0, 256).to(dtype))  # embeds g itself
 
         hidden = None
         depth = 0

@@ -181,7 +181,8 @@ class SeedreamPipeline(Pipeline):
         pixels = torch.stack(
             [from_pil(im.resize((width, height), Image.Resampling.BICUBIC)) for im in images]
         )
-        return self.vae.encode(pixels.to(self.device) * 2 - 1)
+        vae_dtype = next(self.vae.parameters()).dtype
+        return self.vae.encode(pixels.to(self.device, vae_dtype) * 2 - 1).float()
 
     def _text(self, prompts: list[str]) -> TextEmbeddings:
         return self.text_encoder.encode(prompts, device=self.device)
@@ -212,7 +213,7 @@ class SeedreamPipeline(Pipeline):
                 torch.randn(1, self.dit.cfg.in_channels, lh, lw, generator=torch.Generator().manual_seed(s))
                 for s in seeds
             ]
-        ).to(self.device, dtype)
+        ).to(self.device)  # the ODE runs in float32 whatever the model's dtype
 
         k = len(branches)  # rows: branch-major, each branch repeated for the n images
         text = torch.cat([b[0].tokens.expand(n, -1, -1) for b in branches]).to(dtype)
@@ -227,16 +228,16 @@ class SeedreamPipeline(Pipeline):
         )
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            out = self.dit(x.repeat(k, 1, 1, 1), t.repeat(k), cond)
+            out = self.dit(x.to(dtype).repeat(k, 1, 1, 1), t.to(dtype).repeat(k), cond)
             assert isinstance(out, torch.Tensor)
-            return combine(*out.chunk(k))
+            return combine(*out.float().chunk(k))
 
         callback = (lambda i, total, t, x: progress(i + 1, total)) if progress else None
         with torch.no_grad():
             latents = sampler.sample(
                 velocity, noise, flow_timesteps(steps, shift, device=self.device), callback
             )
-            pixels = self.vae.decode(latents.float() if dtype != torch.float32 else latents)
+            pixels = self.vae.decode(latents.to(next(self.vae.parameters()).dtype))
         images = [to_pil((p.float() + 1) / 2) for p in pixels]
         settings = {
             "width": width,
@@ -314,7 +315,14 @@ def random_pipeline(
     seed: int = 0,
 ) -> SeedreamPipeline:
     """A pipeline with random weights (seeded): for tests and for trying the plumbing, not for pictures."""
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        return _random_pipeline(spec, options, dit_preset, vae_preset)
+
+
+def _random_pipeline(
+    spec: ModelSpec, options: LoadOptions, dit_preset: str, vae_preset: str
+) -> SeedreamPipeline:
     dit_cfg = MMDiTConfig.preset(dit_preset)
     dit = MMDiT(dit_cfg)
     with torch.no_grad():  # leave adaLN-Zero so that the random network actually does something
