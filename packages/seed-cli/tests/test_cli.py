@@ -273,3 +273,23 @@ def test_model_directories_in_listing_commands(run, tmp_path):
     (tmp_path / "config.json").write_bytes(b"\xff\xfe not utf-8")
     bad = run("generate", "x", "-m", str(tmp_path))
     assert bad.exit_code == 2 and "cannot read it" in bad.output
+
+
+BAD_COMMAND = """
+from seed_core import hookimpl
+
+@hookimpl
+def seed_register_commands(app):
+    @app.command("bad-command")
+    def bad(x: "NameThatDoesNotExist") -> None:  # typer would fail on this annotation at run time
+        pass
+"""
+
+
+def test_a_command_typer_cannot_build_is_a_plugin_error(seed_entry_point_plugin, seed_registry_factory):
+    seed_entry_point_plugin("seedtest-badcmd", BAD_COMMAND)
+    registry = seed_registry_factory(entry_points=True, env={})
+    result = CliRunner().invoke(create_app(), ["samplers", "--json"])
+    assert result.exit_code == 0, result.output
+    status, error = next((p.status, p.error) for p in registry.plugins if p.name == "seedtest-badcmd")
+    assert status == "failed" and "NameThatDoesNotExist" in error

@@ -183,10 +183,19 @@ class Registry:
 
     def register_commands(self, app: Any) -> None:
         """Let every plugin add its sub-commands to the typer `app`."""
+        import inspect
+
         for impl in self.pm.hook.seed_register_commands.get_hookimpls():
+            commands = getattr(app, "registered_commands", [])
+            before = len(commands)
             try:
                 impl.function(**{name: app for name in impl.argnames if name == "app"})
+                # typer reads a command's signature only when the CLI runs: check it now, so a broken
+                # command is this plugin's recorded error instead of a crash of every `seed` command
+                for info in commands[before:]:
+                    inspect.signature(info.callback, eval_str=True)
             except Exception as exc:
+                del commands[before:]
                 self._fail(impl.plugin_name, f"seed_register_commands raised {type(exc).__name__}: {exc}")
 
     @property
