@@ -23,8 +23,8 @@ class AutoencoderConfig(Config):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny-f8": {"factor": 8, "latent_channels": 4, "channels": (16, 32, 32, 64)},
         "tiny-f32": {"factor": 32, "latent_channels": 32, "channels": (8, 16, 32, 32, 64, 64)},
-        # seed-mini: 64x64 images -> 8x8x8 latents
-        "mini-f8": {"factor": 8, "latent_channels": 8, "channels": (32, 64, 128, 128), "blocks": 2},
+        # seed-mini: 64x64 images -> 16x16x8 latents (at f8, small shapes lost their corners)
+        "mini-f4": {"factor": 4, "latent_channels": 8, "channels": (32, 64, 128), "blocks": 1},
         # Seedream-scale high-compression autoencoders (no public weights: sizes for planning / meta builds)
         "f16c32": {"factor": 16, "latent_channels": 32, "channels": (128, 256, 512, 512, 512), "blocks": 2},
         "f32c64": {

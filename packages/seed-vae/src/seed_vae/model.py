@@ -150,9 +150,10 @@ class LatentDistribution:
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.logvar is None:
             return self.mean
-        noise = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+        # draw on the generator's device (CPU generators stay usable for CUDA latents), then move
+        device = generator.device if generator is not None else self.mean.device
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=device)
+        noise = noise.to(self.mean.device)
         return self.mean + (0.5 * self.logvar).exp() * noise
 
     def kl(self) -> torch.Tensor:

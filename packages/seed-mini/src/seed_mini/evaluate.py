@@ -1,0 +1,118 @@
+"""`seed eval`: run a model (with any accelerators) on the fixed suites and measure it with the analyzer."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from seed_core.images import from_pil, save_png, to_pil
+from seed_core.pipeline import load
+from seed_core.requests import EditRequest, GenerateRequest
+from seed_mini import metrics, world
+from seed_mini.analyzer import analyze
+
+Tick = Callable[[str], None]
+
+
+def evaluate(
+    model: str,
+    accelerators: Sequence[str] = (),
+    *,
+    quick: bool = False,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    tick: Tick | None = None,
+) -> dict[str, Any]:
+    """All metrics for one model + accelerators. `quick` runs a quarter of each suite (for smoke tests)."""
+    start = time.perf_counter()
+    pipeline = load(model, accelerators=list(accelerators), device=device)
+    tick = tick or (lambda _: None)
+    share = 4 if quick else 1
+    settings = {"steps": steps, "guidance": guidance}
+
+    def run(request: GenerateRequest) -> Any:
+        request.steps, request.guidance = steps, guidance
+        return pipeline.run(request).images[0]
+
+    by_category: dict[str, list[bool]] = {}
+    for i, case in enumerate(metrics.prompt_suite(24 // share)):
+        ok = metrics.score_prompt(case, analyze(run(GenerateRequest(case.prompt, seed=seed + i))))
+        by_category.setdefault(case.category, []).append(ok)
+        tick("prompts")
+    big = metrics.prompt_suite(8 // share, seed=2029)
+    for i, case in enumerate(c for c in big if c.category == "single"):
+        image = run(GenerateRequest(case.prompt, seed=seed + i, width=256, height=256))
+        by_category.setdefault("single@256", []).append(metrics.score_prompt(case, analyze(image)))
+        tick("prompts")
+
+    edit_ok, kept, psnrs = [], [], []
+    compose_ok = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, edit in enumerate(metrics.edit_suite(42 // share)):
+            source = save_png(to_pil(world.render(edit.source)), Path(tmp) / f"edit{i}.png")
+            image = run(EditRequest(edit.instruction, image=str(source), seed=seed + i))
+            analysis = analyze(image)
+            edit_ok.append(metrics.scene_match(edit.target, analysis))
+            kept.append(metrics.preservation(edit, analysis))
+            psnrs.append(metrics.psnr_outside_edit(edit, from_pil(image)))
+            tick("edits")
+        for i, comp in enumerate(metrics.composition_suite(16 // share)):
+            refs = [
+                str(save_png(to_pil(world.render(r)), Path(tmp) / f"ref{i}-{k}.png"))
+                for k, r in enumerate(comp.references)
+            ]
+            image = run(GenerateRequest(comp.instruction, references=refs, seed=seed + i))
+            compose_ok.append(metrics.scene_match(comp.target, analyze(image)))
+            tick("compositions")
+
+    diversity = {}
+    for prompt, n_objects in metrics.DIVERSITY_PROMPTS.items():
+        objects = []
+        for i in range(48 // share):
+            found = analyze(run(GenerateRequest(prompt, seed=seed + 1000 + i))).objects
+            objects += [(d.shape, d.colour) for d in found[:n_objects]]
+            tick("diversity")
+        d = metrics.diversity(objects)
+        diversity[prompt] = {
+            "entropy_ratio": d.entropy_ratio,
+            "tv_distance": d.tv_distance,
+            "samples": d.samples,
+        }
+
+    def mean(values: Sequence[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    finite = [p for p in psnrs if p != float("inf")]
+    return {
+        "suite_version": metrics.SUITE_VERSION,
+        "model": model,
+        "accelerators": list(accelerators),
+        "settings": {
+            **settings,
+            "seed": seed,
+            "quick": quick,
+            "default_steps": pipeline.default_steps,
+            "default_guidance": pipeline.default_guidance,
+        },
+        "prompt_accuracy": {k: mean(v) for k, v in by_category.items()},
+        "prompt_cases": {k: len(v) for k, v in by_category.items()},
+        "edit": {
+            "success": mean(edit_ok),
+            "preservation": mean(kept),
+            "psnr_outside_db": mean(finite),
+            "cases": len(edit_ok),
+        },
+        "compose": {"success": mean(compose_ok), "cases": len(compose_ok)},
+        "diversity": diversity,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def total_ticks(quick: bool) -> int:
+    share = 4 if quick else 1
+    return 4 * (24 // share) + (8 // share) + 42 // share + 16 // share + 2 * (48 // share)

@@ -1,0 +1,214 @@
+"""Quality metrics on the shapes world, measured with the analyzer: prompt accuracy by category, edit
+success and preservation, multi-reference success, and diversity against the world's own distribution.
+
+The prompt suite is fixed and versioned: the same cases for every model and accelerator, so numbers
+compare. Bump SUITE_VERSION whenever the cases change.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from seed_mini import world
+from seed_mini.analyzer import Analysis, Detected
+
+SUITE_VERSION = 1
+POSITION_TOLERANCE = 0.1  # of the image side
+
+
+@dataclass(frozen=True)
+class Want:
+    """An object the prompt asks for; None fields are free."""
+
+    shape: str | None = None
+    colour: str | None = None
+    size: str | None = None
+
+    def matches(self, d: Detected) -> bool:
+        return all(
+            w is None or w == g
+            for w, g in ((self.shape, d.shape), (self.colour, d.colour), (self.size, d.size))
+        )
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    category: str  # single | relation | counting | background
+    prompt: str
+    objects: tuple[Want, ...]
+    relation: str | None = None  # objects[0] REL objects[1]
+    background: str | None = None
+
+
+def prompt_suite(per_category: int = 24, seed: int = 2026) -> list[PromptCase]:
+    """The fixed text-to-image suite (version SUITE_VERSION)."""
+    rng = random.Random(seed)
+    colours, cases = list(world.COLOURS), []
+    for _ in range(per_category):
+        shape, colour = rng.choice(world.SHAPES), rng.choice(colours)
+        cases.append(PromptCase("single", f"a {colour} {shape}", (Want(shape, colour),)))
+    for _ in range(per_category):
+        (s1, c1), (s2, c2) = (
+            (rng.choice(world.SHAPES), rng.choice(colours)),
+            (rng.choice(world.SHAPES), rng.choice(colours)),
+        )
+        while (s2, c2) == (s1, c1):
+            s2, c2 = rng.choice(world.SHAPES), rng.choice(colours)
+        rel = rng.choice(world.RELATIONS)
+        cases.append(
+            PromptCase("relation", f"a {c1} {s1} {rel} a {c2} {s2}", (Want(s1, c1), Want(s2, c2)), rel)
+        )
+    for _ in range(per_category):
+        n, shape, colour = rng.choice((2, 3, 4)), rng.choice(world.SHAPES), rng.choice(colours)
+        cases.append(
+            PromptCase("counting", f"{world.NUMBERS[n]} {colour} {shape}s", (Want(shape, colour),) * n)
+        )
+    for _ in range(per_category):
+        shape, colour, bg = rng.choice(world.SHAPES), rng.choice(colours), rng.choice(list(world.BACKGROUNDS))
+        cases.append(
+            PromptCase(
+                "background",
+                f"a {colour} {shape} on a {bg} background",
+                (Want(shape, colour),),
+                background=bg,
+            )
+        )
+    return cases
+
+
+def _assign(wants: Sequence[Want], found: Sequence[Detected]) -> list[Detected] | None:
+    """Match each wanted object to a distinct detected one (small n: try all orders), or None."""
+    if len(found) != len(wants):
+        return None
+
+    def search(i: int, used: frozenset[int]) -> list[Detected] | None:
+        if i == len(wants):
+            return []
+        for j, d in enumerate(found):
+            if j not in used and wants[i].matches(d):
+                rest = search(i + 1, used | {j})
+                if rest is not None:
+                    return [d, *rest]
+        return None
+
+    return search(0, frozenset())
+
+
+def score_prompt(case: PromptCase, analysis: Analysis) -> bool:
+    """Right number of objects, each as asked, in the asked relation, on the asked background."""
+    if case.background is not None and analysis.background != case.background:
+        return False
+    matched = _assign(case.objects, analysis.objects)
+    if matched is None:
+        return False
+    if case.relation is not None:
+        a, b = matched[0].as_obj(), matched[1].as_obj()
+        return world.relation(a, b) == case.relation
+    return True
+
+
+def scene_match(target: world.Scene, analysis: Analysis, tolerance: float = POSITION_TOLERANCE) -> bool:
+    """Whether the image shows exactly the target scene (background, objects, positions within tolerance)."""
+    if analysis.background != target.background or len(analysis.objects) != len(target.objects):
+        return False
+    left = list(analysis.objects)
+    for obj in target.objects:
+        hit = next(
+            (
+                d
+                for d in left
+                if (d.shape, d.colour, d.size) == (obj.shape, obj.colour, obj.size)
+                and math.hypot(d.x - obj.x, d.y - obj.y) <= tolerance
+            ),
+            None,
+        )
+        if hit is None:
+            return False
+        left.remove(hit)
+    return True
+
+
+def preservation(edit: world.Edit, analysis: Analysis, tolerance: float = 0.07) -> float:
+    """Share of what the edit must not change (background, untouched objects) that is still there."""
+    kept = [o for i, o in enumerate(edit.source.objects) if i != edit.index]
+    checks = [analysis.background == edit.source.background] if edit.op != "background" else []
+    for obj in kept:
+        checks.append(
+            any(
+                (d.shape, d.colour, d.size) == (obj.shape, obj.colour, obj.size)
+                and math.hypot(d.x - obj.x, d.y - obj.y) <= tolerance
+                for d in analysis.objects
+            )
+        )
+    return sum(checks) / len(checks) if checks else 1.0
+
+
+def psnr_outside_edit(edit: world.Edit, output: torch.Tensor, size: int = 64, dilate: int = 2) -> float:
+    """PSNR (dB) between the output and the target, outside the pixels that the edit changes."""
+    source, target = world.render(edit.source, size), world.render(edit.target, size)
+    changed = ((source - target).abs().amax(0) > 1e-3).float()[None, None]
+    if edit.op == "background":
+        changed = torch.zeros_like(changed)  # everything changes colour; compare the whole image
+    changed = torch.nn.functional.max_pool2d(changed, 2 * dilate + 1, stride=1, padding=dilate)[0, 0] > 0
+    keep = ~changed
+    if not keep.any():
+        return float("inf")
+    mse = (output.float() - target)[:, keep].pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def edit_suite(n: int = 42, seed: int = 2027) -> list[world.Edit]:
+    """Fixed edits, an equal share of each operation."""
+    rng, edits = random.Random(seed), []
+    ops = [world.EDIT_OPS[i % len(world.EDIT_OPS)] for i in range(n)]
+    for op in ops:
+        edit = None
+        while edit is None:
+            edit = world.make_edit(world.sample_scene(rng, rng.choice((1, 2, 2, 3))), rng, op)
+        edits.append(edit)
+    return edits
+
+
+def composition_suite(n: int = 16, seed: int = 2028) -> list[world.Composition]:
+    rng = random.Random(seed)
+    return [world.make_composition(rng) for _ in range(n)]
+
+
+# --- diversity ------------------------------------------------------------------------------------------
+
+DIVERSITY_PROMPTS = {"a shape": 1, "two objects": 2}
+
+
+def entropy(counts: Counter[tuple[str, str]]) -> float:
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values() if c)
+
+
+@dataclass
+class Diversity:
+    entropy_ratio: float  # entropy of generated (shape, colour) / the world's (uniform over all pairs)
+    tv_distance: float  # total variation between generated and world distributions of (shape, colour)
+    samples: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def diversity(objects: Iterable[tuple[str, str]]) -> Diversity:
+    """Diversity of the (shape, colour) of generated objects against the world's uniform distribution."""
+    counts = Counter(objects)
+    support = [(s, c) for s in world.SHAPES for c in world.COLOURS]
+    total = sum(counts.values())
+    if total == 0:
+        return Diversity(0.0, 1.0, 0)
+    world_entropy = math.log(len(support))
+    # the entropy a perfect sampler reaches with this many samples is below log(48): compare to it
+    tv = 0.5 * sum(abs(counts.get(k, 0) / total - 1 / len(support)) for k in support)
+    tv += 0.5 * sum(v / total for k, v in counts.items() if k not in support)
+    return Diversity(
+        entropy(counts) / world_entropy, tv, total, {f"{s} {c}": n for (s, c), n in counts.items()}
+    )

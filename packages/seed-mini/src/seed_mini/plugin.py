@@ -1,0 +1,113 @@
+"""seed-mini's parts: the `seedream-mini` model (when its weights are installed) and `seed eval`.
+
+No torch at import: `seed --help` imports this module.
+"""
+
+# No `from __future__ import annotations` here: typer reads the command's annotations at run time, and
+# they name `typer`, which is imported inside the hook.
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from seed_core import hookimpl
+from seed_core.specs import LoadOptions, ModelSpec
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def _build(spec: ModelSpec, options: LoadOptions) -> Any:
+    from seed_dit.pipeline import SeedreamPipeline
+
+    return SeedreamPipeline.from_pretrained(spec, options.weights or spec.weights or "", options)
+
+
+@hookimpl
+def seed_register_models(register: Callable[[ModelSpec], None]) -> None:
+    path = WEIGHTS / "seedream-mini"
+    if (path / "config.json").is_file():  # weights are shipped once trained; until then nothing to register
+        register(
+            ModelSpec(
+                "seedream-mini",
+                "seedream",
+                ("t2i", "edit", "compose"),
+                _build,
+                description="Seedream trained on the shapes world: text-to-image, edit, two-image compose",
+                weights=str(path),
+                aliases=("mini",),
+            )
+        )
+
+
+@hookimpl
+def seed_register_commands(app: Any) -> None:
+    import typer
+
+    @app.command("eval")
+    def eval_command(
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model name or directory.")
+        ] = "seedream-mini",
+        accel: Annotated[
+            list[str] | None, typer.Option("--accel", "-a", help="Accelerator, repeatable.")
+        ] = None,
+        quick: Annotated[
+            bool, typer.Option(help="A quarter of each suite (minutes instead of tens).")
+        ] = False,
+        steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
+        guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
+        seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+        device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        output: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite --json.")] = False,
+    ) -> None:
+        """Measure a model (with accelerators) on the shapes world: prompt accuracy, edits, composition,
+        diversity. Prints a table and writes JSON."""
+        import json
+
+        from rich.console import Console
+        from rich.progress import Progress
+        from rich.table import Table
+
+        from seed_core.files import atomic_write_bytes, check_writable
+        from seed_mini.evaluate import evaluate, total_ticks
+
+        if output is not None:
+            check_writable(output, force)
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("evaluating", total=total_ticks(quick))
+            result = evaluate(
+                model,
+                accel or [],
+                quick=quick,
+                steps=steps,
+                guidance=guidance,
+                seed=seed,
+                device=device,
+                tick=lambda what: bar.update(task, advance=1, description=what),
+            )
+        table = Table(title=f"seed eval: {model} {' '.join(accel or [])}".strip(), title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("cases", justify="right")
+        for category, value in result["prompt_accuracy"].items():
+            table.add_row(
+                f"prompt accuracy: {category}", f"{value:.1%}", str(result["prompt_cases"][category])
+            )
+        edit = result["edit"]
+        table.add_row("edit success", f"{edit['success']:.1%}", str(edit["cases"]))
+        table.add_row("edit preservation", f"{edit['preservation']:.1%}", str(edit["cases"]))
+        table.add_row("edit PSNR outside the edit", f"{edit['psnr_outside_db']:.1f} dB", str(edit["cases"]))
+        table.add_row(
+            "composition success", f"{result['compose']['success']:.1%}", str(result["compose"]["cases"])
+        )
+        for prompt, d in result["diversity"].items():
+            table.add_row(
+                f"diversity '{prompt}': entropy ratio", f"{d['entropy_ratio']:.2f}", str(d["samples"])
+            )
+            table.add_row(f"diversity '{prompt}': TV distance", f"{d['tv_distance']:.2f}", str(d["samples"]))
+        table.add_row("seconds", f"{result['seconds']:.0f}", "")
+        Console().print(table)
+        if output is not None:
+            atomic_write_bytes(output, (json.dumps(result, indent=2) + "\n").encode(), force=force)
+            typer.echo(str(output))

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import random
+
+from seed_mini import metrics, world
+from seed_mini.analyzer import analyze
+
+
+def _render_truth(case: metrics.PromptCase, rng: random.Random) -> world.Scene | None:
+    """A scene that satisfies a prompt case, built from the world's own sampler."""
+    for _ in range(500):
+        objects: list[world.Obj] = []
+        for want in case.objects:
+            obj = world.place(rng, want.shape or "circle", want.colour or "red", "medium", objects)
+            if obj is None:
+                break
+            objects.append(obj)
+        if len(objects) < len(case.objects):
+            continue
+        if case.relation and world.relation(objects[0], objects[1]) != case.relation:
+            continue
+        return world.Scene(case.background or "white", tuple(objects))
+    return None
+
+
+def test_a_correct_image_scores_1_and_a_wrong_colour_scores_0():
+    rng = random.Random(0)
+    for case in metrics.prompt_suite(3):
+        scene = _render_truth(case, rng)
+        assert scene is not None
+        assert metrics.score_prompt(case, analyze(world.render(scene))), case
+        wrong_colour = next(c for c in world.COLOURS if c != scene.objects[0].colour)
+        bad = world.Scene(
+            scene.background,
+            (
+                world.Obj(
+                    scene.objects[0].shape, wrong_colour, "medium", scene.objects[0].x, scene.objects[0].y
+                ),
+                *scene.objects[1:],
+            ),
+        )
+        assert not metrics.score_prompt(case, analyze(world.render(bad))), case
+
+
+def test_relation_and_count_are_checked():
+    case = metrics.PromptCase(
+        "relation",
+        "a red circle left of a blue square",
+        (metrics.Want("circle", "red"), metrics.Want("square", "blue")),
+        "left of",
+    )
+    good = world.Scene(
+        "white",
+        (world.Obj("circle", "red", "medium", 0.25, 0.5), world.Obj("square", "blue", "medium", 0.75, 0.5)),
+    )
+    swapped = world.Scene(
+        "white",
+        (world.Obj("circle", "red", "medium", 0.75, 0.5), world.Obj("square", "blue", "medium", 0.25, 0.5)),
+    )
+    extra = world.Scene("white", (*good.objects, world.Obj("star", "green", "small", 0.5, 0.15)))
+    assert metrics.score_prompt(case, analyze(world.render(good)))
+    assert not metrics.score_prompt(case, analyze(world.render(swapped)))
+    assert not metrics.score_prompt(case, analyze(world.render(extra)))
+
+
+def test_edit_metrics():
+    edit = metrics.edit_suite(7)[0]
+    target = world.render(edit.target)
+    assert metrics.scene_match(edit.target, analyze(target))
+    assert metrics.preservation(edit, analyze(target)) == 1.0
+    assert metrics.psnr_outside_edit(edit, target) == float("inf")
+    source = world.render(edit.source)  # doing nothing: the edit fails but everything is preserved
+    assert not metrics.scene_match(edit.target, analyze(source))
+    assert metrics.preservation(edit, analyze(source)) == 1.0
+    blank = world.render(world.Scene("white", ()))  # wiping the image preserves nothing
+    assert metrics.preservation(edit, analyze(blank)) < 0.5
+    assert {e.op for e in metrics.edit_suite(14)} == set(world.EDIT_OPS)
+
+
+def test_diversity_exposes_mode_collapse():
+    rng = random.Random(0)
+    uniform = [(rng.choice(world.SHAPES), rng.choice(list(world.COLOURS))) for _ in range(2000)]
+    d = metrics.diversity(uniform)
+    assert d.entropy_ratio > 0.98 and d.tv_distance < 0.1
+    collapsed = metrics.diversity([("circle", "red")] * 90 + [("square", "blue")] * 10)
+    assert collapsed.entropy_ratio < 0.1 and collapsed.tv_distance > 0.9
+
+
+def test_suite_is_fixed():
+    a, b = metrics.prompt_suite(), metrics.prompt_suite()
+    assert (
+        a == b
+        and len(a) == 96
+        and {c.category for c in a} == {"single", "relation", "counting", "background"}
+    )
+    assert metrics.SUITE_VERSION == 1
