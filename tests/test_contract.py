@@ -44,6 +44,16 @@ def test_light_modules_do_not_import_torch(module):
     assert "torch" not in _imported_after(f"import {module}")
 
 
+def test_meta_builds_do_not_import_sympy():
+    # building a model on the meta device must not initialise weights through torch's reference ops,
+    # which import sympy and dynamo (seconds of start-up on every `seed generate`)
+    imported = _imported_after(
+        "from seed_core.weights import build_on_meta\nfrom seed_dit.model import MMDiT\n"
+        "from seed_dit.config import MMDiTConfig\nbuild_on_meta(lambda: MMDiT(MMDiTConfig.preset('tiny')))"
+    )
+    assert "sympy" not in imported
+
+
 def test_seed_core_never_imports_a_sibling():
     modules = (
         "seed_core.attention",

@@ -178,8 +178,9 @@ def test_bad_device_and_dtype(run, monkeypatch, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_no_default_model_yet_says_so(run):
-    result = run("generate", "a red circle")
+def test_without_the_default_model_says_so(seed_registry_factory):
+    seed_registry_factory(entry_points=True, env={"SEED_LOAD_PLUGINS": "example"})  # no seed-mini
+    result = CliRunner().invoke(create_app(), ["generate", "a red circle"])
     assert result.exit_code == 1
     assert "default model 'seedream-mini' is not installed" in result.output
     assert "toy-gradient" in result.output

@@ -143,4 +143,3 @@ def test_names_in_env_vars_are_normalised(seed_entry_point_plugin):
     for spelling in ("SEEDTEST_GOOD", "Seedtest.Good", " seedtest-good "):
         registry = Registry.from_plugins(entry_points=True, env={"SEED_DISABLE_PLUGINS": spelling})
         assert "good-model" not in registry.models, spelling
-

@@ -170,9 +170,14 @@ def test_training_helpers():
         repa.loss(hidden, torch.randn(2, 4, 6))
 
     net = torch.nn.Linear(2, 2)
-    ema = EMA(net, decay=0.5)
+    ema = EMA(net, decay=0.5, updates=100)  # past the warm-up: the decay is 0.5
     before = ema.shadow.weight.clone()
     with torch.no_grad():
         net.weight.add_(1.0)
     ema.update(net)
     torch.testing.assert_close(ema.shadow.weight, before + 0.5)
+    fresh = EMA(net, decay=0.999)  # first update: decay 1/10, so the average follows the live weights
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    fresh.update(net)
+    torch.testing.assert_close(fresh.shadow.weight, net.weight - 0.1)

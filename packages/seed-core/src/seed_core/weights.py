@@ -320,10 +320,39 @@ def load_into(
     return LoadReport(missing, unexpected)
 
 
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+
+
 def build_on_meta(factory: Callable[[], M]) -> M:
-    """Build a module on the meta device: parameters have shapes but no memory and no init cost."""
-    with torch.device("meta"):
-        return factory()
+    """Build a module on the meta device: parameters have shapes but no memory and no init cost.
+
+    `torch.nn.init` is switched off meanwhile: meta tensors hold no values, and initialising them goes
+    through torch's reference ops, whose first use imports sympy and dynamo (about 4 s).
+    """
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS if hasattr(torch.nn.init, name)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        with torch.device("meta"):
+            return factory()
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,8 +28,17 @@ class MMDiTConfig(Config):
             "rope_axes": (4, 6, 6),
         },
         # seed-mini: 8-channel 16x16 latents at 64 px (64 tokens), 64x64 at 256 px (1024 tokens)
-        "mini": {"in_channels": 8, "patch_size": 2, "hidden": 192, "heads": 3, "double_blocks": 2,
-                 "single_blocks": 3, "text_dim": 192, "pooled_dim": 192, "rope_axes": (16, 24, 24)},
+        "mini": {
+            "in_channels": 8,
+            "patch_size": 2,
+            "hidden": 192,
+            "heads": 3,
+            "double_blocks": 2,
+            "single_blocks": 3,
+            "text_dim": 192,
+            "pooled_dim": 192,
+            "rope_axes": (16, 24, 24),
+        },
         # Seedream-scale sizes (no public weights): for meta-device builds, planning and accelerators
         "1b": {
             "in_channels": 32,

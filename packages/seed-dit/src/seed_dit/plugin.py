@@ -52,10 +52,15 @@ def seed_register_models(register: Callable[[ModelSpec], None]) -> None:
             details=_details("tiny", "tiny-f8"),
         )
     )
-    register(ModelSpec(
-        "seedream", "seedream", TASKS, _build_large,
-        description="any Seedream model directory (config.json + safetensors): seed generate -m PATH",
-    ))
+    register(
+        ModelSpec(
+            "seedream",
+            "seedream",
+            TASKS,
+            _build_large,
+            description="any Seedream model directory (config.json + safetensors): seed generate -m PATH",
+        )
+    )
     register(
         ModelSpec(
             "seedream-1b",

@@ -78,19 +78,25 @@ FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 
 
 class EMA:
-    """Exponential moving average of a model's floating-point parameters and buffers."""
+    """Exponential moving average of a model's floating-point parameters and buffers.
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so early averages are not
+    dominated by the random initial weights. Set `updates` when resuming.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, updates: int = 0) -> None:
         if not 0 <= decay < 1:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = decay
+        self.decay, self.updates = decay, updates
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         for ema, live in zip(self.shadow.state_dict().values(), model.state_dict().values(), strict=True):
             if ema.is_floating_point():
-                ema.lerp_(live.detach().to(ema.dtype), 1 - self.decay)
+                ema.lerp_(live.detach().to(ema.dtype), 1 - decay)
             else:
                 ema.copy_(live)
 

@@ -275,6 +275,7 @@ def train_dit(
         ema_dit.load_state_dict(state["ema_dit"])
         ema_text.load_state_dict(state["ema_text"])
         step = int(state["step"])
+        ema_dit.updates = ema_text.updates = step
         log(f"resumed from step {step}")
     progress = Progress(steps, step)
     while step < steps:
@@ -343,15 +344,16 @@ def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path
     (path / "training.json").write_text(json.dumps({"step": step}) + "\n")
 
 
-def export_checkpoint(out: Path, vae_dir: Path, path: Path, preset: str = "mini") -> int:
-    """Write the EMA weights of the last DiT checkpoint in `out` as a model directory; returns its step."""
+def export_checkpoint(out: Path, vae_dir: Path, path: Path, preset: str = "mini", live: bool = False) -> int:
+    """Write the EMA (or, with `live`, the raw) weights of the last DiT checkpoint in `out` as a model
+    directory; returns its step."""
     state = load_checkpoint(out / CHECKPOINT)
     if state is None:
         raise FileNotFoundError(f"no {CHECKPOINT} in {out}")
     vae = load_vae(vae_dir)
     dit, text = build_dit(preset, vae.cfg.latent_channels)
-    dit.load_state_dict(state["ema_dit"])
-    text.load_state_dict(state["ema_text"])
+    dit.load_state_dict(state["dit" if live else "ema_dit"])
+    text.load_state_dict(state["text" if live else "ema_text"])
     export_model(dit.eval(), text.eval(), vae, path, int(state["step"]))
     return int(state["step"])
 
@@ -368,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=0)
     parser.add_argument("--to", type=Path, help="model directory to write (for the export stage)")
     parser.add_argument("--init", type=Path, help="start the dit stage from an exported model directory")
+    parser.add_argument("--live", action="store_true", help="export the raw weights instead of the EMA")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
@@ -380,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "export":
         if args.vae is None or args.to is None:
             parser.error("the export stage needs --vae DIR and --to DIR")
-        step = export_checkpoint(args.out, args.vae, args.to)
-        print(f"exported the EMA weights of step {step} to {args.to}")
+        step = export_checkpoint(args.out, args.vae, args.to, live=args.live)
+        print(f"exported the {'live' if args.live else 'EMA'} weights of step {step} to {args.to}")
     elif args.steps <= 0:
         parser.error("give the total number of --steps (a resumed run continues up to it)")
     elif args.stage == "vae":

@@ -1,0 +1,54 @@
+"""The shipped seedream-mini and `seed eval`."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from seed_cli.main import create_app
+from seed_core.images import read_metadata
+from seed_mini.plugin import WEIGHTS
+
+
+def test_seedream_mini_is_shipped_small_and_the_default(seed_registry_factory, tmp_path, monkeypatch):
+    files = [p for p in WEIGHTS.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {
+        "config.json",
+        "dit.safetensors",
+        "vae.safetensors",
+        "text_encoder.safetensors",
+    }
+    assert sum(p.stat().st_size for p in files) < 25 * 2**20
+    registry = seed_registry_factory(entry_points=True, env={})
+    spec = registry.models.get("seedream-mini")
+    assert spec.family == "seedream" and registry.models.owner("seedream-mini") == "mini"
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        create_app(), ["generate", "a red circle left of a blue square", "-o", "out.png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_metadata("out.png")["model"] == "seedream-mini"
+    with Image.open("out.png") as im:
+        assert im.size == (64, 64)
+
+
+def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
+    seed_registry_factory(entry_points=True, env={})
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        create_app(), ["eval", "-m", "toy-gradient", "--quick", "--steps", "2", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "prompt accuracy: single" in result.output and "edit preservation" in result.output
+    data = json.loads(out.read_text())
+    assert data["suite_version"] == 1 and data["model"] == "toy-gradient"
+    assert set(data["prompt_accuracy"]) == {"single", "relation", "counting", "background", "single@256"}
+    for value in [*data["prompt_accuracy"].values(), data["edit"]["success"], data["compose"]["success"]]:
+        assert 0.0 <= value <= 1.0
+    # a model that draws no shapes gets no prompt right
+    assert data["prompt_accuracy"]["single"] == 0.0
+    again = CliRunner().invoke(create_app(), ["eval", "-m", "toy-gradient", "--quick", "--json", str(out)])
+    assert again.exit_code == 1 and "already exists" in again.output
