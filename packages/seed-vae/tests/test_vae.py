@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
 from seed_core.weights import build_on_meta, count_parameters
 from seed_vae import Autoencoder, AutoencoderConfig
-from seed_vae.loss import AutoencoderLoss, psnr
+from seed_vae.loss import AutoencoderLoss
 from seed_vae.model import channel_to_space, space_to_channel
-from seed_vae.synthetic import random_discs
+from seed_vae.synthetic import fit_on_discs, held_out_psnr, random_discs
 from seed_vae.tiling import tiled_decode, tiled_encode
 
 
@@ -105,37 +103,18 @@ def test_tiled_encode_matches_untiled():
         tiled_encode(vae, x, tile=60, overlap=16, margin=64)
 
 
-def _train(
-    cfg: AutoencoderConfig, steps: int, batch: int, size: int, lr: float
-) -> tuple[float, float, float]:
-    torch.manual_seed(0)
-    vae = Autoencoder(cfg)
-    loss = AutoencoderLoss()
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        x = random_discs(batch, size, generator=g)
-        recon, dist = vae(x)
-        terms = loss(recon, x, dist)
-        opt.zero_grad()
-        terms.total.backward()
-        opt.step()
-    test = random_discs(16, 64, generator=torch.Generator().manual_seed(99))
-    with torch.no_grad():
-        score = psnr(vae.decode(vae.encode(test)), test)
-    baseline = psnr(test.mean(dim=(2, 3), keepdim=True).expand_as(test), test)  # flat mean colour
-    return score, baseline, time.perf_counter() - start
+def _train(cfg: AutoencoderConfig, steps: int, batch: int, size: int, lr: float) -> tuple[float, float]:
+    return held_out_psnr(fit_on_discs(cfg, steps=steps, batch=batch, size=size, lr=lr))
 
 
 def test_factor_8_vae_learns():
     """Honest learning: 200 steps (about 15 s on 2 cores) reach >= 19 dB on held-out disc images."""
-    score, baseline, _ = _train(AutoencoderConfig.preset("tiny-f8"), steps=200, batch=16, size=32, lr=2e-3)
+    score, baseline = _train(AutoencoderConfig.preset("tiny-f8"), steps=200, batch=16, size=32, lr=2e-3)
     assert score >= 19.0 and score > baseline + 5, (score, baseline)
 
 
 def test_factor_32_vae_learns():
     """32x compression (2x2 latents for 64 px): 400 steps (about 30 s) reach >= 15.5 dB, 2 dB over a flat
     mean-colour image; the shortcuts are what make it train (see benchmarks/vae_train.py)."""
-    score, baseline, _ = _train(AutoencoderConfig.preset("tiny-f32"), steps=400, batch=8, size=64, lr=1e-3)
+    score, baseline = _train(AutoencoderConfig.preset("tiny-f32"), steps=400, batch=8, size=64, lr=1e-3)
     assert score >= 15.5 and score > baseline + 2, (score, baseline)
