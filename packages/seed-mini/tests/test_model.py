@@ -50,5 +50,8 @@ def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
         assert 0.0 <= value <= 1.0
     # a model that draws no shapes gets no prompt right
     assert data["prompt_accuracy"]["single"] == 0.0
+    # and its images are far from the world's: the Fréchet distance is well above a fresh draw's
+    assert "Fréchet distance" in result.output
+    assert data["frechet"]["distance"] > 3 * data["frechet"]["floor"] > 0
     again = CliRunner().invoke(create_app(), ["eval", "-m", "toy-gradient", "--quick", "--json", str(out)])
     assert again.exit_code == 1 and "already exists" in again.output

@@ -13,6 +13,7 @@ several outputs are sampled in one batch, image i from seed + i.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,10 @@ class PipelineConfig(Config):
     height: int = 64
     max_references: int = 3
     sampler: str = "euler"
-    shift: float | None = None  # None: resolution-aware
+    shift: float | None = None  # None: resolution-aware (Flux's rule)
+    # with `shift`: the token count at which `shift` holds; the shift then grows with sqrt(tokens / this),
+    # SD3's rule, which is how seed-mini's recipe trains its mixed resolutions
+    shift_base_tokens: int | None = None
 
 
 class SeedreamPipeline(Pipeline):
@@ -70,6 +74,15 @@ class SeedreamPipeline(Pipeline):
                 f"pipeline max_references ({config.max_references}) exceeds the DiT's "
                 f"({dit.cfg.max_references})"
             )
+
+    def sampling_shift(self, tokens: int) -> float:
+        """The default timestep shift for an image of `tokens` latent tokens."""
+        cfg = self.config
+        if cfg.shift is None:
+            return resolution_shift(tokens)
+        if cfg.shift_base_tokens:
+            return cfg.shift * math.sqrt(tokens / cfg.shift_base_tokens)
+        return cfg.shift
 
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae, "text_encoder": self.text_encoder}
@@ -205,7 +218,7 @@ class SeedreamPipeline(Pipeline):
         sampler = get_registry().samplers.get(sampler_name).factory()
         lh, lw = height // self.vae.factor, width // self.vae.factor
         tokens = (lh // self.dit.cfg.patch_size) * (lw // self.dit.cfg.patch_size)
-        shift = request.shift or self.config.shift or resolution_shift(tokens)
+        shift = request.shift or self.sampling_shift(tokens)
         dtype = next(self.dit.parameters()).dtype
         seeds = [request.seed + i for i in range(n)]
         noise = torch.cat(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from seed_core.images import from_pil, save_png, to_pil
 from seed_core.pipeline import load
 from seed_core.requests import EditRequest, GenerateRequest
-from seed_mini import metrics, world
+from seed_mini import classifier, metrics, world
 from seed_mini.analyzer import analyze
 
 Tick = Callable[[str], None]
@@ -39,9 +42,19 @@ def evaluate(
         request.steps, request.guidance = steps, guidance
         return pipeline.run(request).images[0]
 
+    # text-to-image outputs and, for the Fréchet distance, two sets of world scenes that fit the same
+    # prompts: the reference, and a second draw whose distance to it is the floor a perfect model reaches
+    generated: list[torch.Tensor] = []
+    real: tuple[list[world.Scene], list[world.Scene]] = ([], [])
+    draws = (random.Random(7), random.Random(8))
+
     by_category: dict[str, list[bool]] = {}
     for i, case in enumerate(metrics.prompt_suite(24 // share)):
-        ok = metrics.score_prompt(case, analyze(run(GenerateRequest(case.prompt, seed=seed + i))))
+        image = from_pil(run(GenerateRequest(case.prompt, seed=seed + i)))
+        generated.append(image)
+        for scenes, rng in zip(real, draws, strict=True):
+            scenes.append(metrics.scene_for_case(case, rng))
+        ok = metrics.score_prompt(case, analyze(image))
         by_category.setdefault(case.category, []).append(ok)
         tick("prompts")
     big = metrics.prompt_suite(8 // share, seed=2029)
@@ -74,8 +87,11 @@ def evaluate(
     for prompt, n_objects in metrics.DIVERSITY_PROMPTS.items():
         objects = []
         for i in range(48 // share):
-            found = analyze(run(GenerateRequest(prompt, seed=seed + 1000 + i))).objects
-            objects += [(d.shape, d.colour) for d in found[:n_objects]]
+            image = from_pil(run(GenerateRequest(prompt, seed=seed + 1000 + i)))
+            generated.append(image)
+            for scenes, rng in zip(real, draws, strict=True):
+                scenes.append(world.sample_scene(rng, n_objects))
+            objects += [(d.shape, d.colour) for d in analyze(image).objects[:n_objects]]
             tick("diversity")
         d = metrics.diversity(objects)
         diversity[prompt] = {
@@ -86,6 +102,10 @@ def evaluate(
 
     def mean(values: Sequence[float]) -> float:
         return sum(values) / len(values) if values else 0.0
+
+    reference = classifier.features(world.render_batch(real[0]))
+    fd = classifier.frechet_distance(classifier.features(torch.stack(generated)), reference)
+    fd_floor = classifier.frechet_distance(classifier.features(world.render_batch(real[1])), reference)
 
     finite = [p for p in psnrs if p != float("inf")]
     return {
@@ -109,6 +129,7 @@ def evaluate(
         },
         "compose": {"success": mean(compose_ok), "cases": len(compose_ok)},
         "diversity": diversity,
+        "frechet": {"distance": fd, "floor": fd_floor, "samples": len(generated)},
         "seconds": time.perf_counter() - start,
     }
 

@@ -82,6 +82,26 @@ def prompt_suite(per_category: int = 24, seed: int = 2026) -> list[PromptCase]:
     return cases
 
 
+def scene_for_case(case: PromptCase, rng: random.Random) -> world.Scene:
+    """A world scene that satisfies the case: the reference distribution of the Fréchet distance."""
+    counting = case.category == "counting"
+    size = rng.choice(("small", "medium")) if counting else None
+    while True:
+        objects: list[world.Obj] = []
+        for want in case.objects:
+            shape = want.shape or rng.choice(world.SHAPES)
+            colour = want.colour or rng.choice(list(world.COLOURS))
+            obj = world.place(rng, shape, colour, want.size or size or rng.choice(list(world.SIZES)), objects)
+            if obj is None:
+                break
+            objects.append(obj)
+        if len(objects) < len(case.objects):
+            continue
+        if case.relation is not None and world.relation(objects[0], objects[1]) != case.relation:
+            continue
+        return world.Scene(case.background or rng.choice(list(world.BACKGROUNDS)), tuple(objects))
+
+
 def _assign(wants: Sequence[Want], found: Sequence[Detected]) -> list[Detected] | None:
     """Match each wanted object to a distinct detected one (small n: try all orders), or None."""
     if len(found) != len(wants):

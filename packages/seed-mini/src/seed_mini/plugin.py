@@ -61,7 +61,8 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite --json.")] = False,
     ) -> None:
         """Measure a model (with accelerators) on the shapes world: prompt accuracy, edits, composition,
-        diversity. Prints a table and writes JSON."""
+        diversity, and a Fréchet distance on the features of the shipped world classifier (with the floor
+        that a perfect model reaches on the same number of samples). Prints a table and writes JSON."""
         import json
 
         from rich.console import Console
@@ -106,6 +107,10 @@ def seed_register_commands(app: Any) -> None:
                 f"diversity '{prompt}': entropy ratio", f"{d['entropy_ratio']:.2f}", str(d["samples"])
             )
             table.add_row(f"diversity '{prompt}': TV distance", f"{d['tv_distance']:.2f}", str(d["samples"]))
+        fd = result["frechet"]
+        table.add_row(
+            "Fréchet distance (floor)", f"{fd['distance']:.2f} ({fd['floor']:.2f})", str(fd["samples"])
+        )
         table.add_row("seconds", f"{result['seconds']:.0f}", "")
         Console().print(table)
         if output is not None:

@@ -177,19 +177,56 @@ def load_vae(directory: Path, device: str = "cpu") -> Autoencoder:
 # --- stage 2: seedream-mini -----------------------------------------------------------------------------
 
 
+# Seedream trains on mixed resolutions; ours: (side in pixels, share of steps). A step keeps the number of
+# image tokens of a 64 px batch, so a 256 px step has 1/16 of the batch and costs about the same.
+RESOLUTIONS: tuple[tuple[int, float], ...] = ((64, 0.85), (128, 0.1), (256, 0.05))
+BASE_SIZE = 64
+
+
 @dataclass
 class DitBatch:
-    target: torch.Tensor  # (B, 3, 64, 64) pixels in [-1, 1]
+    target: torch.Tensor  # (B, 3, S, S) pixels in [-1, 1]
     prompts: list[str]
-    references: list[torch.Tensor]  # each (B, 3, 64, 64)
+    references: list[torch.Tensor]  # each (B, 3, S, S)
     task: str
 
+    @property
+    def size(self) -> int:
+        return int(self.target.shape[-1])
 
-def dit_batch(seed: int, step: int, batch: int, size: int = 64, drop_text: float = 0.1) -> DitBatch:
-    """One task per step (the batch shares its number of references): 70% text-to-image, 20% edit, 10%
-    composition; captions dropped with probability `drop_text` for classifier-free guidance."""
+
+def parse_resolutions(text: str) -> tuple[tuple[int, float], ...]:
+    """ "64:0.85,128:0.1,256:0.05" -> ((64, 0.85), ...); the shares must sum to 1."""
+    try:
+        pairs = tuple((int(a), float(b)) for a, b in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise ValueError(
+            f"--resolutions {text!r}: expected SIZE:SHARE,... such as 64:0.85,128:0.1,256:0.05"
+        ) from None
+    if any(size % 16 or size < 16 for size, _ in pairs) or abs(sum(s for _, s in pairs) - 1) > 1e-6:
+        raise ValueError(f"--resolutions {text!r}: sizes must be multiples of 16 and shares must sum to 1")
+    return pairs
+
+
+def dit_batch(
+    seed: int,
+    step: int,
+    batch: int,
+    size: int | None = None,
+    drop_text: float = 0.1,
+    resolutions: tuple[tuple[int, float], ...] = ((BASE_SIZE, 1.0),),
+) -> DitBatch:
+    """One task and one resolution per step (the batch shares its number of references and its size).
+
+    The size is drawn from `resolutions` (unless `size` is given) and the batch shrinks with the square of
+    the side. At the base size: 70% text-to-image, 20% edit, 10% composition; larger sizes are
+    text-to-image only (their references would multiply the cost). Captions are dropped with probability
+    `drop_text` for classifier-free guidance."""
     rng = batch_rng(seed, step)
-    draw = rng.random()
+    if size is None:
+        size = rng.choices([s for s, _ in resolutions], weights=[w for _, w in resolutions])[0]
+    batch = max(1, batch * BASE_SIZE**2 // size**2)
+    draw = rng.random() if size <= BASE_SIZE else 0.0
     targets: list[world.Scene] = []
     prompts: list[str] = []
     refs: list[list[world.Scene]] = []
@@ -242,8 +279,16 @@ def train_dit(
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
     init: Path | None = None,
+    resolutions: tuple[tuple[int, float], ...] = RESOLUTIONS,
+    precision: str = "bf16",
 ) -> None:
-    """Train (or resume) seedream-mini on frozen VAE latents; exports a model directory to `out/model`."""
+    """Train (or resume) seedream-mini on frozen VAE latents; exports a model directory to `out/model`.
+
+    `precision="bf16"` runs the forward passes under bfloat16 autocast (master weights and the optimizer
+    stay float32): 1.4x faster on a CPU with AMX, and the usual choice on a GPU."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=precision == "bf16")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
@@ -279,24 +324,28 @@ def train_dit(
         log(f"resumed from step {step}")
     progress = Progress(steps, step)
     while step < steps:
-        data = dit_batch(seed, step, batch)
+        data = dit_batch(seed, step, batch, resolutions=resolutions)
+        n = data.target.shape[0]
         gen = torch.Generator().manual_seed(seed * 7919 + step)
-        with torch.no_grad():
-            x0 = vae.encode(data.target.to(device))
-            refs = tuple(vae.encode(r.to(device)) for r in data.references)
+        with torch.no_grad(), autocast:
+            x0 = vae.encode(data.target.to(device)).float()
+            refs = tuple(vae.encode(r.to(device)).float() for r in data.references)
             if data.task == "edit" and torch.rand((), generator=gen) < 0.1:  # image-guidance dropout
                 refs = tuple(torch.zeros_like(r) for r in refs)
-        t = logit_normal_timesteps(batch, generator=gen).to(device)
+        # SD3's resolution shift: sqrt(tokens / base tokens) keeps the per-pixel noise level of 64 px
+        t = logit_normal_timesteps(n, shift=data.size / BASE_SIZE, generator=gen).to(device)
         flow = make_flow_batch(x0, t, torch.randn(x0.shape, generator=gen).to(device))
-        emb = text.encode(data.prompts, device=device)
-        cond = Conditioning(
-            emb.tokens,
-            emb.mask,
-            emb.pooled,
-            torch.full((batch,), TASKS[data.task], device=device),
-            references=refs,
-        )
-        loss = flow_matching_loss(dit(flow.x_t, flow.t, cond), flow)
+        with autocast:
+            emb = text.encode(data.prompts, device=device)
+            cond = Conditioning(
+                emb.tokens,
+                emb.mask,
+                emb.pooled,
+                torch.full((n,), TASKS[data.task], device=device),
+                references=refs,
+            )
+            prediction = dit(flow.x_t, flow.t, cond)
+        loss = flow_matching_loss(prediction.float(), flow)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -304,7 +353,7 @@ def train_dit(
         ema_dit.update(dit)
         ema_text.update(text)
         step += 1
-        _log(out, {"step": step, "loss": loss.item(), "task": data.task})
+        _log(out, {"step": step, "loss": loss.item(), "task": data.task, "size": data.size})
         if step % 50 == 0:
             log(progress.line(step, loss.item()))
         if step % checkpoint_every == 0 or step == steps:
@@ -375,7 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--resolutions",
+        default=",".join(f"{s}:{w}" for s, w in RESOLUTIONS),
+        help="dit stage: mixed-resolution schedule SIZE:SHARE,... (default %(default)s)",
+    )
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="dit stage autocast")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress under nohup / tee
     torch.set_flush_denormal(
         True
     )  # tiny weights / activations late in training are denormal: 3x slower on CPU
@@ -392,8 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.vae is None:
             parser.error("the dit stage needs --vae DIR")
+        try:
+            resolutions = parse_resolutions(args.resolutions)
+        except ValueError as exc:
+            parser.error(str(exc))
         train_dit(
-            args.out, args.vae, steps=args.steps, seed=args.seed, device=args.device, init=args.init, **extra
+            args.out,
+            args.vae,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            init=args.init,
+            resolutions=resolutions,
+            precision=args.precision,
+            **extra,
         )
     return 0
 
