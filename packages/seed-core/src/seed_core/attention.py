@@ -10,6 +10,10 @@ Shape contract of ``attention(q, k, v, ...)`` (every backend follows it):
   positions of the keys (what a KV cache needs); combined with ``mask`` when both are given.
 - ``scale``: defaults to ``1 / sqrt(D)``.
 
+Backbones also declare, around their forward pass, how the sequence is laid out and which time step they
+are at (`attention_context`): backends that reorder or window tokens by their place on the image grid
+(PARO) and backends whose plan changes with the time step read it with `current_attention_context()`.
+
 Which backend runs: the ``backend`` argument (a module's own setting, see `set_attention_backend`), else the
 innermost ``with attention_backend(name):`` block, else ``sdpa``. Backends come from the registry, so a
 plugin (PARO, INT8, block-sparse, ...) adds one through ``seed_register_attention_backends``.
@@ -21,6 +25,7 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +65,43 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
             raise AttentionInputError(
                 f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, Lq, Lk) = {target}"
             )
+
+
+@dataclass(frozen=True)
+class AttentionContext:
+    """What a backbone tells layout-aware backends about its attention calls.
+
+    The sequence is `prefix` tokens (text) followed by one grid per image or video, row-major: (rows,
+    columns) or (frames, rows, columns), in order; grids[0] is the one being generated. `t` is the flow
+    time of the call, (B,) in [0, 1] (1 = noise), or None outside a sampler.
+    """
+
+    prefix: int
+    grids: tuple[tuple[int, ...], ...]
+    t: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return self.prefix + sum(math.prod(g) for g in self.grids)
+
+
+_context: contextvars.ContextVar[AttentionContext | None] = contextvars.ContextVar(
+    "seed_attention_context", default=None
+)
+
+
+@contextlib.contextmanager
+def attention_context(context: AttentionContext) -> Iterator[AttentionContext]:
+    """Declare the layout (and time step) of the attention calls made inside the block."""
+    token = _context.set(context)
+    try:
+        yield context
+    finally:
+        _context.reset(token)
+
+
+def current_attention_context() -> AttentionContext | None:
+    return _context.get()
 
 
 def causal_mask(lq: int, lk: int, device: torch.device | str | None = None) -> torch.Tensor:

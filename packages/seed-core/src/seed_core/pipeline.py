@@ -37,6 +37,9 @@ class Pipeline:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.accelerators: list[AppliedAccelerator] = []
+        # the model directory the weights came from (set by `load`): accelerators keep their artefacts
+        # (a PARO plan, a quantized state) beside it
+        self.source: str | None = None
 
     def components(self) -> dict[str, Any]:
         return {}
@@ -185,4 +188,5 @@ def load(
     spec, weights = resolve_model(name_or_path, registry)
     plan = plan_accelerators(accelerators, spec, registry)  # refuse bad combinations before loading
     pipeline = spec.build(spec, LoadOptions(device=device, dtype=dtype, weights=weights))
+    pipeline.source = weights or spec.weights
     return apply_accelerators(pipeline, plan)

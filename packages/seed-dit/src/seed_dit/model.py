@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seed_core.attention import attention
+from seed_core.attention import AttentionContext, attention, attention_context
 from seed_dit.config import MMDiTConfig
 from seed_dit.rope import apply_rope, image_positions, rope_frequencies, text_positions
 
@@ -274,6 +274,28 @@ class MMDiT(nn.Module):
             g = cond.guidance if cond.guidance is not None else torch.ones_like(t)
             vec = vec + self.guidance_in(timestep_embedding(g / 1000.0, 256).to(dtype))  # embeds g itself
 
+        context = AttentionContext(txt.shape[1], tuple(grids), t)  # for layout-aware attention (PARO)
+        with attention_context(context):
+            img, hidden = self._blocks(img, txt, vec, angles, mask, return_hidden)
+        img = img[:, : grids[0][0] * grids[0][1]]  # only the generated image's tokens
+        shift, scale = self.final_mod(vec)
+        out = self.unpatchify(self.final(modulate(self.final_norm(img), shift, scale)), hh, ww)
+        if return_hidden is not None:
+            if hidden is None:
+                raise ValueError(f"return_hidden={return_hidden} but the model has fewer blocks")
+            return out, hidden[:, : grids[0][0] * grids[0][1]]
+        return out
+
+    def _blocks(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        vec: torch.Tensor,
+        angles: torch.Tensor,
+        mask: torch.Tensor | None,
+        return_hidden: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Dual then single blocks; returns the image tokens (with references) and the requested hidden."""
         hidden = None
         depth = 0
         for block in self.dual_blocks:
@@ -288,11 +310,4 @@ class MMDiT(nn.Module):
             depth += 1
             if return_hidden == depth:
                 hidden = seq[:, lt:]
-        img = seq[:, lt : lt + grids[0][0] * grids[0][1]]  # only the generated image's tokens
-        shift, scale = self.final_mod(vec)
-        out = self.unpatchify(self.final(modulate(self.final_norm(img), shift, scale)), hh, ww)
-        if return_hidden is not None:
-            if hidden is None:
-                raise ValueError(f"return_hidden={return_hidden} but the model has {depth} blocks")
-            return out, hidden[:, : grids[0][0] * grids[0][1]]
-        return out
+        return seq[:, lt:], hidden

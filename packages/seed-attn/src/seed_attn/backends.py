@@ -1,0 +1,170 @@
+"""The attention backends seed-attn registers into seed-core's dispatch (same signature as
+`seed_core.attention.attention`), and the `paro` accelerator that routes a model's layers to them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seed_attn import ops
+from seed_attn.paro import Calibrator, ParoRuntime, PlanError, active_layer, attention_layers, install
+from seed_core.attention import current_attention_context, sdpa_attention
+from seed_core.errors import AcceleratorError, AttentionInputError
+
+BLOCK = 64
+
+
+def _finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str) -> None:
+    if not (torch.isfinite(q).all() and torch.isfinite(k).all() and torch.isfinite(v).all()):
+        raise AttentionInputError(
+            f"attention backend '{backend}' got NaN or inf in q/k/v; quantized attention cannot represent "
+            "them (check the model's dtype, or use --accel without low-bit attention)"
+        )
+
+
+def int8_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Dense attention, INT8 Q·Kᵀ (K smoothed, per-block scales), 16-bit P·V."""
+    _finite(q, k, v, "int8")
+    return ops.sparse_attention(q, k, v, block=BLOCK, qk_bits=8, scale=scale, mask=mask, is_causal=is_causal)
+
+
+def int8_pv8_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Dense attention, INT8 Q·Kᵀ and INT8 P·V."""
+    _finite(q, k, v, "int8-pv8")
+    return ops.sparse_attention(
+        q, k, v, block=BLOCK, qk_bits=8, pv_bits=8, scale=scale, mask=mask, is_causal=is_causal
+    )
+
+
+def _permute(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """x (B, H, L, D) reordered per head by perm (H, L)."""
+    return x.gather(2, perm[None, :, :, None].expand(x.shape[0], -1, -1, x.shape[-1]))
+
+
+def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-untyped-def]
+    active = active_layer()
+    context = current_attention_context()
+    if active is None or not isinstance(active[0], ParoRuntime) or context is None:
+        raise AttentionInputError(
+            f"the '{backend}' backend with a plan runs under `--accel paro` on a backbone that declares its "
+            "token layout (seed_core.attention.attention_context)"
+        )
+    if is_causal:
+        raise AttentionInputError(f"the '{backend}' backend does not take causal attention")
+    runtime, layer = active
+    length = q.shape[2]
+    if len(context.grids) > 1 or context.length != length:
+        raise PlanError("PARO plans cover text-to-image calls only (no reference images); drop --accel paro")
+    prepared = runtime.prepare(context.prefix, context.grids[0], length, q.device)
+    plan = prepared.plan
+    if layer >= plan.layers:
+        raise PlanError(f"the plan has {plan.layers} attention layers; the model called layer {layer}")
+    group = plan.group_of(float(context.t.flatten()[0])) if context.t is not None else 0
+    if k.shape[1] != q.shape[1]:
+        k, v = (
+            k.repeat_interleave(q.shape[1] // k.shape[1], 1),
+            v.repeat_interleave(q.shape[1] // k.shape[1], 1),
+        )
+    perm, inverse = prepared.perms[layer], prepared.inverse[layer]
+    qp, kp, vp = _permute(q, perm), _permute(k, perm), _permute(v, perm)
+    if mask is not None:  # per-key masks follow the keys: (B|1, 1, 1, L) -> (B|1, H, 1, L)
+        if mask.shape[-2] != 1:
+            raise AttentionInputError(f"the '{backend}' backend takes per-key masks only")
+        mask = mask.expand(*mask.shape[:-3], 1, 1, length)[..., 0, 0, :][:, None].expand(-1, q.shape[1], -1)
+        mask = mask.gather(2, perm[None].expand(mask.shape[0], -1, -1))[:, :, None, :]
+    if runtime.kernel == "flex" or backend == "flex":
+        out = ops.flex_attention(
+            qp, kp, vp, prepared.tables[group, layer], block=plan.block, scale=scale, mask=mask
+        )
+    else:
+        bits = runtime.bits or plan.bits
+        pv_bits = runtime.pv_bits or bits
+        if bits != 16 or pv_bits != 16:
+            _finite(q, k, v, backend)
+        out = ops.sparse_attention(
+            qp, kp, vp, prepared.lists[group][layer], qk_bits=bits, pv_bits=pv_bits, scale=scale, mask=mask
+        )
+    return _permute(out, inverse)
+
+
+def paro_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """PAROAttention: the calibrated per-head order, static block mask and bit width of the active plan."""
+    return _paro(q, k, v, mask, is_causal, scale, "paro")
+
+
+def flex_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Block-sparse attention with FlexAttention: the active PARO plan's mask, or dense without a plan."""
+    if active_layer() is not None:
+        return _paro(q, k, v, mask, is_causal, scale, "flex")
+    if is_causal:
+        raise AttentionInputError("the 'flex' backend without a plan does not take causal attention")
+    return ops.flex_attention(q, k, v, scale=scale, mask=mask)
+
+
+def calibrate_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+    """Records block statistics for `seed calibrate`, then computes exact attention (sdpa)."""
+    active, context = active_layer(), current_attention_context()
+    if active is not None and isinstance(active[0], Calibrator) and context is not None and not is_causal:
+        calibrator, layer = active
+        t = float(context.t.flatten()[0]) if context.t is not None else 1.0
+        if len(context.grids) == 1 and context.length == q.shape[2]:
+            calibrator.record(
+                layer, t, q, k, mask, context.prefix, context.grids[0],
+                1.0 / math.sqrt(q.shape[-1]) if scale is None else scale,
+            )  # fmt: skip
+    return sdpa_attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+
+
+# --- the accelerator ------------------------------------------------------------------------------------
+
+
+def backbone(pipeline: Any) -> torch.nn.Module:
+    """The component whose attention PARO reorders: the diffusion transformer."""
+    components = pipeline.components()
+    for name in ("dit", "transformer", "backbone"):
+        if isinstance(components.get(name), torch.nn.Module) and attention_layers(components[name]):
+            return components[name]  # type: ignore[no-any-return]
+    raise AcceleratorError(
+        f"paro: model '{pipeline.spec.name}' has no diffusion transformer that calls seed-core's attention"
+    )
+
+
+def plan_directory(pipeline: Any, plan: str | None) -> Path:
+    if plan:
+        return Path(plan)
+    if not pipeline.source:
+        raise PlanError(f"paro: model '{pipeline.spec.name}' has no model directory; pass paro:plan=DIR")
+    return Path(pipeline.source) / "paro"
+
+
+def apply_paro(
+    pipeline: Any,
+    density: float | None = None,
+    bits: int | None = None,
+    pv_bits: int | None = None,
+    reorder: bool = True,
+    kernel: str = "auto",
+    plan: str | None = None,
+) -> Any:
+    if density is not None and not 0 < density <= 1:
+        raise AcceleratorError(f"paro: density must be in (0, 1], got {density}")
+    for name, value in (("bits", bits), ("pv_bits", pv_bits)):
+        if value is not None and value not in (16, 8, 4):
+            raise AcceleratorError(f"paro: {name} must be 16, 8 or 4, got {value}")
+    if kernel not in ("auto", "torch", "flex"):
+        raise AcceleratorError(f"paro: kernel must be auto, torch or flex, got {kernel!r}")
+    directory = plan_directory(pipeline, plan)
+    # how the user names this model again, for the calibrate command in error messages
+    model = pipeline.spec.name if pipeline.source == pipeline.spec.weights else pipeline.source
+    if not directory.is_dir() or not any(directory.glob("*.json")):
+        raise PlanError(
+            f"paro: no calibrated plan in {directory}; "
+            f"run `seed calibrate -m {model} --accel paro --size WxH` first"
+        )
+    runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel)
+    install(backbone(pipeline), runtime, "flex" if kernel == "flex" else "paro")
+    pipeline.paro = runtime
+    return pipeline

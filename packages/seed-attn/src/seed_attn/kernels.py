@@ -1,0 +1,202 @@
+"""Triton kernel: block-sparse attention forward over per-query-block lists of key blocks, online softmax
+in base 2, Q·Kᵀ in bf16/fp16 or INT8/INT4 (int8 storage, int32 dot, per-block scales), P·V in bf16/fp16 or
+8/4 bits (P with the static scale of `sparse.PMAX`, V smoothed and quantized per key block).
+
+It computes what `sparse.block_sparse_attention` specifies (the tests compare the two under
+`TRITON_INTERPRET=1`). The kernel is built on first use, so the interpreter setting is read then.
+The grid puts query blocks innermost, so the K/V of one head stay in L2 while its query blocks run.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from seed_attn.sparse import PMAX, BlockLists, quantize_blocks
+
+LOG2E = 1.4426950408889634
+HEAD_DIMS = (16, 32, 64, 128)
+
+
+def _fwd(
+    Q,
+    K,
+    V,
+    QS,
+    KS,
+    VS,
+    VM,
+    BIAS,
+    Out,
+    IDX,
+    CNT,
+    sq_b,
+    sq_h,
+    sq_l,
+    sk_b,
+    sk_h,
+    sk_l,
+    sv_b,
+    sv_h,
+    sv_l,
+    sqs_b,
+    sqs_h,
+    sks_b,
+    sks_h,
+    svs_b,
+    svs_h,
+    svm_b,
+    svm_h,
+    sbias_b,
+    sbias_h,
+    so_b,
+    so_h,
+    so_l,
+    si_b,
+    si_h,
+    si_q,
+    sc_b,
+    sc_h,
+    H,
+    LQ,
+    LK,
+    sm_scale,
+    BLOCK: tl.constexpr,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    QK_INT: tl.constexpr,
+    PV_INT: tl.constexpr,
+    P_MAX: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+):
+    qb = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    rows = qb * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, BLOCK)
+    d = tl.arange(0, D)
+    dv = tl.arange(0, DV)
+    q = tl.load(Q + b * sq_b + h * sq_h + rows[:, None] * sq_l + d[None, :], mask=rows[:, None] < LQ, other=0)
+    if QK_INT:
+        q_scale = tl.load(QS + b * sqs_b + h * sqs_h + qb) * LOG2E  # sm_scale is inside the int8 Q
+    else:
+        q_scale = sm_scale * LOG2E
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, DV], tl.float32)
+    count = tl.load(CNT + b * sc_b + h * sc_h + qb)
+    for j in range(0, count):
+        kb = tl.load(IDX + b * si_b + h * si_h + qb * si_q + j)
+        keys = kb * BLOCK + cols
+        key_ok = keys < LK
+        k = tl.load(
+            K + b * sk_b + h * sk_h + keys[:, None] * sk_l + d[None, :], mask=key_ok[:, None], other=0
+        )
+        if QK_INT:
+            s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32)
+            s = s * (q_scale * tl.load(KS + b * sks_b + h * sks_h + kb))
+        else:
+            s = tl.dot(q, tl.trans(k)).to(tl.float32) * q_scale
+        if HAS_BIAS:
+            s += (
+                tl.load(BIAS + b * sbias_b + h * sbias_h + keys, mask=key_ok, other=float("-inf"))[None, :]
+                * LOG2E
+            )
+        s = tl.where(key_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing seen yet stay at zero
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(
+            V + b * sv_b + h * sv_h + keys[:, None] * sv_l + dv[None, :], mask=key_ok[:, None], other=0
+        )
+        if PV_INT:
+            p_int = tl.floor(p * P_MAX + 0.5).to(tl.int8)
+            pv = tl.dot(p_int, v, out_dtype=tl.int32).to(tl.float32)
+            acc = acc * alpha[:, None] + pv * (tl.load(VS + b * svs_b + h * svs_h + kb) / P_MAX)
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+        m_i = m_new
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    if PV_INT:
+        out += tl.load(VM + b * svm_b + h * svm_h + dv)[None, :]
+    tl.store(Out + b * so_b + h * so_h + rows[:, None] * so_l + dv[None, :], out, mask=rows[:, None] < LQ)
+
+
+@functools.cache
+def _kernel(interpret: bool) -> Any:
+    del interpret  # part of the cache key: triton.jit reads TRITON_INTERPRET when it decorates
+    return triton.jit(_fwd)
+
+
+def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> str | None:
+    """Why the kernel cannot take these inputs, or None."""
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if q.device.type != "cuda" and not interpret:
+        return f"the Triton kernel runs on CUDA (or under TRITON_INTERPRET=1), not {q.device.type}"
+    if q.shape[-1] not in HEAD_DIMS or v.shape[-1] not in HEAD_DIMS:
+        return f"head size {q.shape[-1]} / {v.shape[-1]}: the kernel takes {HEAD_DIMS}"
+    if block not in (16, 32, 64, 128):
+        return f"block size {block}: the kernel takes 16, 32, 64 or 128"
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        return f"dtype {q.dtype}"
+    return None
+
+
+def triton_block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lists: BlockLists,
+    *,
+    qk_bits: int = 16,
+    pv_bits: int = 16,
+    scale: float | None = None,
+    key_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv) (repeat GQA heads before), `lists` for blocks of
+    `lists.block`; `key_bias` (B, H or 1, Lk) float added to every score row (0 / -inf: key padding)."""
+    b, h, lq, d = q.shape
+    lk, dv = k.shape[2], v.shape[-1]
+    bs = lists.block
+    n_q = math.ceil(lq / bs)
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    dot_dtype = torch.float16 if q.dtype == torch.float32 else q.dtype  # tensor cores: 16-bit operands
+    one = torch.ones(1, 1, 1, device=q.device)
+    if qk_bits == 16:
+        qk, kk, q_scale, k_scale = q.to(dot_dtype), k.to(dot_dtype), one, one
+    else:
+        qk, q_scale = quantize_blocks(q.float() * scale, bs, qk_bits)
+        kk, k_scale = quantize_blocks(k.float() - k.float().mean(dim=2, keepdim=True), bs, qk_bits)
+    if pv_bits == 16:
+        vv, v_scale, v_mean = v.to(dot_dtype), one, torch.zeros(1, 1, dv, device=q.device)
+    else:
+        mean = v.float().mean(dim=2, keepdim=True)
+        vv, v_scale = quantize_blocks(v.float() - mean, bs, pv_bits)
+        v_mean = mean[:, :, 0].contiguous()  # (B, H, Dv)
+    bias = torch.zeros(1, 1, 1, device=q.device)
+    if key_bias is not None:
+        bias = key_bias.float().expand(b, h, -1)  # broadcast dims get stride 0
+    index = lists.index.expand(b, h, -1, -1)
+    count = lists.count.expand(b, h, -1)
+    out = torch.empty(b, h, lq, dv, device=q.device, dtype=torch.float32)
+    grid = (n_q, b * h)
+    _kernel(os.environ.get("TRITON_INTERPRET") == "1")[grid](
+        qk, kk, vv, q_scale, k_scale, v_scale, v_mean, bias, out, index, count,
+        *qk.stride()[:3], *kk.stride()[:3], *vv.stride()[:3],
+        *q_scale.stride()[:2], *k_scale.stride()[:2], *v_scale.stride()[:2], *v_mean.stride()[:2],
+        *(bias.stride()[:2] if key_bias is not None else (0, 0)),
+        *out.stride()[:3], *index.stride()[:3], *count.stride()[:2],
+        h, lq, lk, scale,
+        BLOCK=bs, D=d, DV=dv, QK_INT=qk_bits != 16, PV_INT=pv_bits != 16,
+        P_MAX=PMAX.get(pv_bits, 1), HAS_BIAS=key_bias is not None,
+    )  # fmt: skip
+    return out.to(q.dtype)

@@ -1,0 +1,183 @@
+"""The block-sparse / low-bit attention as a torch custom op (`seed_attn::block_sparse_attention`) with a
+fake implementation, so `torch.compile` traces through it and CUDA graphs capture it; and FlexAttention on
+the same block mask.
+
+Dispatch inside the op: the Triton kernel on CUDA when it takes the inputs, else the torch path, with one
+warning naming the reason (never a silent wrong result).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import torch
+
+from seed_attn.sparse import BlockLists, block_sparse_attention
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _triton_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> str | None:
+    try:
+        from seed_attn import kernels
+    except ImportError:
+        return "triton is not installed"
+    return kernels.supported(q, k, v, block)
+
+
+@torch.library.custom_op("seed_attn::block_sparse_attention", mutates_args=())
+def _block_sparse_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    index: torch.Tensor,
+    count: torch.Tensor,
+    block: int,
+    qk_bits: int,
+    pv_bits: int,
+    scale: float,
+    key_bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    lists = BlockLists(index, count, block)
+    reason = _triton_reason(q, k, v, block) if q.device.type == "cuda" else "cpu"
+    if reason is None and mask is None:
+        from seed_attn.kernels import triton_block_sparse_attention
+
+        return triton_block_sparse_attention(
+            q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, key_bias=key_bias
+        )
+    if q.device.type == "cuda":
+        warn_once(
+            f"seed-attn: torch reference path instead of the Triton kernel ({reason or 'a full mask'}); "
+            "slower, same numerics"
+        )
+    if key_bias is not None:
+        extra = key_bias[:, :, None, :]
+        mask = extra if mask is None else mask + extra
+    return block_sparse_attention(q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, mask=mask)
+
+
+@_block_sparse_op.register_fake
+def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask):  # type: ignore[no-untyped-def]
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+def split_mask(mask: torch.Tensor | None, b: int, lk: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A per-key mask (B|1, H|1, 1, Lk) becomes a (B, H|1, Lk) additive bias (what the kernel takes); any
+    other mask stays a full additive mask."""
+    if mask is None:
+        return None, None
+    additive = (
+        torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
+        if mask.dtype == torch.bool
+        else mask.float()
+    )
+    while additive.ndim < 4:
+        additive = additive[None]
+    if additive.shape[2] == 1:
+        return additive[:, :, 0].expand(b, -1, lk).contiguous(), None
+    return None, additive
+
+
+def sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lists: BlockLists | None = None,
+    *,
+    block: int = 64,
+    qk_bits: int = 16,
+    pv_bits: int = 16,
+    scale: float | None = None,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """Block-sparse (dense when `lists` is None), optionally low-bit attention through the custom op."""
+    b, h, lq, d = q.shape
+    lk = k.shape[2]
+    if k.shape[1] != h:
+        k, v = k.repeat_interleave(h // k.shape[1], dim=1), v.repeat_interleave(h // k.shape[1], dim=1)
+    if is_causal:
+        from seed_core.attention import causal_mask
+
+        causal = causal_mask(lq, lk, q.device)
+        mask = (
+            causal
+            if mask is None
+            else (mask & causal if mask.dtype == torch.bool else mask.masked_fill(~causal, float("-inf")))
+        )
+    lists = lists or BlockLists.dense(lq, lk, block, q.device)
+    key_bias, full = split_mask(mask, b, lk)
+    return _block_sparse_op(
+        q, k, v, lists.index, lists.count, lists.block, qk_bits, pv_bits,
+        1.0 / math.sqrt(d) if scale is None else scale, key_bias, full,
+    )  # fmt: skip
+
+
+@functools.cache
+def _flex_block_mask(table: torch.Tensor, block: int, lq: int, lk: int):  # type: ignore[no-untyped-def]
+    # cached per mask table (tensors hash by identity): plans are static, building a BlockMask is not free
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    heads = table.shape[1]
+
+    def mask_mod(b, h, q_idx, kv_idx):  # type: ignore[no-untyped-def]
+        return table[0, h, q_idx // block, kv_idx // block]
+
+    return create_block_mask(mask_mod, None, heads, lq, lk, device=table.device, BLOCK_SIZE=block)
+
+
+def flex_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor | None = None,
+    *,
+    block: int = 128,
+    scale: float | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Block-sparse attention with PyTorch's FlexAttention: `block_mask` (1, H, nQb, nKb) bool; a
+    key-padding `mask` becomes a score_mod. The BlockMask is built once per mask table and cached."""
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    b, h, lq, _ = q.shape
+    lk = k.shape[2]
+    key_bias, full = split_mask(mask, b, lk)
+    if full is not None:
+        raise ValueError("the flex backend takes key-padding masks only; use the 'paro' or 'sdpa' backend")
+    score_mod = None
+    if key_bias is not None:
+        bias = key_bias
+
+        def score_mod(score, bb, hh, q_idx, kv_idx):  # type: ignore[no-untyped-def]
+            return score + bias[bb, hh if bias.shape[1] > 1 else 0, kv_idx]
+
+    bm = None
+    if block_mask is not None:
+        bm = _flex_block_mask(block_mask, block, lq, lk)
+    if q.device.type == "cuda":  # FlexAttention is fast only compiled (a fused Triton kernel)
+        return _compiled_flex()(
+            q, k, v, score_mod=score_mod, block_mask=bm, scale=scale, enable_gqa=k.shape[1] != h
+        )  # type: ignore[no-any-return]
+    with warnings.catch_warnings():  # elsewhere its eager path is the reference; say so once, not per call
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        warn_once("seed-attn: FlexAttention runs unfused off CUDA (the whole score matrix); correct but slow")
+        out = flex(q, k, v, score_mod=score_mod, block_mask=bm, scale=scale, enable_gqa=k.shape[1] != h)
+    return out  # type: ignore[return-value]
+
+
+@functools.cache
+def _compiled_flex():  # type: ignore[no-untyped-def]
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    return torch.compile(flex, dynamic=False)

@@ -1,0 +1,145 @@
+"""seed-attn's plugin: the attention backends (int8, int8-pv8, flex, paro), the `paro` accelerator and
+`seed calibrate`. No torch at import: `seed --help` imports this module."""
+
+# No `from __future__ import annotations`: typer reads the command's annotations at run time.
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from seed_core import hookimpl
+from seed_core.specs import AcceleratorKind, AcceleratorOption, AcceleratorSpec, AttentionBackendSpec
+
+
+def _lazy(name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from seed_attn import backends
+
+        return getattr(backends, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+@hookimpl
+def seed_register_attention_backends(register: Callable[[AttentionBackendSpec], None]) -> None:
+    register(
+        AttentionBackendSpec("int8", _lazy("int8_attention"), "dense, INT8 Q·Kᵀ (K smoothed), 16-bit P·V")
+    )
+    register(AttentionBackendSpec("int8-pv8", _lazy("int8_pv8_attention"), "dense, INT8 Q·Kᵀ and INT8 P·V"))
+    register(
+        AttentionBackendSpec(
+            "flex", _lazy("flex_attention"), "FlexAttention; block-sparse with the active PARO plan's masks"
+        )
+    )
+    register(
+        AttentionBackendSpec(
+            "paro", _lazy("paro_attention"), "PAROAttention: reordered, block-sparse, low-bit (--accel paro)"
+        )
+    )
+    register(
+        AttentionBackendSpec(
+            "paro-calibrate", _lazy("calibrate_attention"), "exact attention that records PARO statistics"
+        )
+    )
+
+
+def _apply_paro(pipeline: Any, **options: Any) -> Any:
+    from seed_attn.backends import apply_paro
+
+    return apply_paro(pipeline, **options)
+
+
+@hookimpl
+def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> None:
+    register(
+        AcceleratorSpec(
+            name="paro",
+            kind=AcceleratorKind.ATTENTION,
+            apply=_apply_paro,
+            description="PAROAttention: per-head token reordering, static block-sparse masks, INT8/INT4 "
+            "attention (needs `seed calibrate`)",
+            options=(
+                AcceleratorOption("density", float, None, "share of attention blocks kept [plan's]"),
+                AcceleratorOption("bits", int, None, "Q·Kᵀ bits: 16, 8 or 4 [plan's]"),
+                AcceleratorOption("pv_bits", int, None, "P·V bits: 16, 8 or 4 [= bits]"),
+                AcceleratorOption("reorder", bool, True, "use the calibrated token orders (false: ablation)"),
+                AcceleratorOption("kernel", str, "auto", "auto (Triton on CUDA, else torch), torch or flex"),
+                AcceleratorOption("plan", str, None, "plan directory [MODEL_DIR/paro]"),
+            ),
+        )
+    )
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from seed_core.errors import UsageError
+
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT such as 256x256") from None
+    if width <= 0 or height <= 0:
+        raise UsageError(f"--size {text!r}: width and height must be positive")
+    return width, height
+
+
+@hookimpl
+def seed_register_commands(app: Any) -> None:
+    import typer
+
+    @app.command("calibrate")
+    def calibrate_command(
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model name or directory.")
+        ] = "seedream-mini",
+        accel: Annotated[str, typer.Option("--accel", "-a", help="The accelerator to calibrate.")] = "paro",
+        density: Annotated[float, typer.Option(help="Default share of blocks kept by the plan.")] = 0.3,
+        bits: Annotated[int, typer.Option(help="Default bits of Q·Kᵀ and P·V: 16, 8 or 4.")] = 8,
+        size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT [default: the model's].")] = None,
+        prompt: Annotated[
+            list[str] | None, typer.Option("--prompt", "-p", help="Calibration prompt, repeatable.")
+        ] = None,
+        steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
+        groups: Annotated[int, typer.Option(help="Timestep groups with their own masks.")] = 4,
+        alpha: Annotated[
+            float, typer.Option(help="Weight of sparsity vs quantization in the order score.")
+        ] = 0.5,
+        out: Annotated[Path | None, typer.Option(help="Plan directory [MODEL_DIR/paro].")] = None,
+        device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing plan.")] = False,
+    ) -> None:
+        """Calibrate PAROAttention for a model at one image size: run a few prompts, measure the attention
+        maps block by block (never whole), choose each head's token order and save the plan beside the
+        model. `--accel paro` then uses the plan that fits the requested size."""
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from seed_core.errors import UsageError
+
+        if accel != "paro":
+            raise UsageError(f"--accel {accel}: only 'paro' has a calibration")
+        if bits not in (16, 8, 4) or not 0 < density <= 1:
+            raise UsageError("--bits must be 16, 8 or 4 and --density in (0, 1]")
+        from seed_attn.calibrate import PROMPTS, calibrate
+
+        prompts = prompt or list(PROMPTS)
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("calibrating", total=len(prompts))
+            path, plan = calibrate(
+                model,
+                size=_parse_size(size) if size else None,
+                prompts=prompts,
+                steps=steps,
+                density=density,
+                bits=bits,
+                groups=groups,
+                alpha=alpha,
+                out=out,
+                force=force,
+                device=device,
+                tick=lambda _: bar.update(task, advance=1),
+            )
+        reordered = int((plan.orders != 0).sum())
+        typer.echo(
+            f"plan for {plan.model} at grid {'x'.join(map(str, plan.grid))} (+{plan.prefix} text tokens): "
+            f"{reordered}/{plan.orders.numel()} heads reordered; {path}"
+        )

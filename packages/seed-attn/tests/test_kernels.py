@@ -1,0 +1,65 @@
+"""The Triton kernel under TRITON_INTERPRET=1 (numpy on the CPU) against the torch path and the float64
+reference, at small shapes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from seed_attn.sparse import BlockLists, block_sparse_attention, reference_attention
+
+kernels = pytest.importorskip("seed_attn.kernels", reason="triton is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _interpret():
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.fail("TRITON_INTERPRET=1 must be set before triton is imported (see conftest.py)")
+
+
+def _case(lq, lk, d, h=2, seed=0, density=0.5, bs=16):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, h, n, d, generator=gen) for n in (lq, lk, lk))
+    n_q, n_k = -(-lq // bs), -(-lk // bs)
+    mask = torch.rand(1, h, n_q, n_k, generator=gen) < density
+    mask[..., torch.arange(n_q), torch.arange(n_q) % n_k] = True
+    return q, k + 0.3, v, BlockLists.from_mask(mask, bs), mask
+
+
+def _rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+@pytest.mark.parametrize("lq,lk,d", [(48, 48, 16), (37, 53, 32)])  # odd lengths: padded rows and keys
+@pytest.mark.parametrize(
+    "qk_bits,pv_bits,bound", [(16, 16, 2e-3), (8, 16, 0.02), (8, 8, 0.035), (4, 16, 0.3), (4, 4, 0.4)]
+)
+def test_kernel_matches_the_reference(lq, lk, d, qk_bits, pv_bits, bound):
+    q, k, v, lists, mask = _case(lq, lk, d)
+    out = kernels.triton_block_sparse_attention(q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits)
+    assert out.shape == (1, 2, lq, d) and torch.isfinite(out).all()  # every element written
+    ref = reference_attention(q, k, v, mask, block=16)
+    assert _rel(out, ref) < bound
+    torch_path = block_sparse_attention(q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits)
+    # same quantization; the online softmax rounds P against the running max, the torch path the final one
+    assert _rel(out, torch_path) < {16: 1e-3, 8: 0.04, 4: 0.2}[pv_bits], _rel(out, torch_path)
+
+
+def test_kernel_key_padding_bias():
+    q, k, v, lists, mask = _case(32, 48, 16)
+    keep = torch.ones(1, 48, dtype=torch.bool)
+    keep[:, 40:] = False
+    bias = torch.zeros(1, 1, 48).masked_fill(~keep[:, None], float("-inf"))
+    out = kernels.triton_block_sparse_attention(q, k, v, lists, key_bias=bias)
+    ref = reference_attention(q, k, v, mask, block=16, mask=keep[:, None, None, :])
+    assert _rel(out, ref) < 2e-3
+
+
+def test_unsupported_inputs_are_named():
+    q = torch.randn(1, 1, 16, 24)
+    assert "head size 24" in kernels.supported(q, q, q, 16)
+    q = torch.randn(1, 1, 16, 16)
+    assert "block size 8" in kernels.supported(q, q, q, 8)
+    assert kernels.supported(q, q, q, 16) is None

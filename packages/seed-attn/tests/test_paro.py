@@ -1,0 +1,155 @@
+"""PARO: permutations, calibration, plans, the backends through seed-core's dispatch, and `--accel paro`
+end to end on the tiny random Seedream (CPU)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seed_attn import ops
+from seed_attn.paro import ParoPlan, PlanError, order_permutation, sequence_permutation
+from seed_cli.main import create_app
+from seed_core.attention import attention
+from seed_core.errors import AcceleratorError, AttentionInputError
+from seed_core.pipeline import load
+from seed_core.requests import EditRequest, GenerateRequest
+
+MODEL = "seedream-tiny-random"
+SIZE = {"width": 256, "height": 256}  # tiny-f8 + patch 2: a 16x16 grid, 256 image tokens, 5 blocks of 64
+
+
+def test_permutations():
+    assert order_permutation((2, 3), "hw").tolist() == [0, 1, 2, 3, 4, 5]
+    assert order_permutation((2, 3), "wh").tolist() == [0, 3, 1, 4, 2, 5]
+    video = order_permutation((2, 2, 3), "wfh")
+    assert sorted(video.tolist()) == list(range(12)) and video[:4].tolist() == [0, 3, 6, 9]
+    seq = sequence_permutation(2, (2, 3), 10, "wh")
+    assert seq.tolist() == [0, 1, 2, 5, 3, 6, 4, 7, 8, 9]  # text and trailing tokens stay
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory):
+    from seed_attn.calibrate import calibrate
+    from seed_core.registry import Registry, use_registry
+
+    out = tmp_path_factory.mktemp("paro")
+    with use_registry(Registry.from_plugins(entry_points=True, env={})):
+        path, _ = calibrate(MODEL, size=(256, 256), prompts=["a red circle", "two squares"], steps=2, out=out)
+    assert path.parent == out
+    return out
+
+
+@pytest.fixture()
+def registry(seed_registry_factory):
+    return seed_registry_factory(entry_points=True, env={})
+
+
+def _image(pipeline_or_name, accel=(), prompt="a red circle left of a blue square"):
+    pipeline = (
+        load(pipeline_or_name, accelerators=list(accel))
+        if isinstance(pipeline_or_name, str)
+        else pipeline_or_name
+    )
+    return np.asarray(pipeline.run(GenerateRequest(prompt, seed=3, steps=2, **SIZE)).images[0]).astype(float)
+
+
+def _psnr(a, b):
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_calibrated_plan(plan_dir):
+    path = next(plan_dir.glob("*.json"))
+    plan = ParoPlan.load(path)
+    assert plan.grid == (16, 16) and plan.length == plan.prefix + 256 and plan.block == 64
+    n = -(-plan.length // 64)
+    assert plan.mass.shape == (4, plan.layers, plan.orders.shape[1], n, n)
+    assert set(plan.orders.unique().tolist()) <= {0, 1}
+    masks = plan.block_masks(0.5)
+    assert masks[..., 0, :].all() and masks[..., :, 0].all()  # the text block's rows and columns
+    assert masks[..., torch.arange(n), torch.arange(n)].all()  # the diagonal
+    assert abs(float(masks.float().mean()) - 0.5) < 1 / n**2 + 1e-6
+    assert plan.block_masks(1.0).all()
+    info = json.loads(path.read_text())
+    assert info["density"] == 0.3 and info["bits"] == 8 and len(info["meta"]["sparse_metric"]) == plan.layers
+
+
+def test_full_density_16_bit_paro_is_exact_attention(registry, plan_dir):
+    dense = _image(MODEL)
+    exact = _image(MODEL, [f"paro:plan={plan_dir},density=1,bits=16"])  # permuted, every block kept
+    assert _psnr(exact, dense) > 45
+    with warnings.catch_warnings():  # "FlexAttention runs unfused off CUDA"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        flex = _image(MODEL, [f"paro:plan={plan_dir},density=1,bits=16,kernel=flex"])
+    assert _psnr(flex, dense) > 45
+    sparse = _image(MODEL, [f"paro:plan={plan_dir},density=0.3,bits=8"])
+    assert np.isfinite(sparse).all() and _psnr(sparse, dense) < _psnr(exact, dense)
+
+
+def test_paro_errors_name_the_fix(registry, plan_dir, tmp_path):
+    with pytest.raises(PlanError, match="seed calibrate -m seedream-tiny-random --accel paro"):
+        load(MODEL, accelerators=[f"paro:plan={tmp_path}"])
+    pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir}"])
+    with pytest.raises(PlanError, match="no PARO plan for this layout"):
+        pipeline.run(GenerateRequest("a red circle", steps=1, width=128, height=128))
+    with pytest.raises(PlanError, match="text-to-image"):
+        from PIL import Image
+
+        Image.new("RGB", (256, 256)).save(tmp_path / "src.png")
+        pipeline.run(EditRequest("make it red", image=str(tmp_path / "src.png"), steps=1))
+    with pytest.raises(AcceleratorError, match="density"):
+        load(MODEL, accelerators=[f"paro:plan={plan_dir},density=2"])
+    # a plan whose tensors do not fit its layout is refused with the shape named
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    json_path = next(plan_dir.glob("*.json"))
+    (bad / json_path.name).write_text(json_path.read_text().replace('"length": ', '"length": 1'))
+    from seed_core.weights import load_safetensors, save_safetensors
+
+    save_safetensors(
+        load_safetensors(json_path.with_suffix(".safetensors")), bad / (json_path.stem + ".safetensors")
+    )
+    with pytest.raises(PlanError, match="mass has shape"):
+        ParoPlan.load(bad / json_path.name)
+    # and on the command line: one line, exit code 2
+    result = CliRunner().invoke(
+        create_app(), ["generate", "a red circle", "-m", MODEL, "--accel", f"paro:plan={tmp_path / 'none'}"]
+    )
+    assert result.exit_code == 2 and "seed calibrate" in result.output and "Traceback" not in result.output
+
+
+def test_int8_backends_through_the_dispatch(registry):
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 100, 32, generator=gen) for _ in range(3))
+    keys = torch.ones(2, 1, 1, 100, dtype=torch.bool)
+    keys[0, ..., 90:] = False
+    dense = attention(q, k, v, mask=keys)
+    for backend, bound in (("int8", 0.02), ("int8-pv8", 0.03)):
+        out = attention(q, k, v, mask=keys, backend=backend)
+        assert float((out - dense).norm() / dense.norm()) < bound
+    with pytest.raises(AttentionInputError, match="NaN or inf"):
+        attention(q.masked_fill(q > 3, float("nan")), k, v, backend="int8")
+    with pytest.raises(AttentionInputError, match="--accel paro"):
+        attention(q, k, v, backend="paro")
+
+
+def test_flex_backend_dense_matches_sdpa(registry):
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 128, 16, generator=gen) for _ in range(3))
+    out = attention(q, k, v, backend="flex")
+    assert float((out - attention(q, k, v)).abs().max()) < 1e-4
+
+
+def test_custom_op_has_a_fake_implementation():
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 2, 40, 16, generator=gen) for _ in range(3))
+    from seed_attn.sparse import BlockLists
+
+    lists = BlockLists.dense(40, 40, 16)
+    args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None)
+    torch.library.opcheck(ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor"))
