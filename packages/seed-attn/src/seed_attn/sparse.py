@@ -161,6 +161,10 @@ def block_sparse_attention(
     count = lists.count.long().expand(b, h, -1)
     width = index.shape[-1]
     out = torch.empty(b, h, n_q * bs, dv, device=q.device)
+    batch_ids = torch.arange(b, device=q.device).view(b, 1, 1, 1)
+    head_ids = torch.arange(h, device=q.device).view(1, h, 1, 1)
+    qd = qb * q_scale[..., None, None]  # integer-valued Q / K times their block scales: exact products
+    kd = kb * k_scale[..., None, None]
     per_q_block = b * h * width * bs * (d + dv + 2 * bs) * 4  # gathered K, V, scores, mask
     step = max(1, chunk_bytes // max(per_q_block, 1))
     for i0 in range(0, n_q, step):
@@ -168,12 +172,15 @@ def block_sparse_attention(
         idx = index[:, :, i0:i1]  # (B, H, c, W)
         c = i1 - i0
 
-        def gather(x: torch.Tensor, idx: torch.Tensor = idx, c: int = c) -> torch.Tensor:
+        def gather(x: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
             # (B, H, nK, ...) -> (B, H, c, W, ...) key blocks listed for each query block of the chunk
-            tail = x.shape[3:]
-            flat = idx.reshape(b, h, c * width, *([1] * len(tail))).expand(b, h, c * width, *tail)
-            return torch.gather(x, 2, flat).view(b, h, c, width, *tail)
+            return x[batch_ids, head_ids, idx]
 
+        if pv_bits == 16:  # dequantized operands through torch's fused SDPA: the fast CPU path
+            o = _chunk_sdpa(qd[:, :, i0:i1], gather(kd), gather(vb), idx, count[:, :, i0:i1], key_ok, extra,
+                            i0, i1, bs)  # fmt: skip
+            out[:, :, i0 * bs : i1 * bs] = o.reshape(b, h, c * bs, dv)
+            continue
         kc = gather(kb).reshape(b, h, c, width * bs, d)
         s = qb[:, :, i0:i1] @ kc.transpose(-1, -2)  # (B, H, c, bs, W * bs)
         s = s * (q_scale[:, :, i0:i1, None, None] * gather(k_scale).repeat_interleave(bs, -1)[:, :, :, None])
@@ -195,6 +202,40 @@ def block_sparse_attention(
         o = p @ vc.reshape(b, h, c, width * bs, dv) / denom.clamp(min=1e-30)
         out[:, :, i0 * bs : i1 * bs] = o.reshape(b, h, c * bs, dv)
     return (out[:, :, :lq] + v_mean).to(q.dtype)
+
+
+def _chunk_sdpa(
+    q: torch.Tensor,  # (B, H, c, bs, D), softmax scale folded in
+    k: torch.Tensor,  # (B, H, c, W, bs, D) gathered key blocks
+    v: torch.Tensor,  # (B, H, c, W, bs, Dv)
+    idx: torch.Tensor,  # (B, H, c, W)
+    count: torch.Tensor,  # (B, H, c)
+    key_ok: torch.Tensor,  # (nK * bs,)
+    extra: torch.Tensor | None,  # (B|1, H|1, nQ * bs, nK * bs) additive
+    i0: int,
+    i1: int,
+    bs: int,
+) -> torch.Tensor:
+    b, h, c, width = idx.shape
+    n_k = key_ok.numel() // bs
+    slot_ok = torch.arange(width, device=q.device) < count[..., None]  # (B, H, c, W)
+    ok = slot_ok[..., None] & key_ok.view(n_k, bs)[idx]  # (B, H, c, W, bs)
+    mask = None
+    if extra is not None:
+        rows = extra[..., i0 * bs : i1 * bs, :].expand(b, h, -1, -1).reshape(b, h, c, bs, n_k, bs)
+        cols = torch.gather(rows, 4, idx[:, :, :, None, :, None].expand(b, h, c, bs, width, bs))
+        mask = cols.reshape(b * h, c, bs, width * bs).masked_fill(~ok.view(b * h, c, 1, -1), float("-inf"))
+    elif not bool(ok.all()):
+        mask = ok.view(b * h, c, 1, width * bs)
+    # 4-D (the query blocks as the "heads" axis), so torch picks its fused kernel
+    out = F.scaled_dot_product_attention(
+        q.reshape(b * h, c, bs, -1),
+        k.reshape(b * h, c, width * bs, -1),
+        v.reshape(b * h, c, width * bs, -1),
+        attn_mask=mask,
+        scale=1.0,
+    )
+    return out.view(b, h, c, bs, -1)
 
 
 def reference_attention(

@@ -1,0 +1,139 @@
+"""Attention backends: block-sparse and low-bit paths against dense attention.
+
+CPU (always): seed-attn's torch block-sparse path against dense torch SDPA at N = 4096 and 16384, as a
+ratio measured in the same run. GPU (when CUDA is available): the Triton kernel against FlexAttention on the
+same block mask and against cuDNN SDPA, N = 16K / 32K, D = 64 / 128, densities 1.0 / 0.5 / 0.25, bf16 and
+INT8; throughput in dense-equivalent TFLOP/s (4·H·N²·D / time, whatever the density).
+
+    uv run python benchmarks/attention.py [--quick] [--json benchmarks/results/attention-cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seed_attn.sparse import BlockLists, block_sparse_attention
+
+
+def random_block_mask(heads: int, n_blocks: int, density: float, seed: int = 0) -> torch.Tensor:
+    """(1, H, n, n) bool: each row keeps round(density * n) blocks, its diagonal included."""
+    gen = torch.Generator().manual_seed(seed)
+    keep = max(1, round(density * n_blocks))
+    scores = torch.rand(1, heads, n_blocks, n_blocks, generator=gen)
+    scores[..., torch.arange(n_blocks), torch.arange(n_blocks)] = 2.0
+    top = scores.topk(keep, dim=-1).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, top, True)
+
+
+def cpu_time(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cpu_rows(quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    heads, d, block = 2, 64, 64
+    for n in (4096,) if quick else (4096, 16384):
+        gen = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(1, heads, n, d, generator=gen) for _ in range(3))
+        repeats = 3 if n <= 4096 else 1
+        dense = cpu_time(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v), repeats)
+        rows.append({"device": "cpu", "n": n, "d": d, "heads": heads, "path": "sdpa dense", "density": 1.0,
+                     "bits": 32, "seconds": dense, "ratio_vs_dense": 1.0})  # fmt: skip
+        for density in (0.5, 0.25):
+            lists = BlockLists.from_mask(random_block_mask(heads, n // block, density), block)
+            for bits in (16, 8):
+
+                def run(q=q, k=k, v=v, lists=lists, bits=bits) -> torch.Tensor:
+                    return block_sparse_attention(q, k, v, lists, qk_bits=bits)
+
+                seconds = cpu_time(run, repeats)
+                rows.append({"device": "cpu", "n": n, "d": d, "heads": heads, "path": "torch block-sparse",
+                             "density": density, "bits": 32 if bits == 16 else bits, "seconds": seconds,
+                             "ratio_vs_dense": dense / seconds})  # fmt: skip
+    return rows
+
+
+def gpu_rows(quick: bool) -> list[dict[str, Any]]:
+    import triton.testing
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from seed_attn.kernels import triton_block_sparse_attention
+    from seed_attn.ops import _compiled_flex, _flex_block_mask
+
+    rows = []
+    name = torch.cuda.get_device_name()
+    shapes = [(16384, 128)] if quick else [(16384, 64), (16384, 128), (32768, 64), (32768, 128)]
+    for n, d in shapes:
+        heads = 24 if d == 128 else 48
+        q, k, v = (torch.randn(1, heads, n, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        flops = 4 * heads * n * n * d
+
+        def bench(fn: Any) -> float:
+            return triton.testing.do_bench(fn, warmup=5, rep=30) / 1e3
+
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            cudnn = bench(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
+        rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "cuDNN SDPA", "density": 1.0,
+                     "bits": 16, "seconds": cudnn, "tflops": flops / cudnn / 1e12})  # fmt: skip
+        for density in (1.0, 0.5, 0.25):
+            for block in (64, 128):
+                mask = random_block_mask(heads, n // block, density).cuda()
+                lists = BlockLists.from_mask(mask, block)
+                for bits in (16, 8):
+                    seconds = bench(
+                        lambda q=q, k=k, v=v, lists=lists, bits=bits: triton_block_sparse_attention(
+                            q, k, v, lists, qk_bits=bits, pv_bits=16
+                        )
+                    )
+                    rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": f"triton b{block}",
+                                 "density": density, "bits": bits, "seconds": seconds,
+                                 "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
+                if block == 128:
+                    bm = _flex_block_mask(mask, block, n, n)
+                    flex = _compiled_flex()
+                    seconds = bench(lambda q=q, k=k, v=v, bm=bm: flex(q, k, v, block_mask=bm))
+                    rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "FlexAttention b128",
+                                 "density": density, "bits": 16, "seconds": seconds,
+                                 "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one shape per device")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/attention-cpu.json"))
+    parser.add_argument("--gpu-only", action="store_true")
+    args = parser.parse_args()
+    rows = [] if args.gpu_only else cpu_rows(args.quick)
+    if torch.cuda.is_available():
+        rows += gpu_rows(args.quick)
+    print(f"{'device':<22} {'N':>6} {'D':>4} {'path':<20} {'dens':>5} {'bits':>4} {'ms':>10} {'ratio/TF':>9}")
+    for r in rows:
+        extra = r.get("tflops", r.get("ratio_vs_dense"))
+        print(f"{r['device'][:22]:<22} {r['n']:>6} {r['d']:>4} {r['path']:<20} {r['density']:>5} {r['bits']:>4} "
+              f"{r['seconds'] * 1e3:>10.2f} {extra:>9.2f}")  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
