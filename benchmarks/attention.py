@@ -105,8 +105,7 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
                                  "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
                 if block == 128:
                     bm = _flex_block_mask(mask, block, n, n)
-                    flex = _compiled_flex()
-                    seconds = bench(lambda q=q, k=k, v=v, bm=bm: flex(q, k, v, block_mask=bm))
+                    seconds = bench(lambda q=q, k=k, v=v, bm=bm: _compiled_flex()(q, k, v, block_mask=bm))
                     rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "FlexAttention b128",
                                  "density": density, "bits": 16, "seconds": seconds,
                                  "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
@@ -127,8 +126,8 @@ def main() -> None:
     print(f"{'device':<22} {'N':>6} {'D':>4} {'path':<20} {'dens':>5} {'bits':>4} {'ms':>10} {'ratio/TF':>9}")
     for r in rows:
         extra = r.get("tflops", r.get("ratio_vs_dense"))
-        print(f"{r['device'][:22]:<22} {r['n']:>6} {r['d']:>4} {r['path']:<20} {r['density']:>5} {r['bits']:>4} "
-              f"{r['seconds'] * 1e3:>10.2f} {extra:>9.2f}")  # fmt: skip
+        print(f"{r['device'][:22]:<22} {r['n']:>6} {r['d']:>4} {r['path']:<20} {r['density']:>5} "
+              f"{r['bits']:>4} {r['seconds'] * 1e3:>10.2f} {extra:>9.2f}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
     args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -55,3 +55,16 @@ def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
     assert data["frechet"]["distance"] > 3 * data["frechet"]["floor"] > 0
     again = CliRunner().invoke(create_app(), ["eval", "-m", "toy-gradient", "--quick", "--json", str(out)])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_eval_at_a_size_runs_the_text_to_image_suites(seed_registry_factory, tmp_path):
+    seed_registry_factory(entry_points=True, env={})
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        create_app(),
+        ["eval", "-m", "toy-gradient", "--quick", "--steps", "1", "--size", "128", "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["settings"]["size"] == 128 and data["edit"]["cases"] == data["compose"]["cases"] == 0
+    assert "edit success" not in result.output and "at 128x128" in result.output

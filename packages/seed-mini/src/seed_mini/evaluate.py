@@ -30,16 +30,25 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     tick: Tick | None = None,
+    size: int | None = None,
+    images: list[torch.Tensor] | None = None,
+    fraction: int = 1,
 ) -> dict[str, Any]:
-    """All metrics for one model + accelerators. `quick` runs a quarter of each suite (for smoke tests)."""
+    """All metrics for one model + accelerators. `quick` runs a quarter of each suite (for smoke tests).
+
+    With `size` (pixels, square), the text-to-image suites (prompts, diversity, Fréchet distance) run at
+    that size and the edit / composition suites are skipped: what sparse attention is judged on. The
+    text-to-image outputs are appended to `images` when given (to compare two runs pixel by pixel)."""
     start = time.perf_counter()
     pipeline = load(model, accelerators=list(accelerators), device=device)
     tick = tick or (lambda _: None)
-    share = 4 if quick else 1
+    share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
     settings = {"steps": steps, "guidance": guidance}
 
     def run(request: GenerateRequest) -> Any:
         request.steps, request.guidance = steps, guidance
+        if size is not None and not request.references and request.task != "edit":
+            request.width = request.height = size
         return pipeline.run(request).images[0]
 
     # text-to-image outputs and, for the Fréchet distance, two sets of world scenes that fit the same
@@ -57,7 +66,7 @@ def evaluate(
         ok = metrics.score_prompt(case, analyze(image))
         by_category.setdefault(case.category, []).append(ok)
         tick("prompts")
-    big = metrics.prompt_suite(8 // share, seed=2029)
+    big = metrics.prompt_suite(8 // share, seed=2029) if size is None else []
     for i, case in enumerate(c for c in big if c.category == "single"):
         image = run(GenerateRequest(case.prompt, seed=seed + i, width=256, height=256))
         by_category.setdefault("single@256", []).append(metrics.score_prompt(case, analyze(image)))
@@ -66,7 +75,7 @@ def evaluate(
     edit_ok, kept, psnrs = [], [], []
     compose_ok = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, edit in enumerate(metrics.edit_suite(42 // share)):
+        for i, edit in enumerate(metrics.edit_suite(42 // share) if size is None else []):
             source = save_png(to_pil(world.render(edit.source)), Path(tmp) / f"edit{i}.png")
             image = run(EditRequest(edit.instruction, image=str(source), seed=seed + i))
             analysis = analyze(image)
@@ -74,7 +83,7 @@ def evaluate(
             kept.append(metrics.preservation(edit, analysis))
             psnrs.append(metrics.psnr_outside_edit(edit, from_pil(image)))
             tick("edits")
-        for i, comp in enumerate(metrics.composition_suite(16 // share)):
+        for i, comp in enumerate(metrics.composition_suite(16 // share) if size is None else []):
             refs = [
                 str(save_png(to_pil(world.render(r)), Path(tmp) / f"ref{i}-{k}.png"))
                 for k, r in enumerate(comp.references)
@@ -103,6 +112,8 @@ def evaluate(
     def mean(values: Sequence[float]) -> float:
         return sum(values) / len(values) if values else 0.0
 
+    if images is not None:
+        images.extend(generated)
     reference = classifier.features(world.render_batch(real[0]))
     fd = classifier.frechet_distance(classifier.features(torch.stack(generated)), reference)
     fd_floor = classifier.frechet_distance(classifier.features(world.render_batch(real[1])), reference)
@@ -118,6 +129,7 @@ def evaluate(
             "quick": quick,
             "default_steps": pipeline.default_steps,
             "default_guidance": pipeline.default_guidance,
+            "size": size or pipeline.default_size[0],
         },
         "prompt_accuracy": {k: mean(v) for k, v in by_category.items()},
         "prompt_cases": {k: len(v) for k, v in by_category.items()},
@@ -134,6 +146,8 @@ def evaluate(
     }
 
 
-def total_ticks(quick: bool) -> int:
+def total_ticks(quick: bool, size: int | None = None) -> int:
     share = 4 if quick else 1
+    if size is not None:
+        return 4 * (24 // share) + 2 * (48 // share)
     return 4 * (24 // share) + (8 // share) + 42 // share + 16 // share + 2 * (48 // share)

@@ -57,6 +57,10 @@ def seed_register_commands(app: Any) -> None:
         guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
         seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        size: Annotated[
+            int | None,
+            typer.Option(help="Run the text-to-image suites at SIZE x SIZE pixels (no edit / compose)."),
+        ] = None,
         output: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite --json.")] = False,
     ) -> None:
@@ -76,7 +80,7 @@ def seed_register_commands(app: Any) -> None:
             check_writable(output, force)
         console = Console(stderr=True)
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("evaluating", total=total_ticks(quick))
+            task = bar.add_task("evaluating", total=total_ticks(quick, size))
             result = evaluate(
                 model,
                 accel or [],
@@ -86,8 +90,10 @@ def seed_register_commands(app: Any) -> None:
                 seed=seed,
                 device=device,
                 tick=lambda what: bar.update(task, advance=1, description=what),
+                size=size,
             )
-        table = Table(title=f"seed eval: {model} {' '.join(accel or [])}".strip(), title_justify="left")
+        at = f" at {size}x{size}" if size else ""
+        table = Table(title=f"seed eval: {model} {' '.join(accel or [])}{at}".strip(), title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
         table.add_column("cases", justify="right")
@@ -96,12 +102,16 @@ def seed_register_commands(app: Any) -> None:
                 f"prompt accuracy: {category}", f"{value:.1%}", str(result["prompt_cases"][category])
             )
         edit = result["edit"]
-        table.add_row("edit success", f"{edit['success']:.1%}", str(edit["cases"]))
-        table.add_row("edit preservation", f"{edit['preservation']:.1%}", str(edit["cases"]))
-        table.add_row("edit PSNR outside the edit", f"{edit['psnr_outside_db']:.1f} dB", str(edit["cases"]))
-        table.add_row(
-            "composition success", f"{result['compose']['success']:.1%}", str(result["compose"]["cases"])
-        )
+        if edit["cases"]:
+            table.add_row("edit success", f"{edit['success']:.1%}", str(edit["cases"]))
+            table.add_row("edit preservation", f"{edit['preservation']:.1%}", str(edit["cases"]))
+            table.add_row(
+                "edit PSNR outside the edit", f"{edit['psnr_outside_db']:.1f} dB", str(edit["cases"])
+            )
+        if result["compose"]["cases"]:
+            table.add_row(
+                "composition success", f"{result['compose']['success']:.1%}", str(result["compose"]["cases"])
+            )
         for prompt, d in result["diversity"].items():
             table.add_row(
                 f"diversity '{prompt}': entropy ratio", f"{d['entropy_ratio']:.2f}", str(d["samples"])

@@ -1,0 +1,85 @@
+"""PAROAttention quality on seedream-mini at 256x256 (1,048 tokens): dense attention against `--accel paro`
+at several densities and bit widths, with and without the calibrated reordering (the paper's central
+claim: reordering is what keeps quality at low density).
+
+Per configuration, through `seed eval`'s text-to-image suites at 256 px: prompt accuracy by category, the
+Fréchet distance on the world classifier's features, and the PSNR of every output against the dense
+output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
+
+    uv run python benchmarks/paro_quality.py [--fraction 8] [--json benchmarks/results/paro-quality.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from seed_mini.evaluate import evaluate
+
+CONFIGS = [
+    ("dense", []),
+    ("paro d0.5 int8", ["paro:density=0.5,bits=8"]),
+    ("paro d0.3 int8", ["paro:density=0.3,bits=8"]),
+    ("paro d0.2 int8", ["paro:density=0.2,bits=8"]),
+    ("paro d0.3 16-bit", ["paro:density=0.3,bits=16"]),
+    ("paro d0.3 int4", ["paro:density=0.3,bits=4"]),
+    ("no reorder d0.5 int8", ["paro:density=0.5,bits=8,reorder=false"]),
+    ("no reorder d0.3 int8", ["paro:density=0.3,bits=8,reorder=false"]),
+    ("no reorder d0.2 int8", ["paro:density=0.2,bits=8,reorder=false"]),
+]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float((a.float() - b.float()).pow(2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="seedream-mini")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--fraction", type=int, default=8, help="run 1/N of each suite (CPU time)")
+    parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/paro-quality.json"))
+    args = parser.parse_args()
+    rows = []
+    dense_images: list[torch.Tensor] = []
+    for name, accel in CONFIGS:
+        if args.only and name not in args.only and name != "dense":
+            continue
+        images: list[torch.Tensor] = []
+        start = time.perf_counter()
+        result = evaluate(args.model, accel, size=args.size, fraction=args.fraction, images=images)
+        if name == "dense":
+            dense_images = images
+        scores = [psnr(a, b) for a, b in zip(images, dense_images, strict=True)]
+        finite = [s for s in scores if s != float("inf")]
+        rows.append(
+            {
+                "config": name,
+                "accelerators": accel,
+                "prompt_accuracy": result["prompt_accuracy"],
+                "frechet": result["frechet"],
+                "psnr_vs_dense_db": sum(finite) / len(finite) if finite else float("inf"),
+                "images": len(images),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        r = rows[-1]
+        acc = " ".join(f"{k} {v:.0%}" for k, v in r["prompt_accuracy"].items())
+        print(f"{name:<22} {acc}  FD {r['frechet']['distance']:.1f} (floor {r['frechet']['floor']:.1f})  "
+              f"PSNR vs dense {r['psnr_vs_dense_db']:.1f} dB  {r['seconds']:.0f} s", flush=True)  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"model": args.model, "size": args.size, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
