@@ -88,6 +88,14 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
 
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
             cudnn = bench(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
+            expected = F.scaled_dot_product_attention(q, k, v).float()
+        dense_lists = BlockLists.dense(n, n, 128, "cuda")
+        for bits in (16, 8):  # correctness first: the dense kernel against cuDNN
+            got = triton_block_sparse_attention(q, k, v, dense_lists, qk_bits=bits).float()
+            error = float((got - expected).norm() / expected.norm())
+            print(f"check: triton dense {bits}-bit vs cuDNN, N={n} D={d}: relative error {error:.2e}")
+            if error > (0.01 if bits == 16 else 0.05):
+                raise SystemExit(f"the Triton kernel is wrong at N={n} D={d} bits={bits}: error {error:.3f}")
         rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "cuDNN SDPA", "density": 1.0,
                      "bits": 16, "seconds": cudnn, "tflops": flops / cudnn / 1e12})  # fmt: skip
         for density in (1.0, 0.5, 0.25):
