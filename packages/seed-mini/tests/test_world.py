@@ -108,3 +108,11 @@ def test_analyzer_is_right_on_at_least_99_percent_of_fresh_objects():
                 math.hypot(d.x - obj.x, d.y - obj.y) < 0.03
             )
     assert total > 300 and right / total >= 0.99, (right, total)
+
+
+def test_batched_render_equals_one_by_one():
+    rng = random.Random(5)
+    scenes = [world.sample_counting_scene(rng) if i % 4 else world.sample_scene(rng) for i in range(40)]
+    for size in (64, (96, 48)):
+        one_by_one = torch.stack([world.render(s, size) for s in scenes])
+        assert (world.render_batch(scenes, size) - one_by_one).abs().max() < 1e-5

@@ -215,6 +215,7 @@ def dit_batch(
     size: int | None = None,
     drop_text: float = 0.1,
     resolutions: tuple[tuple[int, float], ...] = ((BASE_SIZE, 1.0),),
+    device: torch.device | str = "cpu",
 ) -> DitBatch:
     """One task and one resolution per step (the batch shares its number of references and its size).
 
@@ -254,8 +255,8 @@ def dit_batch(
             refs.append(list(comp.references))
     prompts = ["" if rng.random() < drop_text else p for p in prompts]
     n_refs = len(refs[0]) if refs else 0
-    references = [world.render_batch([r[i] for r in refs], size) * 2 - 1 for i in range(n_refs)]
-    return DitBatch(world.render_batch(targets, size) * 2 - 1, prompts, references, task)
+    references = [world.render_batch([r[i] for r in refs], size, device) * 2 - 1 for i in range(n_refs)]
+    return DitBatch(world.render_batch(targets, size, device) * 2 - 1, prompts, references, task)
 
 
 def build_dit(preset: str, latent_channels: int) -> tuple[MMDiT, MiniTextEncoder]:
@@ -324,7 +325,7 @@ def train_dit(
         log(f"resumed from step {step}")
     progress = Progress(steps, step)
     while step < steps:
-        data = dit_batch(seed, step, batch, resolutions=resolutions)
+        data = dit_batch(seed, step, batch, resolutions=resolutions, device=device)  # rendered on device
         n = data.target.shape[0]
         gen = torch.Generator().manual_seed(seed * 7919 + step)
         with torch.no_grad(), autocast:
