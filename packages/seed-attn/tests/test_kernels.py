@@ -68,3 +68,5 @@ def test_unsupported_inputs_are_named():
     q = torch.randn(1, 1, 16, 16)
     assert "block size 8" in kernels.supported(q, q, q, 8)
     assert kernels.supported(q, q, q, 16) is None
+    assert "head size 16" in kernels.supported(q, q, q, 16, qk_bits=8)  # 8-bit tl.dot needs K >= 32
+    assert "block 16" in kernels.supported(q, q, q, 16, pv_bits=8)

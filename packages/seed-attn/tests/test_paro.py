@@ -109,6 +109,9 @@ def test_paro_errors_name_the_fix(registry, plan_dir, tmp_path):
     bad.mkdir()
     json_path = next(plan_dir.glob("*.json"))
     (bad / json_path.name).write_text(json_path.read_text().replace('"length": ', '"length": 1'))
+    (bad / "broken.json").write_text("{not json")
+    with pytest.raises(PlanError, match="not a PARO plan"):
+        ParoPlan.load(bad / "broken.json")
     from seed_core.weights import load_safetensors, save_safetensors
 
     save_safetensors(
@@ -151,5 +154,40 @@ def test_custom_op_has_a_fake_implementation():
     from seed_attn.sparse import BlockLists
 
     lists = BlockLists.dense(40, 40, 16)
-    args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None)
+    args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None, True)
     torch.library.opcheck(ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_paro_backend_masks_heads_and_hook_state(registry, plan_dir):
+    from seed_attn.paro import active_layer, layer_scope
+    from seed_core.attention import AttentionContext, attention_context, sdpa_attention
+
+    pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir},density=1,bits=16"])
+    plan = ParoPlan.load(next(plan_dir.glob("*.json")))
+    heads, length = plan.orders.shape[1], plan.length
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, heads, length, 16, generator=gen) for _ in range(3))
+    keep = torch.ones(length, dtype=torch.bool)
+    keep[plan.prefix - 5 : plan.prefix] = False  # padded text keys
+    context = AttentionContext(plan.prefix, (plan.grid,), torch.full((2,), 0.5))
+    with attention_context(context), layer_scope(pipeline.paro, 1):
+        for mask in (keep, keep[None], keep[None, None, None], keep.expand(1, heads, 1, length)):
+            out = attention(q, k, v, mask=mask, backend="paro")  # full density: exact, whatever the order
+            assert float((out - sdpa_attention(q, k, v, mask=mask)).abs().max()) < 1e-4, mask.shape
+        with pytest.raises(PlanError, match="heads"):
+            attention(q[:, :1], k[:, :1], v[:, :1], backend="paro")
+        with pytest.raises(AttentionInputError, match="per-key"):
+            attention(q, k, v, mask=torch.ones(length, length, dtype=torch.bool), backend="paro")
+    # a request that fails inside a layer leaves no layer state behind
+    with pytest.raises(PlanError):
+        pipeline.run(GenerateRequest("a red circle", steps=1, width=128, height=128))
+    assert active_layer() is None
+
+
+def test_calibrate_refuses_bad_settings_before_sampling(registry, tmp_path):
+    app = create_app()
+    for args in (["--groups", "0"], ["--alpha", "-3"]):
+        result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), *args])
+        assert result.exit_code == 2 and "groups >= 1" in result.output, result.output
+    result = CliRunner().invoke(app, ["calibrate", "-m", MODEL])  # no model directory: name --out at once
+    assert result.exit_code == 2 and "--out DIR" in result.output

@@ -198,3 +198,13 @@ def test_backend_refusal_and_unknown_names(seed_registry_factory):
             pass
     with pytest.raises(UnknownAttentionBackendError):
         set_attention_backend(nn.Linear(1, 1), "nope")
+
+
+def test_low_rank_masks_broadcast(seed_registry):
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2, 5, 8, generator=gen) for _ in range(3))
+    keys = torch.tensor([True, True, False, True, False])
+    reference = attention(q, k, v, mask=keys.view(1, 1, 1, 5), backend="math")
+    for mask in (keys, keys[None], keys[None, None]):  # 1-D to 3-D, as the contract allows
+        torch.testing.assert_close(attention(q, k, v, mask=mask), reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attention(q, k, v, mask=mask, backend="math"), reference)

@@ -60,33 +60,35 @@ def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-unt
         raise PlanError("PARO plans cover text-to-image calls only (no reference images); drop --accel paro")
     prepared = runtime.prepare(context.prefix, context.grids[0], length, q.device)
     plan = prepared.plan
-    if layer >= plan.layers:
-        raise PlanError(f"the plan has {plan.layers} attention layers; the model called layer {layer}")
-    group = plan.group_of(float(context.t.flatten()[0])) if context.t is not None else 0
-    if k.shape[1] != q.shape[1]:
-        k, v = (
-            k.repeat_interleave(q.shape[1] // k.shape[1], 1),
-            v.repeat_interleave(q.shape[1] // k.shape[1], 1),
+    if layer >= plan.layers or plan.orders.shape[1] != q.shape[1]:
+        raise PlanError(
+            f"the PARO plan in {runtime.directory} is for {plan.layers} layers x {plan.orders.shape[1]} "
+            f"heads (model {plan.model}); this call is layer {layer} with {q.shape[1]} heads: "
+            "re-run `seed calibrate`"
         )
+    group = plan.group_of(float(context.t.flatten()[0])) if context.t is not None else 0
+    heads = q.shape[1]
+    if k.shape[1] != heads:
+        k, v = k.repeat_interleave(heads // k.shape[1], 1), v.repeat_interleave(heads // k.shape[1], 1)
     perm, inverse = prepared.perms[layer], prepared.inverse[layer]
     qp, kp, vp = _permute(q, perm), _permute(k, perm), _permute(v, perm)
-    if mask is not None:  # per-key masks follow the keys: (B|1, 1, 1, L) -> (B|1, H, 1, L)
-        if mask.shape[-2] != 1:
+    if mask is not None:  # per-key masks follow the keys: any broadcastable shape -> (B', H, 1, L)
+        mask = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
+        if mask.shape[2] != 1:
             raise AttentionInputError(f"the '{backend}' backend takes per-key masks only")
-        mask = mask.expand(*mask.shape[:-3], 1, 1, length)[..., 0, 0, :][:, None].expand(-1, q.shape[1], -1)
+        mask = mask[:, :, 0, :].expand(mask.shape[0], heads, length)
         mask = mask.gather(2, perm[None].expand(mask.shape[0], -1, -1))[:, :, None, :]
     if runtime.kernel == "flex" or backend == "flex":
-        out = ops.flex_attention(
-            qp, kp, vp, prepared.tables[group, layer], block=plan.block, scale=scale, mask=mask
-        )
+        out = ops.flex_attention(qp, kp, vp, prepared.flex_mask(group, layer), scale=scale, mask=mask)
     else:
         bits = runtime.bits or plan.bits
         pv_bits = runtime.pv_bits or bits
         if bits != 16 or pv_bits != 16:
             _finite(q, k, v, backend)
         out = ops.sparse_attention(
-            qp, kp, vp, prepared.lists[group][layer], qk_bits=bits, pv_bits=pv_bits, scale=scale, mask=mask
-        )
+            qp, kp, vp, prepared.lists[group][layer], qk_bits=bits, pv_bits=pv_bits, scale=scale, mask=mask,
+            allow_triton=runtime.kernel != "torch",
+        )  # fmt: skip
     return _permute(out, inverse)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from seed_attn.backends import backbone, plan_directory
+from seed_attn.backends import backbone
 from seed_attn.paro import Calibrator, ParoPlan, install
-from seed_core.attention import set_attention_backend
+from seed_core.errors import UsageError
 from seed_core.files import check_writable
 from seed_core.pipeline import load
 from seed_core.requests import GenerateRequest
@@ -37,27 +37,28 @@ def calibrate(
 ) -> tuple[Path, ParoPlan]:
     """Calibrate PARO for `model` at `size` (width, height; default: the model's); returns the plan's JSON
     path (beside the model unless `out`) and the plan."""
+    calibrator = Calibrator(groups=groups, alpha=alpha)  # checks its settings before any work
     pipeline = load(model, device=device)
     width, height = size or pipeline.default_size
+    directory = out or (Path(pipeline.source) / "paro" if pipeline.source else None)
+    if directory is None:
+        raise UsageError(f"model '{model}' has no model directory to keep the plan in; pass --out DIR")
+    check_writable(directory / "plan.json", force=True)  # a writable place, before minutes of sampling
     dit = backbone(pipeline)
-    calibrator = Calibrator(groups=groups, alpha=alpha)
-    handles = install(dit, calibrator, "paro-calibrate")
+    installed = install(dit, calibrator, "paro-calibrate")
     try:
         for i, prompt in enumerate(prompts):
             pipeline.run(GenerateRequest(prompt, width=width, height=height, seed=i, steps=steps))
+            if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
+                check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
             if tick:
                 tick(prompt)
     finally:
-        for handle in handles:
-            handle.remove()
-        set_attention_backend(dit, None)
+        installed.remove()
     plan = calibrator.plan(
         pipeline.spec.name,
         density,
         bits,
         meta={"prompts": list(prompts), "size": [width, height], "steps": steps or pipeline.default_steps},
     )
-    directory = out or plan_directory(pipeline, None)
-    stem = ParoPlan.file_stem(plan.prefix, plan.grid, plan.length)
-    check_writable(directory / f"{stem}.json", force)
     return plan.save(directory, force=force), plan

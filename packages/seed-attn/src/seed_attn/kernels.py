@@ -77,8 +77,8 @@ def _fwd(
 ):
     qb = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
+    b = (bh // H).to(tl.int64)  # 64-bit offsets: large video batches pass 2**31 elements
+    h = (bh % H).to(tl.int64)
     rows = qb * BLOCK + tl.arange(0, BLOCK)
     cols = tl.arange(0, BLOCK)
     d = tl.arange(0, D)
@@ -137,7 +137,9 @@ def _kernel(interpret: bool) -> Any:
     return triton.jit(_fwd)
 
 
-def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> str | None:
+def supported(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int, qk_bits: int = 16, pv_bits: int = 16
+) -> str | None:
     """Why the kernel cannot take these inputs, or None."""
     interpret = os.environ.get("TRITON_INTERPRET") == "1"
     if q.device.type != "cuda" and not interpret:
@@ -148,6 +150,11 @@ def supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> 
         return f"block size {block}: the kernel takes 16, 32, 64 or 128"
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return f"dtype {q.dtype}"
+    # 8-bit tl.dot needs a reduction of at least 32 on NVIDIA GPUs
+    if qk_bits != 16 and q.shape[-1] < 32:
+        return f"INT{qk_bits} Q·Kᵀ with head size {q.shape[-1]} (the kernel needs 32 or more)"
+    if pv_bits != 16 and block < 32:
+        return f"INT{pv_bits} P·V with block {block} (the kernel needs 32 or more)"
     return None
 
 
@@ -166,10 +173,13 @@ def triton_block_sparse_attention(
     """q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv) (repeat GQA heads before), `lists` for blocks of
     `lists.block`; `key_bias` (B, H or 1, Lk) float added to every score row (0 / -inf: key padding).
     `out`: a float32 (B, H, Lq, Dv) buffer to write into (the tests pass one full of NaN)."""
+    q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))  # the kernel assumes it
     b, h, lq, d = q.shape
     lk, dv = k.shape[2], v.shape[-1]
     bs = lists.block
     n_q = math.ceil(lq / bs)
+    if lists.index.shape[-2] != n_q or lists.count.shape[-1] != n_q:
+        raise ValueError(f"block lists have {lists.index.shape[-2]} query blocks; {lq} queries need {n_q}")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     dot_dtype = torch.float16 if q.dtype == torch.float32 else q.dtype  # tensor cores: 16-bit operands
     one = torch.ones(1, 1, 1, device=q.device)

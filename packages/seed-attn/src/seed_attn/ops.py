@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import Any
 
 import torch
 
 from seed_attn.sparse import BlockLists, block_sparse_attention
+from seed_core.errors import AttentionInputError
 
 _warned: set[str] = set()
 
@@ -25,12 +27,14 @@ def warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _triton_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> str | None:
+def _triton_reason(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int, qk_bits: int, pv_bits: int
+) -> str | None:
     try:
         from seed_attn import kernels
     except ImportError:
         return "triton is not installed"
-    return kernels.supported(q, k, v, block)
+    return kernels.supported(q, k, v, block, qk_bits, pv_bits)
 
 
 @torch.library.custom_op("seed_attn::block_sparse_attention", mutates_args=())
@@ -46,9 +50,12 @@ def _block_sparse_op(
     scale: float,
     key_bias: torch.Tensor | None,
     mask: torch.Tensor | None,
+    allow_triton: bool,
 ) -> torch.Tensor:
     lists = BlockLists(index, count, block)
-    reason = _triton_reason(q, k, v, block) if q.device.type == "cuda" else "cpu"
+    reason = "cpu"
+    if q.device.type == "cuda":
+        reason = _triton_reason(q, k, v, block, qk_bits, pv_bits) if allow_triton else "kernel=torch"
     if reason is None and mask is None:
         from seed_attn.kernels import triton_block_sparse_attention
 
@@ -67,7 +74,7 @@ def _block_sparse_op(
 
 
 @_block_sparse_op.register_fake
-def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask):  # type: ignore[no-untyped-def]
+def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask, allow_triton):  # type: ignore[no-untyped-def]
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
@@ -100,8 +107,10 @@ def sparse_attention(
     scale: float | None = None,
     mask: torch.Tensor | None = None,
     is_causal: bool = False,
+    allow_triton: bool = True,
 ) -> torch.Tensor:
-    """Block-sparse (dense when `lists` is None), optionally low-bit attention through the custom op."""
+    """Block-sparse (dense when `lists` is None), optionally low-bit attention through the custom op
+    (inference only: the op has no backward)."""
     b, h, lq, d = q.shape
     lk = k.shape[2]
     if k.shape[1] != h:
@@ -119,13 +128,12 @@ def sparse_attention(
     key_bias, full = split_mask(mask, b, lk)
     return _block_sparse_op(
         q, k, v, lists.index, lists.count, lists.block, qk_bits, pv_bits,
-        1.0 / math.sqrt(d) if scale is None else scale, key_bias, full,
+        1.0 / math.sqrt(d) if scale is None else scale, key_bias, full, allow_triton,
     )  # fmt: skip
 
 
-@functools.cache
-def _flex_block_mask(table: torch.Tensor, block: int, lq: int, lk: int):  # type: ignore[no-untyped-def]
-    # cached per mask table (tensors hash by identity): plans are static, building a BlockMask is not free
+def flex_block_mask(table: torch.Tensor, block: int, lq: int, lk: int):  # type: ignore[no-untyped-def]
+    """A FlexAttention BlockMask from a (1, H, nQb, nKb) bool table (build once per plan, reuse)."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     heads = table.shape[1]
@@ -140,21 +148,22 @@ def flex_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    block_mask: torch.Tensor | None = None,
+    block_mask: Any = None,
     *,
-    block: int = 128,
     scale: float | None = None,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Block-sparse attention with PyTorch's FlexAttention: `block_mask` (1, H, nQb, nKb) bool; a
-    key-padding `mask` becomes a score_mod. The BlockMask is built once per mask table and cached."""
+    """Block-sparse attention with PyTorch's FlexAttention on a BlockMask (`flex_block_mask`), or dense
+    with None; a per-key `mask` becomes a score_mod."""
     from torch.nn.attention.flex_attention import flex_attention as flex
 
-    b, h, lq, _ = q.shape
+    b, h, _, _ = q.shape
     lk = k.shape[2]
     key_bias, full = split_mask(mask, b, lk)
     if full is not None:
-        raise ValueError("the flex backend takes key-padding masks only; use the 'paro' or 'sdpa' backend")
+        raise AttentionInputError(
+            "the flex backend takes per-key masks only; use the 'paro' or 'sdpa' backend"
+        )
     score_mod = None
     if key_bias is not None:
         bias = key_bias
@@ -162,9 +171,7 @@ def flex_attention(
         def score_mod(score, bb, hh, q_idx, kv_idx):  # type: ignore[no-untyped-def]
             return score + bias[bb, hh if bias.shape[1] > 1 else 0, kv_idx]
 
-    bm = None
-    if block_mask is not None:
-        bm = _flex_block_mask(block_mask, block, lq, lk)
+    bm = block_mask
     if q.device.type == "cuda":  # FlexAttention is fast only compiled (a fused Triton kernel)
         return _compiled_flex()(
             q, k, v, score_mod=score_mod, block_mask=bm, scale=scale, enable_gqa=k.shape[1] != h

@@ -110,13 +110,31 @@ class ParoPlan:
     def load(cls, json_path: Path) -> ParoPlan:
         from seed_core.weights import load_safetensors
 
-        info = json.loads(json_path.read_text())
+        try:
+            info = json.loads(json_path.read_text())
+            fields = {"model", "prefix", "grid", "length", "block", "density", "bits", "meta"}
+            if (
+                not isinstance(info, dict)
+                or set(info) - fields
+                or not {"prefix", "grid", "length", "block"} <= set(info)
+            ):
+                raise ValueError(
+                    f"keys {sorted(info) if isinstance(info, dict) else info!r}, expected {sorted(fields)}"
+                )
+            info["grid"] = tuple(int(g) for g in info["grid"])
+        except (OSError, ValueError, TypeError) as exc:
+            raise PlanError(f"{json_path}: not a PARO plan ({exc}); re-run `seed calibrate`") from None
         tensors = load_safetensors(json_path.with_suffix(".safetensors"))
         for key in ("orders", "mass", "mass_identity"):
             if key not in tensors:
                 raise PlanError(f"{json_path.with_suffix('.safetensors')}: missing tensor '{key}'")
-        info["grid"] = tuple(info["grid"])
         plan = cls(**info, **{k: tensors[k] for k in ("orders", "mass", "mass_identity")})
+        if len(plan.grid) not in ORDERS or plan.block <= 0 or plan.mass.ndim != 5 or plan.mass.shape[0] < 1:
+            raise PlanError(f"{json_path}: grid {plan.grid}, block {plan.block} or mass shape is not usable")
+        if plan.orders.numel() and not 0 <= int(plan.orders.min()) <= int(plan.orders.max()) < len(
+            ORDERS[len(plan.grid)]
+        ):
+            raise PlanError(f"{json_path}: orders outside 0..{len(ORDERS[len(plan.grid)]) - 1}")
         n_q = math.ceil(plan.length / plan.block)
         expected = (plan.orders.shape[0], plan.orders.shape[1], n_q, n_q)
         if tuple(plan.mass.shape[1:]) != expected or plan.mass.shape != plan.mass_identity.shape:
@@ -144,7 +162,7 @@ class ParoPlan:
 
     def group_of(self, t: float) -> int:
         """Timestep group of flow time t (1 = noise): equal bins from noise to clean."""
-        return min(int((1.0 - t) * self.groups), self.groups - 1)
+        return min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
 
 
 def find_plan(directory: Path, prefix: int, grid: tuple[int, ...], length: int) -> Path | None:
@@ -171,6 +189,13 @@ class Calibrator:
     incoherence: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
     calls: int = 0
 
+    def __post_init__(self) -> None:
+        if self.groups < 1 or not 0 <= self.alpha <= 1 or self.block <= 0:
+            raise AcceleratorError(
+                f"calibration needs groups >= 1, alpha in [0, 1] and block > 0 (got {self.groups}, "
+                f"{self.alpha}, {self.block})"
+            )
+
     def record(self, layer: int, t: float, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None,
                prefix: int, grid: tuple[int, ...], scale: float) -> None:  # fmt: skip
         """One attention call: q, k (B, H, L, D) of the layout (prefix, grid, L)."""
@@ -179,15 +204,23 @@ class Calibrator:
             self.layout = (prefix, grid, length)
         elif self.layout != (prefix, grid, length):
             raise PlanError(f"calibration saw two layouts: {self.layout} and {(prefix, grid, length)}")
-        group = min(int((1.0 - t) * self.groups), self.groups - 1)
+        group = min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
         bs = self.block
         n = math.ceil(length / bs)
         pad = n * bs - length
         if k.shape[1] != q.shape[1]:
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         bias = None
-        if mask is not None:  # key padding (B, 1, 1, L)
-            bias = torch.zeros(mask.shape, device=q.device).masked_fill(~mask, float("-inf"))
+        if mask is not None:  # per-key masks only: they follow the keys through the permutation
+            while mask.ndim < 4:
+                mask = mask[None]
+            if mask.shape[-2] != 1:
+                raise AcceleratorError("PARO calibration takes per-key masks only, not (.., Lq, Lk) masks")
+            bias = (
+                torch.zeros(mask.shape, device=q.device).masked_fill(~mask, float("-inf"))
+                if mask.dtype == torch.bool
+                else mask.float()
+            )
         for o, order in enumerate(ORDERS[len(grid)]):
             perm = sequence_permutation(prefix, grid, length, order).to(q.device)
             qp, kp = q[:, :, perm].float(), k[:, :, perm].float()
@@ -279,6 +312,18 @@ class PreparedPlan:
     lists: list[list[BlockLists]]  # [group][layer], each (1, H, nQb, W)
     tables: torch.Tensor  # (groups, layers, 1, H, nQb, nKb) bool (for FlexAttention)
     density: float  # achieved, forced blocks included
+    flex_masks: dict[tuple[int, int], Any] = field(default_factory=dict)
+
+    def flex_mask(self, group: int, layer: int) -> Any:
+        """The FlexAttention BlockMask of (group, layer), built on first use and kept."""
+        if (group, layer) not in self.flex_masks:
+            from seed_attn.ops import flex_block_mask
+
+            n = self.plan.length
+            self.flex_masks[(group, layer)] = flex_block_mask(
+                self.tables[group, layer], self.plan.block, n, n
+            )
+        return self.flex_masks[(group, layer)]
 
 
 @dataclass
@@ -361,23 +406,34 @@ def attention_layers(module: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in module.modules() if hasattr(m, "attention_backend")]
 
 
-def install(module: torch.nn.Module, owner: ParoRuntime | Calibrator, backend: str) -> list[Any]:
-    """Route every attention layer of `module` to `backend`, with its layer index visible to it.
-    Returns the hook handles (remove them to uninstall)."""
+@dataclass
+class Installed:
+    """Handle of `install`: `remove()` restores the layers' own forward and backend."""
+
+    module: torch.nn.Module
+    layers: list[torch.nn.Module]
+
+    def remove(self) -> None:
+        from seed_core.attention import set_attention_backend
+
+        for layer in self.layers:
+            layer.__dict__.pop("forward", None)
+        set_attention_backend(self.module, None)
+
+
+def install(module: torch.nn.Module, owner: ParoRuntime | Calibrator, backend: str) -> Installed:
+    """Route every attention layer of `module` to `backend`, with its layer index visible to it while its
+    forward runs (a context variable: per thread, and reset even when the forward raises)."""
     from seed_core.attention import set_attention_backend
 
     set_attention_backend(module, backend)
-    handles = []
-    for i, layer in enumerate(attention_layers(module)):
-        scopes: list[contextlib.AbstractContextManager[None]] = []
+    layers = attention_layers(module)
+    for i, layer in enumerate(layers):
+        original = layer.forward
 
-        def enter(mod: Any, args: Any, i: int = i, scopes: list[Any] = scopes) -> None:
-            scope = layer_scope(owner, i)
-            scope.__enter__()
-            scopes.append(scope)
+        def forward(*args: Any, _i: int = i, _original: Any = original, **kwargs: Any) -> Any:
+            with layer_scope(owner, _i):
+                return _original(*args, **kwargs)
 
-        def leave(mod: Any, args: Any, out: Any, scopes: list[Any] = scopes) -> None:
-            scopes.pop().__exit__(None, None, None)
-
-        handles += [layer.register_forward_pre_hook(enter), layer.register_forward_hook(leave)]
-    return handles
+        layer.forward = forward  # type: ignore[method-assign]  # an instance attribute, removed by remove()
+    return Installed(module, layers)

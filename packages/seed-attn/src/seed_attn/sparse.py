@@ -111,11 +111,14 @@ def block_sparse_attention(
     mask: torch.Tensor | None = None,
     is_causal: bool = False,
     chunk_bytes: int = 64 * 2**20,
+    key_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q kᵀ · scale + mask) v over the kept blocks only, optionally quantized (see the module doc).
 
     q (B, H, Lq, D), k (B, Hk, Lk, D), v (B, Hk, Lk, Dv) -> (B, H, Lq, Dv) in q's dtype. Query blocks are
-    processed in chunks of about `chunk_bytes` of gathered keys, so memory follows the kept blocks."""
+    processed in chunks of about `chunk_bytes` of gathered keys, so memory follows the kept blocks. Per-key
+    masks (and `key_bias`, (B|1, H|1, Lk) added to every row) are gathered with the keys; only a mask that
+    varies by query is expanded to the whole (Lq, Lk)."""
     if qk_bits not in BITS or pv_bits not in BITS:
         raise ValueError(f"qk_bits and pv_bits must be one of {BITS}, got {qk_bits} and {pv_bits}")
     b, h, lq, d = q.shape
@@ -150,6 +153,15 @@ def block_sparse_attention(
         vi, v_scale = quantize_blocks(v.float() - v_mean, bs, pv_bits)
         vf = vi.float()
 
+    if mask is not None:
+        m4 = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
+        if m4.shape[2] == 1:  # per key: gathered with the keys, never expanded to (Lq, Lk)
+            per_key = _additive_mask(m4, False, (b, h, lq, lk), q.device)[:, :, 0, :]  # type: ignore[index]
+            key_bias = per_key if key_bias is None else key_bias + per_key
+            mask = None
+    bias_blocks = None
+    if key_bias is not None:
+        bias_blocks = F.pad(key_bias.float().expand(b, h, lk), (0, n_k * bs - lk)).view(b, h, n_k, bs)
     extra = _additive_mask(mask, is_causal, (b, h, lq, lk), q.device)
     if extra is not None:
         extra = F.pad(extra.expand(*extra.shape[:2], lq, lk), (0, n_k * bs - lk, 0, n_q * bs - lq))
@@ -178,7 +190,7 @@ def block_sparse_attention(
 
         if pv_bits == 16:  # dequantized operands through torch's fused SDPA: the fast CPU path
             o = _chunk_sdpa(qd[:, :, i0:i1], gather(kd), gather(vb), idx, count[:, :, i0:i1], key_ok, extra,
-                            i0, i1, bs)  # fmt: skip
+                            i0, i1, bs, None if bias_blocks is None else gather(bias_blocks))  # fmt: skip
             out[:, :, i0 * bs : i1 * bs] = o.reshape(b, h, c * bs, dv)
             continue
         kc = gather(kb).reshape(b, h, c, width * bs, d)
@@ -187,6 +199,8 @@ def block_sparse_attention(
         slot_ok = torch.arange(width, device=q.device) < count[:, :, i0:i1, None]  # (B, H, c, W)
         ok = slot_ok[..., None] & key_ok.view(n_k, bs)[idx]  # (B, H, c, W, bs)
         s = s.masked_fill(~ok.view(b, h, c, 1, width * bs), float("-inf"))
+        if bias_blocks is not None:
+            s = s + gather(bias_blocks).reshape(b, h, c, 1, width * bs)
         if extra is not None:
             rows = extra[..., i0 * bs : i1 * bs, :].expand(b, h, -1, -1).reshape(b, h, c, bs, n_k, bs)
             cols = torch.gather(
@@ -215,6 +229,7 @@ def _chunk_sdpa(
     i0: int,
     i1: int,
     bs: int,
+    bias: torch.Tensor | None = None,  # (B, H, c, W, bs) per-key bias of the gathered keys
 ) -> torch.Tensor:
     b, h, c, width = idx.shape
     n_k = key_ok.numel() // bs
@@ -225,6 +240,10 @@ def _chunk_sdpa(
         rows = extra[..., i0 * bs : i1 * bs, :].expand(b, h, -1, -1).reshape(b, h, c, bs, n_k, bs)
         cols = torch.gather(rows, 4, idx[:, :, :, None, :, None].expand(b, h, c, bs, width, bs))
         mask = cols.reshape(b * h, c, bs, width * bs).masked_fill(~ok.view(b * h, c, 1, -1), float("-inf"))
+        if bias is not None:
+            mask = mask + bias.reshape(b * h, c, 1, width * bs)
+    elif bias is not None:
+        mask = bias.reshape(b * h, c, 1, width * bs).masked_fill(~ok.view(b * h, c, 1, -1), float("-inf"))
     elif not bool(ok.all()):
         mask = ok.view(b * h, c, 1, width * bs)
     # 4-D (the query blocks as the "heads" axis), so torch picks its fused kernel

@@ -163,6 +163,8 @@ def sdpa_attention(
         mask = _merged_mask(mask, is_causal, lq, lk, q.device)
     if mask is not None and mask.dtype != torch.bool:
         mask = mask.to(q.dtype)
+    if mask is not None and mask.ndim < 4:  # torch's SDPA refuses 1-D masks that the contract allows
+        mask = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, is_causal=fast_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
     )
