@@ -158,6 +158,8 @@ def apply_paro(
             raise AcceleratorError(f"paro: {name} must be 16, 8 or 4, got {value}")
     if kernel not in ("auto", "torch", "flex"):
         raise AcceleratorError(f"paro: kernel must be auto, torch or flex, got {kernel!r}")
+    if kernel == "flex" and {bits, pv_bits} - {None, 16}:
+        raise AcceleratorError("paro: kernel=flex computes in 16 bits; drop bits and pv_bits, or kernel=auto")
     directory = plan_directory(pipeline, plan)
     # how the user names this model again, for the calibrate command in error messages
     model = pipeline.spec.name if pipeline.source == pipeline.spec.weights else pipeline.source
