@@ -6,7 +6,8 @@ Per configuration, through `seed eval`'s text-to-image suites at 256 px: prompt 
 Fréchet distance on the world classifier's features, and the PSNR of every output against the dense
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
-    uv run python benchmarks/paro_quality.py [--fraction 8] [--json benchmarks/results/paro-quality.json]
+    uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] \
+        [--json benchmarks/results/paro-quality.json]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="seedream-mini")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--fraction", type=int, default=8, help="run 1/N of each suite (CPU time)")
+    parser.add_argument("--fraction", type=int, default=16, help="run 1/N of each suite (CPU time)")
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/paro-quality.json"))
     args = parser.parse_args()

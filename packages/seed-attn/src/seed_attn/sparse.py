@@ -171,51 +171,82 @@ def block_sparse_attention(
     kb, vb = kf.view(b, h, n_k, bs, d), vf.view(b, h, n_k, bs, dv)
     index = lists.index.long().expand(b, h, -1, -1)
     count = lists.count.long().expand(b, h, -1)
-    width = index.shape[-1]
-    out = torch.empty(b, h, n_q * bs, dv, device=q.device)
+    out = torch.empty(b, h, n_q, bs, dv, device=q.device)
     batch_ids = torch.arange(b, device=q.device).view(b, 1, 1, 1)
     head_ids = torch.arange(h, device=q.device).view(1, h, 1, 1)
     qd = qb * q_scale[..., None, None]  # integer-valued Q / K times their block scales: exact products
     kd = kb * k_scale[..., None, None]
-    per_q_block = b * h * width * bs * (d + dv + 2 * bs) * 4  # gathered K, V, scores, mask
-    step = max(1, chunk_bytes // max(per_q_block, 1))
-    for i0 in range(0, n_q, step):
-        i1 = min(n_q, i0 + step)
-        idx = index[:, :, i0:i1]  # (B, H, c, W)
-        c = i1 - i0
+    extra_rows = None if extra is None else extra.view(*extra.shape[:2], n_q, bs, n_k * bs)
+    for sel_list, width in _chunks(lists, b * h * bs * (d + dv + 2 * bs) * 4, chunk_bytes):
+        sel = torch.tensor(sel_list, device=q.device)
+        idx = index[:, :, sel, :width]  # (B, H, c, W)
+        cnt = count[:, :, sel]
+        c = len(sel_list)
+        rows = None if extra_rows is None else extra_rows[:, :, sel].expand(b, h, -1, -1, -1)
 
         def gather(x: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
             # (B, H, nK, ...) -> (B, H, c, W, ...) key blocks listed for each query block of the chunk
             return x[batch_ids, head_ids, idx]
 
+        bias = None if bias_blocks is None else gather(bias_blocks)
         if pv_bits == 16:  # dequantized operands through torch's fused SDPA: the fast CPU path
-            o = _chunk_sdpa(qd[:, :, i0:i1], gather(kd), gather(vb), idx, count[:, :, i0:i1], key_ok, extra,
-                            i0, i1, bs, None if bias_blocks is None else gather(bias_blocks))  # fmt: skip
-            out[:, :, i0 * bs : i1 * bs] = o.reshape(b, h, c * bs, dv)
+            out[:, :, sel] = _chunk_sdpa(
+                qd[:, :, sel], gather(kd), gather(vb), idx, cnt, key_ok, rows, bs, bias
+            )
             continue
         kc = gather(kb).reshape(b, h, c, width * bs, d)
-        s = qb[:, :, i0:i1] @ kc.transpose(-1, -2)  # (B, H, c, bs, W * bs)
-        s = s * (q_scale[:, :, i0:i1, None, None] * gather(k_scale).repeat_interleave(bs, -1)[:, :, :, None])
-        slot_ok = torch.arange(width, device=q.device) < count[:, :, i0:i1, None]  # (B, H, c, W)
-        ok = slot_ok[..., None] & key_ok.view(n_k, bs)[idx]  # (B, H, c, W, bs)
-        s = s.masked_fill(~ok.view(b, h, c, 1, width * bs), float("-inf"))
-        if bias_blocks is not None:
-            s = s + gather(bias_blocks).reshape(b, h, c, 1, width * bs)
-        if extra is not None:
-            rows = extra[..., i0 * bs : i1 * bs, :].expand(b, h, -1, -1).reshape(b, h, c, bs, n_k, bs)
-            cols = torch.gather(
-                rows, 4, idx[:, :, :, None, :, None].expand(b, h, c, bs, width, bs)
-            )  # (B, H, c, bs, W, bs)
-            s = s + cols.reshape(b, h, c, bs, width * bs)
+        s = qb[:, :, sel] @ kc.transpose(-1, -2)  # (B, H, c, bs, W * bs)
+        s = s * (q_scale[:, :, sel, None, None] * gather(k_scale).repeat_interleave(bs, -1)[:, :, :, None])
+        s = s + _score_mask(idx, cnt, key_ok, rows, bias, bs).view(b, h, c, -1, width * bs)
         row_max = s.amax(-1, keepdim=True).clamp(min=-1e30)  # a fully masked (padded) row stays finite
         p = torch.exp(s - row_max)
         denom = p.sum(-1, keepdim=True)
-        if pv_bits != 16:
-            p = torch.round(p * PMAX[pv_bits]) / PMAX[pv_bits]
+        p = torch.round(p * PMAX[pv_bits]) / PMAX[pv_bits]
         vc = gather(vb) * gather(v_scale)[..., None, None]  # (B, H, c, W, bs, Dv)
-        o = p @ vc.reshape(b, h, c, width * bs, dv) / denom.clamp(min=1e-30)
-        out[:, :, i0 * bs : i1 * bs] = o.reshape(b, h, c * bs, dv)
+        out[:, :, sel] = p @ vc.reshape(b, h, c, width * bs, dv) / denom.clamp(min=1e-30)
+    out = out.view(b, h, n_q * bs, dv)
     return (out[:, :, :lq] + v_mean).to(q.dtype)
+
+
+def _chunks(lists: BlockLists, bytes_per_key_block: int, chunk_bytes: int) -> list[tuple[list[int], int]]:
+    """Query blocks grouped by how many key blocks they keep (sorted), each group with its widest row:
+    a dense text row then does not widen every other row. Groups hold about `chunk_bytes` of work."""
+    widths = lists.count.amax(dim=tuple(range(lists.count.ndim - 1))).tolist()  # (nQ,)
+    chunks: list[tuple[list[int], int]] = []
+    current: list[int] = []
+    for qi in sorted(range(len(widths)), key=lambda i: widths[i]):
+        if current and (len(current) + 1) * widths[qi] * bytes_per_key_block > chunk_bytes:
+            chunks.append((current, widths[current[-1]]))
+            current = []
+        current.append(qi)
+    if current:
+        chunks.append((current, widths[current[-1]]))
+    return chunks
+
+
+def _score_mask(
+    idx: torch.Tensor,  # (B, H, c, W) key blocks of each query block
+    count: torch.Tensor,  # (B, H, c) how many of them are real
+    key_ok: torch.Tensor,  # (nK * bs,) keys that exist (not padding)
+    rows: torch.Tensor | None,  # (B, H, c, bs, nK * bs) additive mask rows of these query blocks
+    bias: torch.Tensor | None,  # (B, H, c, W, bs) per-key bias of the gathered keys
+    bs: int,
+) -> torch.Tensor:
+    """Additive (B, H, c, bs or 1, W * bs) mask over the gathered keys: -inf for unused slots and padded
+    keys, plus the caller's mask and per-key bias."""
+    b, h, c, width = idx.shape
+    n_k = key_ok.numel() // bs
+    slot_ok = torch.arange(width, device=idx.device) < count[..., None]  # (B, H, c, W)
+    ok = (slot_ok[..., None] & key_ok.view(n_k, bs)[idx]).view(b, h, c, 1, width * bs)
+    mask = torch.zeros(ok.shape, device=idx.device).masked_fill(~ok, float("-inf"))
+    if bias is not None:
+        mask = mask + bias.reshape(b, h, c, 1, width * bs)
+    if rows is not None:
+        cols = torch.gather(
+            rows.reshape(b, h, c, bs, n_k, bs), 4, idx[:, :, :, None, :, None].expand(b, h, c, bs, width, bs)
+        )
+        mask = mask + cols.reshape(b, h, c, bs, width * bs)
+    return mask
 
 
 def _chunk_sdpa(
@@ -225,27 +256,21 @@ def _chunk_sdpa(
     idx: torch.Tensor,  # (B, H, c, W)
     count: torch.Tensor,  # (B, H, c)
     key_ok: torch.Tensor,  # (nK * bs,)
-    extra: torch.Tensor | None,  # (B|1, H|1, nQ * bs, nK * bs) additive
-    i0: int,
-    i1: int,
+    rows: torch.Tensor | None,  # (B, H, c, bs, nK * bs) additive
     bs: int,
-    bias: torch.Tensor | None = None,  # (B, H, c, W, bs) per-key bias of the gathered keys
+    bias: torch.Tensor | None = None,  # (B, H, c, W, bs)
 ) -> torch.Tensor:
     b, h, c, width = idx.shape
+    mask: torch.Tensor | None = None
     n_k = key_ok.numel() // bs
-    slot_ok = torch.arange(width, device=q.device) < count[..., None]  # (B, H, c, W)
-    ok = slot_ok[..., None] & key_ok.view(n_k, bs)[idx]  # (B, H, c, W, bs)
-    mask = None
-    if extra is not None:
-        rows = extra[..., i0 * bs : i1 * bs, :].expand(b, h, -1, -1).reshape(b, h, c, bs, n_k, bs)
-        cols = torch.gather(rows, 4, idx[:, :, :, None, :, None].expand(b, h, c, bs, width, bs))
-        mask = cols.reshape(b * h, c, bs, width * bs).masked_fill(~ok.view(b * h, c, 1, -1), float("-inf"))
-        if bias is not None:
-            mask = mask + bias.reshape(b * h, c, 1, width * bs)
-    elif bias is not None:
-        mask = bias.reshape(b * h, c, 1, width * bs).masked_fill(~ok.view(b * h, c, 1, -1), float("-inf"))
-    elif not bool(ok.all()):
-        mask = ok.view(b * h, c, 1, width * bs)
+    full = (
+        rows is None
+        and bias is None
+        and bool((count == width).all())
+        and bool(key_ok.view(n_k, bs)[idx].all())
+    )
+    if not full:
+        mask = _score_mask(idx, count, key_ok, rows, bias, bs).view(b * h, c, -1, width * bs)
     # 4-D (the query blocks as the "heads" axis), so torch picks its fused kernel
     out = F.scaled_dot_product_attention(
         q.reshape(b * h, c, bs, -1),

@@ -27,6 +27,7 @@ def evaluate(
     quick: bool = False,
     steps: int | None = None,
     guidance: float | None = None,
+    shift: float | None = None,
     seed: int = 0,
     device: str = "cpu",
     tick: Tick | None = None,
@@ -43,10 +44,10 @@ def evaluate(
     pipeline = load(model, accelerators=list(accelerators), device=device)
     tick = tick or (lambda _: None)
     share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
-    settings = {"steps": steps, "guidance": guidance}
+    settings = {"steps": steps, "guidance": guidance, "shift": shift}
 
     def run(request: GenerateRequest) -> Any:
-        request.steps, request.guidance = steps, guidance
+        request.steps, request.guidance, request.shift = steps, guidance, shift
         if size is not None and not request.references and request.task != "edit":
             request.width = request.height = size
         return pipeline.run(request).images[0]

@@ -55,6 +55,7 @@ def seed_register_commands(app: Any) -> None:
         ] = False,
         steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
         guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
+        shift: Annotated[float | None, typer.Option(help="Timestep shift [default: the model's].")] = None,
         seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         size: Annotated[
@@ -87,6 +88,7 @@ def seed_register_commands(app: Any) -> None:
                 quick=quick,
                 steps=steps,
                 guidance=guidance,
+                shift=shift,
                 seed=seed,
                 device=device,
                 tick=lambda what: bar.update(task, advance=1, description=what),
