@@ -168,3 +168,18 @@ def test_large_models_need_weights(registry):
         load("seedream-8b")
     details = registry.models.get("seedream-8b").details()
     assert 7.5e9 < details["dit_params"] < 9e9 and details["vae_factor"] == 32
+
+
+def test_sampling_shift_rules(pipeline):
+    import dataclasses
+
+    from seed_core.samplers import resolution_shift
+
+    assert pipeline.sampling_shift(256) == pytest.approx(resolution_shift(256))  # default: Flux's rule
+    pipeline.config = dataclasses.replace(pipeline.config, shift=3.0, shift_base_tokens=64)
+    assert pipeline.sampling_shift(64) == pytest.approx(3.0)
+    assert pipeline.sampling_shift(1024) == pytest.approx(12.0)  # SD3's sqrt(tokens / base tokens)
+    pipeline.config = dataclasses.replace(pipeline.config, shift_base_tokens=None)
+    assert pipeline.sampling_shift(1024) == pytest.approx(3.0)  # a fixed shift
+    result = pipeline.run(GenerateRequest("a red circle", steps=1, seed=0))
+    assert result.settings["shift"] == pytest.approx(3.0)  # recorded with the image

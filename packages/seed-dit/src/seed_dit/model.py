@@ -282,7 +282,8 @@ class MMDiT(nn.Module):
         out = self.unpatchify(self.final(modulate(self.final_norm(img), shift, scale)), hh, ww)
         if return_hidden is not None:
             if hidden is None:
-                raise ValueError(f"return_hidden={return_hidden} but the model has fewer blocks")
+                depth = len(self.dual_blocks) + len(self.single_blocks)
+                raise ValueError(f"return_hidden={return_hidden} but the model has {depth} blocks")
             return out, hidden[:, : grids[0][0] * grids[0][1]]
         return out
 
