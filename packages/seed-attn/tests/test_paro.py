@@ -155,7 +155,8 @@ def test_custom_op_has_a_fake_implementation():
 
     lists = BlockLists.dense(40, 40, 16)
     args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None, True)
-    torch.library.opcheck(ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor"))
+    results = torch.library.opcheck(ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor"))
+    assert results == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS"}
 
 
 def test_paro_backend_masks_heads_and_hook_state(registry, plan_dir):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from seed_attn.sparse import BlockLists, block_sparse_attention
+from seed_attn.sparse import BlockLists, _additive_mask, block_sparse_attention
 from seed_core.errors import AttentionInputError
 
 _warned: set[str] = set()
@@ -81,15 +81,11 @@ def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask, all
 def split_mask(mask: torch.Tensor | None, b: int, lk: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A per-key mask (B|1, H|1, 1, Lk) becomes a (B, H|1, Lk) additive bias (what the kernel takes); any
     other mask stays a full additive mask."""
-    if mask is None:
-        return None, None
-    additive = (
-        torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
-        if mask.dtype == torch.bool
-        else mask.float()
+    additive = _additive_mask(
+        mask, False, (b, 1, 1, lk), torch.device("cpu") if mask is None else mask.device
     )
-    while additive.ndim < 4:
-        additive = additive[None]
+    if additive is None:
+        return None, None
     if additive.shape[2] == 1:
         return additive[:, :, 0].expand(b, -1, lk).contiguous(), None
     return None, additive
