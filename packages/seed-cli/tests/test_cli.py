@@ -149,8 +149,13 @@ def test_edit_runs(run, tmp_path):
         (["edit", "missing.png", "x", "-m", "toy"], 2, "source image missing.png does not exist"),
         (["info", "missing.png"], 1, "missing.png: no such file"),
         (["generate", "x", "-m", "toy", "--accel", "toy-fewer-steps:factor"], 2, "is not key=value"),
-        (["distill", "toy"], 2, "needs TEACHER, --method and --out"),
-        (["distill", "toy", "--method", "dmd2", "--out", "o"], 1, "No distillation method is installed yet"),
+        (["distill", "--teacher", "toy"], 2, "needs --teacher, --method or --recipe, and --out"),
+        (["distill", "-m", "toy", "--method", "dmd3", "-o", "o"], 2, "Did you mean 'dmd2'"),
+        (
+            ["distill", "-m", "toy", "--method", "dmd2", "-o", "o"],
+            2,
+            "does not implement the distillation protocol",
+        ),
     ],
 )
 def test_bad_input_is_one_line(run, tmp_path, monkeypatch, args, code, message):

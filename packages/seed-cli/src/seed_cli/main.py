@@ -586,57 +586,6 @@ def edit(
     _run(request, model, accel or [], output, default, device, dtype, force)
 
 
-def distill(
-    teacher: Annotated[
-        str | None, typer.Argument(help="Teacher model name or directory.", show_default=False)
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option("--method", help="Distillation method. See `seed distill --list`.", show_default=False),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Directory for checkpoints and the student; an interrupted run resumes from it.",
-            show_default=False,
-        ),
-    ] = None,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", help="Method option key=value, repeatable.")
-    ] = None,
-    list_methods: Annotated[bool, typer.Option("--list", help="List distillation methods.")] = False,
-) -> None:
-    """Distill a teacher into a faster few-step or one-step student."""
-    registry = _registry()
-    methods = list(registry.distill_methods)
-    if list_methods:
-        if not methods:
-            typer.echo("No distillation method is installed yet; seed-distill provides them.")
-        for m in methods:
-            typer.echo(f"{m.name}\t{m.student.value}\t{m.description}")
-        return
-    if teacher is None or method is None or out is None:
-        raise UsageError("seed distill needs TEACHER, --method and --out (see `seed distill --help`)")
-    if not methods:
-        raise NoModelInstalledError(
-            "No distillation method is installed yet: seed-distill provides ADM, DMD2 and Hyper-style "
-            "recipes (see `seed distill --list`)."
-        )
-    spec = registry.distill_methods.get(method)
-    from seed_core.pipeline import resolve_model
-
-    resolve_model(teacher)
-    options: dict[str, str] = {}
-    for item in option or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--option {item!r} is not key=value")
-        options[key] = value
-    spec.run(teacher=teacher, output_dir=out, **options)
-
-
 def create_app() -> typer.Typer:
     """The `seed` application with the built-in commands and every plugin's commands."""
     app = typer.Typer(
@@ -649,7 +598,7 @@ def create_app() -> typer.Typer:
         rich_markup_mode=None,  # plain help: rich's help renderer alone costs ~0.35 s of start-up
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    for command in (generate, edit, distill):
+    for command in (generate, edit):
         app.command()(command)
     for command in (models, accelerators, samplers, attention, plugins, info, doctor):
         app.command()(command)

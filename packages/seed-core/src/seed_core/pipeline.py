@@ -11,12 +11,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seed_core.errors import AcceleratorError, ConfigError, UnsupportedTaskError, UsageError
 from seed_core.registry import Registry, get_registry
 from seed_core.requests import AppliedAccelerator, EditRequest, GenerateRequest, GenerationResult
 from seed_core.specs import AcceleratorSpec, LoadOptions, ModelSpec
+
+if TYPE_CHECKING:
+    from seed_core.distill import DistillTarget
 
 #: called with (step, total) while a pipeline samples; the CLI passes a progress bar
 Progress = Callable[[int, int], None]
@@ -49,6 +52,17 @@ class Pipeline:
 
     def edit(self, request: EditRequest, progress: Progress | None = None) -> GenerationResult:
         raise UnsupportedTaskError(f"model '{self.spec.name}' cannot edit images")
+
+    def distill_target(self, prompts: Sequence[str], size: tuple[int, int] | None = None) -> DistillTarget:
+        """This model as a teacher for `seed distill` (see seed_core.distill), trained on `prompts`."""
+        raise UnsupportedTaskError(
+            f"model '{self.spec.name}' does not implement the distillation protocol "
+            "(seed_core.distill.DistillTarget), so it cannot be a teacher"
+        )
+
+    def load_student(self, directory: Path) -> dict[str, Any]:
+        """Swap in a distilled student saved by `DistillTarget.save_student`; returns its info."""
+        raise UnsupportedTaskError(f"model '{self.spec.name}' cannot load distilled students")
 
     def run(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
         """Validate `request` and dispatch it to the task method."""

@@ -12,12 +12,14 @@ several outputs are sampled in one batch, image i from seed + i.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -37,6 +39,9 @@ from seed_dit.config import TASKS, MMDiTConfig
 from seed_dit.model import Conditioning, MMDiT
 from seed_dit.text import HFTextEncoder, MiniTextEncoder, TextEmbeddings, TextEncoder
 from seed_vae import Autoencoder, AutoencoderConfig
+
+if TYPE_CHECKING:
+    from seed_core.distill import DistillTarget
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,34 @@ class SeedreamPipeline(Pipeline):
             device,
         )
 
+    # --- distillation ------------------------------------------------------------------------------
+
+    def distill_target(self, prompts: Sequence[str], size: tuple[int, int] | None = None) -> DistillTarget:
+        from seed_dit.distill import SeedreamDistillTarget
+
+        return SeedreamDistillTarget(self, prompts, size or (self.config.width, self.config.height))
+
+    def load_student(self, directory: Path) -> dict[str, Any]:
+        """Use a distilled student: its DiT replaces the teacher's, and its steps, shift and guidance become
+        the defaults (a request can still override them)."""
+        from seed_dit.distill import load_student
+
+        dtype = next(self.dit.parameters()).dtype
+        dit, info = load_student(Path(directory), dtype, self.device)
+        if dit.cfg.hidden != self.dit.cfg.hidden or dit.cfg.in_channels != self.dit.cfg.in_channels:
+            raise ConfigError(f"{directory}: the student was distilled from a different backbone")
+        self.dit = dit
+        self.config = dataclasses.replace(
+            self.config,
+            default_steps=int(info["steps"]),
+            default_guidance=float(info.get("guidance", 1.0)),
+            shift=float(info["shift"]) if "shift" in info else self.config.shift,
+            shift_base_tokens=None if "shift" in info else self.config.shift_base_tokens,
+            sampler="euler",
+        )
+        self.default_steps, self.default_guidance = self.config.default_steps, self.config.default_guidance
+        return info
+
     # --- requests ----------------------------------------------------------------------------------
 
     def _size(self, request: GenerateRequest) -> tuple[int, int]:
@@ -208,6 +241,7 @@ class SeedreamPipeline(Pipeline):
         combine: Any,
         task: str,
         progress: Progress | None,
+        embedded_guidance: float | None = None,
     ) -> GenerationResult:
         """Sample `num_images` latents with one DiT call per step over all guidance branches."""
         start = time.perf_counter()
@@ -239,6 +273,8 @@ class SeedreamPipeline(Pipeline):
         cond = Conditioning(
             text, mask, pooled, torch.full((k * n,), TASKS[task], device=self.device), references=refs
         )
+        if embedded_guidance is not None:  # a guidance-distilled student takes the scale as an input
+            cond.guidance = torch.full((k * n,), embedded_guidance, device=self.device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = self.dit(x.to(dtype).repeat(k, 1, 1, 1), t.to(dtype).repeat(k), cond)
@@ -280,6 +316,8 @@ class SeedreamPipeline(Pipeline):
             latents = self._encode_images([load_image(p) for p in request.references], *size)
             refs = tuple(latents[i : i + 1] for i in range(len(request.references)))
         cond = self._text([request.prompt])
+        if self.dit.guidance_in is not None:
+            return self._sample(request, size, [(cond, refs)], lambda v: v, task, progress, guidance)
         if guidance == 1.0:  # no guidance: skip the unconditional branch
             return self._sample(request, size, [(cond, refs)], lambda v: v, task, progress)
         uncond = self._text([request.negative_prompt])

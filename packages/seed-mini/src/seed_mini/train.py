@@ -398,6 +398,18 @@ def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path
     pipeline = SeedreamPipeline(spec, dit, vae, text, config)
     pipeline.save_pretrained(path, dtype="float16", force=True)
     (path / "training.json").write_text(json.dumps({"step": step}) + "\n")
+    write_prompts(path / "prompts.txt")
+
+
+def write_prompts(path: Path, n: int = 2000, seed: int = 0) -> None:
+    """Text-to-image captions drawn like the training data's: what `seed distill` trains students on."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        scene = world.sample_counting_scene(rng) if rng.random() < 0.15 else world.sample_scene(rng)
+        lines.append(world.caption(scene, rng))
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def export_checkpoint(out: Path, vae_dir: Path, path: Path, preset: str = "mini", live: bool = False) -> int:

@@ -1,0 +1,82 @@
+"""The distillation protocol: what a backbone offers so that any distillation method can train a student
+of it without knowing the backbone (seed-distill talks to this, never to seed-dit or seed-video).
+
+Convention (seed_core.samplers): ``x_t = (1 - t) x0 + t noise``; a network predicts the velocity
+``v = noise - x0``; so ``x0 = x_t - t v``. Methods hold three copies of the backbone's network (the frozen
+teacher, the student, a "fake score" fitted to the student's samples) and call them through the target,
+which knows how to condition them.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DistillTarget(abc.ABC):
+    """A backbone prepared for distillation. Subclasses live beside their backbone.
+
+    `teacher` is the backbone's denoising network (frozen by the methods). Conditions are opaque to the
+    methods: they come from `sample_conditions` and go back into `velocity` / `features` unchanged.
+    """
+
+    teacher: nn.Module
+    #: the guidance scale the teacher is sampled with (the real score of DMD-style methods)
+    default_guidance: float = 1.0
+    #: timestep shift of the teacher's sampler; student step grids use the same
+    shift: float = 1.0
+
+    @abc.abstractmethod
+    def sample_conditions(self, n: int, generator: torch.Generator) -> Any:
+        """A batch of `n` training conditions (prompts encoded), drawn with `generator`."""
+
+    @abc.abstractmethod
+    def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, ...) standard normal latents at the training size, on the target's device."""
+
+    @abc.abstractmethod
+    def velocity(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Any,
+        guidance: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        """Velocity of `net` at (x, t (B,)). `guidance` > 1 runs classifier-free guidance with the null
+        condition, unless `net` embeds the guidance scale (a guidance-distilled student): then it is
+        passed to the network and one call is made."""
+
+    @abc.abstractmethod
+    def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
+        """Hidden states of `net` at a few depths, each (B, N, D): the inputs of discriminator heads."""
+
+    @abc.abstractmethod
+    def feature_dims(self) -> list[int]:
+        """The last dimension of each tensor `features` returns."""
+
+    @abc.abstractmethod
+    def make_student(self, guidance_embed: bool = False) -> nn.Module:
+        """A trainable copy of the teacher's network (with a guidance-scale embedding when asked, its new
+        layers initialised so that the student starts as the teacher)."""
+
+    @abc.abstractmethod
+    def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
+        """Write the student where the backbone can load it: `info` (steps, timesteps, guidance, recipe)
+        is stored beside the weights."""
+
+    def embeds_guidance(self, net: nn.Module) -> bool:
+        """Whether `net` takes the guidance scale as an input (made by `make_student(True)`)."""
+        return False
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents -> pixels in [-1, 1] (pixel-space discriminators and rewards). Optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode latents")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.teacher.parameters()).device

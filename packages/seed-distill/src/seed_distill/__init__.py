@@ -1,0 +1,1 @@
+"""Seed distillation methods, recipes and trainer (see README.md)."""

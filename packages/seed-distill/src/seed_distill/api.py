@@ -1,0 +1,267 @@
+"""What the plugin calls: `seed distill` (one process or under torchrun) and the step accelerators."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seed_core.errors import AcceleratorError, UsageError
+from seed_core.files import atomic_write_bytes
+from seed_core.pipeline import Pipeline, load
+from seed_distill.methods import METHODS, Options
+from seed_distill.trainer import CHECKPOINT, LOG, RunConfig, World, distill, init_world, recipe_stages
+
+#: methods whose critics are heads on the teacher's features
+NEEDS_FEATURES = ("adm", "adp")
+
+
+def _strip_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        out.append(arg)
+    return out
+
+
+def relaunch(nproc: int, argv: Sequence[str]) -> int:
+    """Run this `seed distill` again under torchrun with `nproc` processes; returns its exit code."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "seed_cli",
+        *_strip_nproc(argv),
+    ]
+    return subprocess.call(command)
+
+
+def read_prompts(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--prompts {path}: cannot read it ({exc.strerror or exc})") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts {path}: no prompts in it (one a line)")
+    return prompts
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT such as 64x64") from None
+    return width, height
+
+
+def prepare_out(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to mix runs: an existing run directory needs --resume (continue) or --force (start over)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not (resume or force):
+        raise UsageError(
+            f"--out {out} already holds a run; pass --resume to continue it or --force to start over"
+        )
+    if force and not resume:
+        for name in (CHECKPOINT, LOG):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "student", ignore_errors=True)
+
+
+def check_fit(target: Any, name: str, stages: Sequence[Any], teacher: str) -> None:
+    """A method that needs what the backbone does not offer is refused with the reason."""
+    for stage in stages:
+        if stage.method in NEEDS_FEATURES:
+            try:
+                target.feature_dims()
+            except NotImplementedError:
+                raise UsageError(
+                    f"method '{stage.method}' needs the teacher's features for its discriminator; "
+                    f"'{teacher}' does not expose them"
+                ) from None
+        if METHODS[stage.method].guidance_embed:
+            try:
+                target.make_student(guidance_embed=True)
+            except NotImplementedError:
+                raise UsageError(
+                    f"method '{stage.method}' needs a student that embeds the guidance scale; "
+                    f"'{teacher}' cannot build one"
+                ) from None
+
+
+def distill_model(
+    teacher: str | Pipeline,
+    out: Path,
+    *,
+    method: str | None = None,
+    recipe: str | None = None,
+    prompts: Sequence[str] | None = None,
+    size: tuple[int, int] | None = None,
+    options: Options | None = None,
+    run: RunConfig | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    world: World | None = None,
+    progress: Any = None,
+) -> Path:
+    """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`."""
+    stages = recipe_stages(method, recipe)
+    pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
+    name = teacher if isinstance(teacher, str) else pipeline.spec.name
+    if type(pipeline).distill_target is Pipeline.distill_target:
+        pipeline.distill_target([])  # raises: the model does not implement the protocol
+    if prompts is None:
+        source = Path(pipeline.source or "") / "prompts.txt"
+        if not source.is_file():
+            raise UsageError(
+                f"teacher '{name}' ships no prompts.txt; give training prompts with --prompts FILE"
+            )
+        prompts = read_prompts(source)
+    target = pipeline.distill_target(list(prompts), size)
+    check_fit(target, method or recipe or "", stages, name)
+    options = options or Options()
+    options.extra["name"] = method or recipe
+    run = run or RunConfig()
+    student = distill(
+        target, Path(out), stages, options, run, resume=resume, teacher=name, world=world, progress=progress
+    )
+    record = {"teacher": name, "name": method or recipe, "stages": [s.__dict__ for s in stages]}
+    if (world or World()).main:
+        atomic_write_bytes(
+            Path(out) / "recipe.json", (json.dumps(record, indent=2) + "\n").encode(), force=True
+        )
+    return student
+
+
+#: `seed distill`'s defaults, for calls from Python (`DistillMethodSpec.run(teacher, output_dir, **options)`)
+DEFAULTS: dict[str, Any] = {
+    "recipe": None,
+    "steps": 1000,
+    "student_steps": 4,
+    "batch": 8,
+    "shards": 1,
+    "lr": 1e-5,
+    "critic_lr": None,
+    "ratio": 5,
+    "guidance": None,
+    "size": None,
+    "prompts": None,
+    "ema": 0.99,
+    "checkpoint_every": 100,
+    "seed": 0,
+    "device": "cpu",
+    "resume": False,
+    "force": False,
+}
+
+
+def run_method(method: str, teacher: str, output_dir: Path, **options: Any) -> Path | None:
+    """A registered method's `run`: `seed distill --method METHOD` with `options` (the command's names)."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise UsageError(f"unknown distillation option(s): {', '.join(sorted(unknown))}")
+    return run_command(teacher=teacher, out=Path(output_dir), method=method, **{**DEFAULTS, **options})
+
+
+def run_command(**kw: Any) -> Path | None:
+    """`seed distill` after its options are parsed (rank 0 prints progress)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    out: Path = kw["out"]
+    if kw["method"] is not None and kw["method"] not in METHODS:  # another plugin's method, or a typo
+        from seed_core.registry import get_registry
+
+        spec = get_registry().distill_methods.get(kw["method"])
+        rest = {k: v for k, v in kw.items() if k not in ("teacher", "out", "method")}
+        return spec.run(teacher=kw["teacher"], output_dir=out, **rest)
+    prepare_out(out, kw["resume"], kw["force"])
+    if kw["steps"] < 1 or kw["batch"] < 1 or kw["shards"] < 1 or kw["ratio"] < 1:
+        raise UsageError("--steps, --batch, --shards and --ratio must be >= 1")
+    world = init_world()
+    prompts = read_prompts(kw["prompts"]) if kw["prompts"] is not None else None
+    options = Options(
+        steps=kw["student_steps"],
+        guidance=kw["guidance"],
+        lr=kw["lr"],
+        fake_lr=kw["critic_lr"],
+        ratio=kw["ratio"],
+    )
+    run = RunConfig(
+        steps=kw["steps"],
+        batch=kw["batch"],
+        shards=kw["shards"],
+        seed=kw["seed"],
+        ema=kw["ema"],
+        checkpoint_every=kw["checkpoint_every"],
+    )
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not world.main) as bar:
+        task = bar.add_task("distilling", total=run.steps)
+
+        def tick(step: int, total: int, losses: dict[str, float]) -> None:
+            text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            bar.update(task, completed=step, description=f"distilling {text}")
+
+        path = distill_model(
+            kw["teacher"],
+            out,
+            method=kw["method"],
+            recipe=kw["recipe"],
+            prompts=prompts,
+            size=_parse_size(kw["size"]),
+            options=options,
+            run=run,
+            resume=kw["resume"],
+            device=kw["device"],
+            world=world,
+            progress=tick,
+        )
+    return path if world.main else None
+
+
+def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> Pipeline:
+    """The step accelerator: swap the pipeline's backbone for a student made by `seed distill`."""
+    model = pipeline.spec.name if pipeline.source == pipeline.spec.weights else pipeline.source
+    directory = Path(path) if path else Path(pipeline.source or ".") / "students" / f"{name}-{steps}"
+    if (directory / "student").is_dir():  # a run directory
+        directory = directory / "student"
+    if not directory.is_dir():
+        raise AcceleratorError(
+            f"{name}: no student in {directory}; make one with `seed distill --teacher {model} "
+            f"{'--recipe' if name in ('dmdx', 'hyper') else '--method'} {name} --student-steps {steps} "
+            f"--out DIR` and use `--accel {name}:path=DIR`"
+        )
+    info = (
+        json.loads((directory / "student.json").read_text()) if (directory / "student.json").exists() else {}
+    )
+    made_by = info.get("name")
+    if made_by and made_by != name:
+        raise AcceleratorError(
+            f"{name}: the student in {directory} was made by '{made_by}'; use --accel {made_by}"
+        )
+    if info and int(info.get("steps", steps)) != steps:
+        raise AcceleratorError(
+            f"{name}: the student in {directory} was distilled for {info['steps']} steps; "
+            f"use --accel {name}:steps={info['steps']}"
+        )
+    pipeline.load_student(directory)
+    return pipeline

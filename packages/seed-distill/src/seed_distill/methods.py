@@ -1,0 +1,346 @@
+"""Distillation methods. Each turns a step of training into a few phases (an optimizer and a loss);
+the trainer runs the phases, shards the batch over ranks and micro-batches, and checkpoints.
+
+A method sees the backbone only through `seed_core.distill.DistillTarget`. The student is a velocity
+network like the teacher, sampled with Euler on `flow_timesteps(steps, shift)`: its generator output at
+step k is its data prediction x0 = x_k - t_k v(x_k, t_k) (backward simulation, DMD2 / DMDO).
+
+Choices where the papers leave gaps (see the package README): ADM's estimators step dt = 0.5 of the ODE
+(clipped at t = 0), the generator's gradient flows through x_t and the fake score's input (its weights
+frozen for that pass); ADP's discriminator is latent-only; TSCD jumps to the lower edge of the segment.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from seed_core.distill import DistillTarget
+from seed_core.errors import UsageError
+from seed_core.samplers import flow_timesteps
+from seed_distill import losses as L
+
+
+@dataclass
+class Options:
+    """Flat options shared by the methods (each reads the ones it needs)."""
+
+    steps: int = 4  # student sampling steps (TSCD: segments)
+    guidance: float | None = None  # the real score's CFG scale; None: the teacher's default
+    lr: float = 1e-5  # generator
+    fake_lr: float | None = None  # fake score and discriminator; None: lr
+    ratio: int = 5  # TTUR: fake / discriminator updates per generator update
+    dt: float = 0.5  # ADM: the estimators step the ODE from t to max(t - dt, 0) (0.1 collapsed on the toy)
+    teacher_steps: int = 8  # ODE steps for teacher samples (ADP pairs, CFG / TSCD data)
+    max_guidance: float = 6.0  # CFG distillation draws the scale from U[1, max_guidance]
+    r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
+    r1_sigma: float = 0.05
+    mse: float = 0.0  # ADP: weight of an extra regression to the teacher pair (0 = purely adversarial)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def critic_lr(self) -> float:
+        return self.fake_lr if self.fake_lr is not None else self.lr
+
+
+@dataclass
+class Phase:
+    """One optimizer update: `loss(generator)` is evaluated per micro-batch, gradients summed."""
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    loss: Callable[[torch.Generator, int], torch.Tensor]  # (generator, micro-batch size) -> loss
+
+
+def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, betas=(0.0, 0.99), weight_decay=0.01)
+
+
+class Method:
+    """Base: holds the target, the student and the options; subclasses add networks and phases."""
+
+    name = ""
+    #: the student needs a guidance-scale embedding (CFG distillation)
+    guidance_embed = False
+
+    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+        if options.steps < 1:
+            raise UsageError(f"--steps of the student must be >= 1, got {options.steps}")
+        self.target, self.student, self.o = target, student, options
+        self.w = options.guidance if options.guidance is not None else target.default_guidance
+        self.grid = flow_timesteps(options.steps, target.shift, device=target.device)
+        self.g_opt = _adam(self.trainable(student), options.lr)
+
+    @staticmethod
+    def trainable(module: nn.Module) -> list[nn.Parameter]:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    # what the trainer checkpoints besides the student
+    def modules(self) -> dict[str, nn.Module]:
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.g_opt}
+
+    def phases(self, step: int) -> list[Phase]:
+        raise NotImplementedError
+
+    # --- shared pieces ------------------------------------------------------------------------------
+
+    def student_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        """The student as sampled: its embedded guidance is the teacher's scale (CFG baked in)."""
+        return self.target.velocity(self.student, x, t, cond, self.student_guidance)
+
+    @property
+    def student_guidance(self) -> float:
+        return self.w if self.target.embeds_guidance(self.student) else 1.0
+
+    def teacher_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any, w: Any = None) -> torch.Tensor:
+        with torch.no_grad():
+            return self.target.velocity(self.target.teacher, x, t, cond, self.w if w is None else w)
+
+    def generate(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, Any]:
+        """Backward simulation: run the student k ~ U{0..steps-1} steps without gradient, then predict
+        x0 from there (with gradient when `grad`). Returns (x0, conditions)."""
+        cond = self.target.sample_conditions(n, gen)
+        x = self.target.sample_noise(n, gen)
+        k = int(torch.randint(0, len(self.grid) - 1, (), generator=gen))
+        with torch.no_grad():
+            for i in range(k):
+                t, s = self.grid[i].expand(n), self.grid[i + 1].expand(n)
+                x = L.euler_jump(x, t, self.student_velocity(x, t, cond), s)
+        t = self.grid[k].expand(n)
+        with torch.set_grad_enabled(grad):
+            return L.to_x0(x, t, self.student_velocity(x, t, cond)), cond
+
+    def teacher_sample(
+        self, gen: torch.Generator, n: int, w: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """(noise, x0, cond) from the teacher's Euler ODE at `teacher_steps` with CFG: ODE pairs."""
+        cond = self.target.sample_conditions(n, gen)
+        z = self.target.sample_noise(n, gen)
+        grid = flow_timesteps(self.o.teacher_steps, self.target.shift, device=z.device)
+        x = z
+        for i in range(self.o.teacher_steps):
+            t, s = grid[i].expand(n), grid[i + 1].expand(n)
+            x = L.euler_jump(x, t, self.teacher_velocity(x, t, cond, w), s)
+        return z, x, cond
+
+    def noise_like(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(x.shape, generator=gen).to(x.device)
+
+
+class _FakeScore(Method):
+    """Methods with a fake score fitted to the student's samples (DMD2, ADM)."""
+
+    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+        super().__init__(target, student, options)
+        self.fake = copy.deepcopy(target.teacher).float().requires_grad_(True).train()
+        self.fake_opt = _adam(list(self.fake.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"fake": self.fake}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "fake": self.fake_opt}
+
+    def fake_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        return self.target.velocity(self.fake, x, t, cond)
+
+    def fake_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, cond = self.generate(gen, n, grad=False)
+        noise = self.noise_like(x0, gen)
+        t = L.uniform_t(n, gen, 0.0, 1.0, self.target.shift).to(x0.device)
+        return L.flow_loss(self.fake_velocity(L.noised(x0, noise, t), t, cond), x0, noise)
+
+    def fake_phase(self) -> Phase:
+        return Phase("fake", self.fake_opt, list(self.fake.parameters()), self.fake_loss)
+
+
+class DMD2(_FakeScore):
+    """Distribution matching (reverse KL) with a learned fake score, TTUR and backward simulation."""
+
+    name = "dmd2"
+
+    def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, cond = self.generate(gen, n, grad=True)
+        t = L.uniform_t(n, gen, shift=self.target.shift).to(x0.device)
+        x_t = L.noised(x0.detach(), self.noise_like(x0, gen), t)
+        with torch.no_grad():
+            real = L.to_x0(x_t, t, self.teacher_velocity(x_t, t, cond))
+            fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
+        return L.dmd_loss(x0, real, fake)
+
+    def phases(self, step: int) -> list[Phase]:
+        g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
+        return (g if step % self.o.ratio == 0 else []) + [self.fake_phase()]
+
+
+class ADM(_FakeScore):
+    """Adversarial distribution matching: a discriminator (frozen teacher features + heads) tells the
+    teacher's one-step ODE output from the fake score's, at t - dt; hinge loss."""
+
+    name = "adm"
+
+    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+        super().__init__(target, student, options)
+        self.disc = L.Discriminator(target.feature_dims()).to(target.device)
+        self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), "disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "disc": self.d_opt}
+
+    def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        return self.disc(self.target.features(self.target.teacher, x, t, cond))
+
+    def _steps(
+        self, x0: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = x0.shape[0]
+        t = L.uniform_t(n, gen, shift=self.target.shift).to(x0.device)
+        return L.noised(x0, self.noise_like(x0, gen), t), t, (t - self.o.dt).clamp_min(0.0)
+
+    def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, cond = self.generate(gen, n, grad=True)
+        x_t, t, s = self._steps(x0, gen)
+        self.fake.requires_grad_(False)  # the gradient goes through its input only
+        try:
+            x_fake = L.euler_jump(x_t, t, self.fake_velocity(x_t, t, cond), s)
+        finally:
+            self.fake.requires_grad_(True)
+        return L.hinge_g(self.logits(x_fake, s, cond))
+
+    def disc_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, cond = self.generate(gen, n, grad=False)
+        x_t, t, s = self._steps(x0, gen)
+        with torch.no_grad():
+            x_real = L.euler_jump(x_t, t, self.teacher_velocity(x_t, t, cond), s)
+            x_fake = L.euler_jump(x_t, t, self.fake_velocity(x_t, t, cond), s)
+        real = self.logits(x_real, s, cond)
+        loss = L.hinge_d(real, self.logits(x_fake, s, cond))
+        if self.o.r1 > 0:
+            jitter = x_real + self.o.r1_sigma * self.noise_like(x_real, gen)
+            loss = loss + self.o.r1 * L.approx_r(real, self.logits(jitter, s, cond))
+        return loss
+
+    def phases(self, step: int) -> list[Phase]:
+        g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
+        critics = [Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss), self.fake_phase()]
+        return (g if step % self.o.ratio == 0 else []) + critics
+
+
+class ADP(Method):
+    """Adversarial distillation pre-training on teacher ODE pairs (DMDX stage 1): the student denoises
+    the pair's interpolant at a cubic high-noise t; a latent discriminator on the frozen teacher, after
+    re-noising both sides to a uniform t', judges its x0 against the pair's."""
+
+    name = "adp"
+
+    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+        super().__init__(target, student, options)
+        self.disc = L.Discriminator(target.feature_dims()).to(target.device)
+        self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "disc": self.d_opt}
+
+    def _pair(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        z, x0, cond = self.teacher_sample(gen, n)
+        t = L.cubic_t(n, gen).to(z.device)
+        x_t = L.noised(x0, z, t)
+        with torch.set_grad_enabled(grad):
+            return x0, L.to_x0(x_t, t, self.student_velocity(x_t, t, cond)), cond
+
+    def _judge(self, x: torch.Tensor, gen: torch.Generator, cond: Any) -> torch.Tensor:
+        t = L.uniform_t(x.shape[0], gen, 0.0, 1.0).to(x.device)  # the discriminator's uniform schedule
+        x_t = L.noised(x, self.noise_like(x, gen), t)
+        return self.disc(self.target.features(self.target.teacher, x_t, t, cond))
+
+    def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, pred, cond = self._pair(gen, n, grad=True)
+        loss = L.hinge_g(self._judge(pred, gen, cond))
+        return loss + self.o.mse * torch.nn.functional.mse_loss(pred, x0) if self.o.mse else loss
+
+    def disc_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        x0, pred, cond = self._pair(gen, n, grad=False)
+        state = gen.get_state()  # the same t' and noise on both sides
+        real = self._judge(x0, gen, cond)
+        gen.set_state(state)
+        return L.hinge_d(real, self._judge(pred, gen, cond))
+
+    def phases(self, step: int) -> list[Phase]:
+        return [
+            Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss),
+            Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss),
+        ]
+
+
+class CFGDistill(Method):
+    """Guidance distillation: a student with a guidance-scale embedding matches the teacher's CFG
+    velocity in one call, w ~ U[1, max_guidance], on noised teacher samples."""
+
+    name = "cfg"
+    guidance_embed = True
+
+    def loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        w = 1 + (self.o.max_guidance - 1) * torch.rand(n, generator=gen).to(self.target.device)
+        _, x0, cond = self.teacher_sample(gen, n, w)
+        t = L.uniform_t(n, gen, 0.0, 1.0, self.target.shift).to(x0.device)
+        x_t = L.noised(x0, self.noise_like(x0, gen), t)
+        v = self.target.velocity(self.student, x_t, t, cond, w)
+        return torch.nn.functional.mse_loss(v, self.teacher_velocity(x_t, t, cond, w))
+
+    def phases(self, step: int) -> list[Phase]:
+        return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
+
+
+class TSCD(Method):
+    """Trajectory-segmented consistency distillation (Hyper-SD): `steps` segments; from t_n the student
+    jumps to its segment's lower edge and must land where one teacher ODE step then the EMA student land."""
+
+    name = "tscd"
+
+    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+        super().__init__(target, student, options)
+        self.ema = copy.deepcopy(student).requires_grad_(False).eval()
+        self.fine = flow_timesteps(options.teacher_steps * options.steps, target.shift, device=target.device)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema}
+
+    def loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        _, x0, cond = self.teacher_sample(gen, n)
+        i = torch.randint(0, len(self.fine) - 1, (n,), generator=gen).to(x0.device)
+        t, s = self.fine[i], self.fine[i + 1]
+        per = self.o.teacher_steps  # fine steps per segment: edges sit at multiples of `per`
+        end = self.fine[(i // per + 1) * per]
+        x_t = L.noised(x0, self.noise_like(x0, gen), t)
+        with torch.no_grad():
+            x_s = L.euler_jump(x_t, t, self.teacher_velocity(x_t, t, cond), s)
+            v_ema = self.target.velocity(self.ema, x_s, s, cond, self.student_guidance)
+            target = L.euler_jump(x_s, s, v_ema, end)
+        pred = L.euler_jump(x_t, t, self.student_velocity(x_t, t, cond), end)
+        return torch.nn.functional.mse_loss(pred, target)
+
+    def after_step(self) -> None:
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.student.parameters(), strict=True):
+                e.lerp_(p.detach(), 0.05)
+
+    def phases(self, step: int) -> list[Phase]:
+        return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
+
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (CFGDistill, TSCD, ADP, DMD2, ADM)}

@@ -1,0 +1,165 @@
+"""seed-distill's plugin: the distillation methods, the step accelerators that use their students
+(`--accel adm:steps=4`) and `seed distill`. No torch at import: `seed --help` imports this module."""
+
+# No `from __future__ import annotations`: typer reads the command's annotations at run time.
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from seed_core import hookimpl
+from seed_core.specs import AcceleratorKind, AcceleratorOption, AcceleratorSpec, DistillMethodSpec
+
+#: name -> one line; methods first, then recipes (a student of either is used the same way)
+DESCRIPTIONS = {
+    "cfg": "guidance distillation into a student that embeds the guidance scale",
+    "tscd": "trajectory-segmented consistency distillation (Hyper-SD)",
+    "adp": "adversarial pre-training on teacher ODE pairs (DMDX stage 1)",
+    "dmd2": "distribution matching with a learned fake score, TTUR, backward simulation",
+    "adm": "adversarial distribution matching: a discriminator on the real / fake score steps",
+    "dmdx": "recipe: adp then adm",
+    "hyper": "recipe: cfg, then tscd, then adm (Hyper-Bagel)",
+}
+RECIPES = ("dmdx", "hyper")
+
+
+def _run_method(name: str) -> Callable[..., Any]:
+    def run(teacher: str, output_dir: Path, **options: Any) -> Any:
+        from seed_distill.api import run_method
+
+        return run_method(name, teacher, output_dir, **options)
+
+    return run
+
+
+@hookimpl
+def seed_register_distill_methods(register: Callable[[DistillMethodSpec], None]) -> None:
+    for name, text in DESCRIPTIONS.items():
+        if name not in RECIPES:
+            register(DistillMethodSpec(name, _run_method(name), text))
+
+
+def _use_student(name: str) -> Callable[..., Any]:
+    def apply(pipeline: Any, steps: int = 4, path: str | None = None) -> Any:
+        from seed_distill.api import use_student
+
+        return use_student(pipeline, name, steps, path)
+
+    return apply
+
+
+@hookimpl
+def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> None:
+    for name, text in DESCRIPTIONS.items():
+        register(
+            AcceleratorSpec(
+                name=name,
+                kind=AcceleratorKind.STEPS,
+                apply=_use_student(name),
+                description=f"a distilled student ({text}); made by `seed distill`",
+                options=(
+                    AcceleratorOption("steps", int, 4, "the student's sampling steps"),
+                    AcceleratorOption("path", str, None, "student directory [MODEL_DIR/students/NAME-STEPS]"),
+                ),
+            )
+        )
+
+
+@hookimpl
+def seed_register_commands(app: Any) -> None:
+    import typer
+
+    @app.command("distill")
+    def distill_command(
+        teacher: Annotated[
+            str | None,
+            typer.Option("--teacher", "-m", help="Teacher model name or directory.", show_default=False),
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", "-o", help="Run directory (checkpoint, log, student).", show_default=False),
+        ] = None,
+        method: Annotated[
+            str | None,
+            typer.Option(help=f"One method: {', '.join(n for n in DESCRIPTIONS if n not in RECIPES)}."),
+        ] = None,
+        recipe: Annotated[str | None, typer.Option(help=f"A recipe of stages: {', '.join(RECIPES)}.")] = None,
+        steps: Annotated[int, typer.Option(help="Training steps (all stages together).")] = 1000,
+        student_steps: Annotated[int, typer.Option(help="The student's sampling steps.")] = 4,
+        batch: Annotated[int, typer.Option(help="Samples per micro-batch.")] = 8,
+        shards: Annotated[
+            int,
+            typer.Option(help="Micro-batches per step over all processes (global batch = batch x shards)."),
+        ] = 1,
+        lr: Annotated[float, typer.Option(help="Student learning rate.")] = 1e-5,
+        critic_lr: Annotated[
+            float | None, typer.Option(help="Fake score / discriminator learning rate [= --lr].")
+        ] = None,
+        ratio: Annotated[int, typer.Option(help="Critic updates per student update (TTUR).")] = 5,
+        guidance: Annotated[
+            float | None, typer.Option(help="The teacher's guidance scale [the model's default].")
+        ] = None,
+        size: Annotated[str | None, typer.Option(help="Training size WIDTHxHEIGHT [the model's].")] = None,
+        prompts: Annotated[
+            Path | None, typer.Option(help="Training prompts, one a line [MODEL_DIR/prompts.txt].")
+        ] = None,
+        ema: Annotated[float, typer.Option(help="EMA decay of the exported student (0: raw).")] = 0.99,
+        checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+        seed: Annotated[int, typer.Option(help="Seed of every draw (repeatable runs).")] = 0,
+        device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        nproc: Annotated[
+            int, typer.Option(help="Processes on this machine (relaunches under torchrun).")
+        ] = 1,
+        resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint.")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
+        ] = False,
+        list_methods: Annotated[bool, typer.Option("--list", help="List methods and recipes.")] = False,
+    ) -> None:
+        """Distill a teacher into a few-step or one-step student with one method or a recipe. Resumable
+        (--resume), data-parallel over processes (--nproc, or launch with torchrun), logs JSON lines to
+        OUT/log.jsonl; the student lands in OUT/student and is used with `--accel METHOD:path=OUT`."""
+        import os
+        import sys
+
+        from seed_core.errors import UsageError
+
+        if list_methods:
+            from seed_core.registry import get_registry
+
+            for spec in get_registry().distill_methods:
+                typer.echo(f"{spec.name}\tmethod\t{spec.description}")
+            for name in RECIPES:
+                typer.echo(f"{name}\trecipe\t{DESCRIPTIONS[name]}")
+            return
+        if teacher is None or out is None or (method is None and recipe is None):
+            raise UsageError("seed distill needs --teacher, --method or --recipe, and --out (see --help)")
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            from seed_distill.api import relaunch
+
+            raise typer.Exit(relaunch(nproc, sys.argv[1:]))
+        from seed_distill.api import run_command
+
+        path = run_command(
+            teacher=teacher,
+            out=out,
+            method=method,
+            recipe=recipe,
+            steps=steps,
+            student_steps=student_steps,
+            batch=batch,
+            shards=shards,
+            lr=lr,
+            critic_lr=critic_lr,
+            ratio=ratio,
+            guidance=guidance,
+            size=size,
+            prompts=prompts,
+            ema=ema,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            device=device,
+            resume=resume,
+            force=force,
+        )
+        if path is not None:
+            typer.echo(str(path))

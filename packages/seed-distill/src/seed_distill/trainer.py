@@ -1,0 +1,286 @@
+"""The distillation trainer: recipes (stages of methods), data parallelism over torchrun ranks, gradient
+accumulation, EMA of the student, atomic checkpoints with resume, JSON-lines logs.
+
+Sharding: the global batch of a step is `shards` micro-batches of `batch` samples; micro-batch j is drawn
+from its own generator seeded by (seed, step, phase, j), and rank r of R runs shards r, r + R, ... So one
+process with `shards = 2` and two processes with one shard each see the same samples, and (gradients
+averaged by all-reduce, DDP's rule) follow the same loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from seed_core.distill import DistillTarget
+from seed_core.errors import UsageError
+from seed_core.files import atomic_path
+from seed_distill.methods import METHODS, Method, Options
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class Stage:
+    method: str
+    share: float  # of the run's steps
+    options: dict[str, Any] = field(default_factory=dict)  # overrides of the run's Options
+
+
+#: recipes are data: saved with the student (recipe.json)
+RECIPES: dict[str, tuple[Stage, ...]] = {
+    # DMDX: adversarial pre-training on ODE pairs, then adversarial distribution matching
+    "dmdx": (Stage("adp", 0.3), Stage("adm", 0.7)),
+    # Hyper-Bagel: CFG distillation, segmented consistency, then distribution matching
+    "hyper": (Stage("cfg", 0.2), Stage("tscd", 0.4), Stage("adm", 0.4)),
+}
+
+
+def recipe_stages(method: str | None, recipe: str | None) -> tuple[Stage, ...]:
+    if (method is None) == (recipe is None):
+        raise UsageError("give one of --method or --recipe")
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise UsageError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
+        return RECIPES[recipe]
+    assert method is not None
+    if method not in METHODS:
+        raise UsageError(f"unknown distillation method '{method}'; methods: {', '.join(METHODS)}")
+    return (Stage(method, 1.0),)
+
+
+def stage_bounds(stages: Sequence[Stage], steps: int) -> list[int]:
+    """Cumulative end step of each stage (the last ends at `steps`)."""
+    total = sum(s.share for s in stages)
+    ends, acc = [], 0.0
+    for s in stages:
+        acc += s.share / total
+        ends.append(round(acc * steps))
+    ends[-1] = steps
+    return ends
+
+
+# --- distributed ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world() -> World:
+    """Join the torchrun group when launched by torchrun (gloo on the CPU, nccl on CUDA), else one rank."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def _all_sum(x: torch.Tensor, world: World) -> torch.Tensor:
+    if world.size > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+# --- EMA --------------------------------------------------------------------------------------------
+
+
+class StudentEMA:
+    """EMA of the student's floats; the decay warms up as min(decay, (1 + n) / (10 + n))."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay, self.updates, self.shadow = decay, 0, None  # type: float, int, dict[str, torch.Tensor] | None
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        state = model.state_dict()
+        if self.shadow is None:
+            self.shadow = {k: v.detach().clone() for k, v in state.items()}
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for k, v in state.items():
+            if v.is_floating_point():
+                self.shadow[k].lerp_(v.detach(), 1 - decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay, self.updates, self.shadow = state["decay"], state["updates"], state["shadow"]
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    steps: int = 1000
+    batch: int = 8  # samples per micro-batch
+    shards: int = 1  # micro-batches per step over all ranks (global batch = batch x shards)
+    seed: int = 0
+    ema: float = 0.99  # 0: export the raw student
+    checkpoint_every: int = 100
+    clip: float = 1.0
+
+
+def _generator(seed: int, step: int, phase: int, shard: int) -> torch.Generator:
+    mixed = (seed * 1_000_003 + step) * 1_009 + phase * 101 + shard
+    return torch.Generator().manual_seed(mixed % (2**63))
+
+
+def distill(
+    target: DistillTarget,
+    out: Path,
+    stages: Sequence[Stage],
+    options: Options,
+    run: RunConfig,
+    *,
+    resume: bool = False,
+    teacher: str = "",
+    world: World | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> Path:
+    """Train a student of `target` through `stages` and write it to `out / "student"`; returns that path.
+
+    Resumes from `out / checkpoint.pt` when `resume`; `stop_after` ends the run early after that many
+    steps (tests use it to simulate a crash)."""
+    world = world or World()
+    if run.shards % world.size:
+        raise UsageError(
+            f"--shards {run.shards} must be a multiple of the number of processes ({world.size})"
+        )
+    ckpt_path = out / CHECKPOINT
+    torch.manual_seed(run.seed)
+    student = target.make_student(guidance_embed=any(METHODS[s.method].guidance_embed for s in stages))
+    ema = StudentEMA(run.ema)
+    ends = stage_bounds(stages, run.steps)
+    step, state = 0, None
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=target.device, weights_only=False)
+        step = int(state["step"])
+        student.load_state_dict(state["student"])
+        ema.load_state_dict(state["ema"])
+        if world.main:  # drop log lines of steps after the checkpoint: they are run again
+            kept = [e for e in read_log(out) if e["step"] <= step]
+            (out / LOG).write_text("".join(json.dumps(e) + "\n" for e in kept), encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    method: Method | None = None
+    current = -1
+    start = time.perf_counter()
+    while step < run.steps:
+        index = next(i for i, end in enumerate(ends) if step < end)
+        if index != current:  # a new stage: its networks start from the teacher, the student carries on
+            stage = stages[index]
+            torch.manual_seed(run.seed * 1000 + index)  # new heads start the same after a resume
+            method = METHODS[stage.method](target, student, replace(options, **stage.options))
+            current = index
+            if state is not None and state.get("stage") == index:
+                for name, module in method.modules().items():
+                    module.load_state_dict(state["modules"][name])
+                for name, opt in method.optimizers().items():
+                    opt.load_state_dict(state["optimizers"][name])
+            state = None
+        assert method is not None
+        record: dict[str, float] = {}
+        for p_index, phase in enumerate(method.phases(step)):
+            phase.optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), dtype=torch.float64)
+            for shard in range(world.rank, run.shards, world.size):
+                loss = phase.loss(_generator(run.seed, step, p_index, shard), run.batch)
+                (loss / run.shards).backward()
+                total += float(loss.detach())
+            for p in phase.params:  # DDP's rule: the gradient is the mean over all micro-batches
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                _all_sum(p.grad, world)
+            if run.clip > 0:
+                torch.nn.utils.clip_grad_norm_(phase.params, run.clip)
+            phase.optimizer.step()
+            record[phase.name] = float(_all_sum(total, world)) / run.shards
+        if hasattr(method, "after_step"):
+            method.after_step()
+        ema.update(student)
+        step += 1
+        if world.main:
+            entry = {"step": step, "stage": index, "method": method.name, **record}
+            with open(out / LOG, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+            if progress:
+                progress(step, run.steps, record)
+        if step % run.checkpoint_every == 0 or step == run.steps:
+            _checkpoint(ckpt_path, step, index, student, ema, method, world)
+        if stop_after is not None and step >= stop_after:
+            return out / "student"
+    assert method is not None
+    path = out / "student"
+    if world.main:
+        final = student
+        if run.ema > 0 and ema.shadow is not None:
+            final = target.make_student(guidance_embed=target.embeds_guidance(student))
+            final.load_state_dict(ema.shadow)
+        info = {
+            "steps": options.steps,
+            "guidance": method.w if target.embeds_guidance(student) else 1.0,
+            "teacher": teacher,
+            "name": options.extra.get("name") or "+".join(s.method for s in stages),
+            "method": "+".join(s.method for s in stages),
+            "recipe": [asdict(s) for s in stages],
+            "options": {k: v for k, v in asdict(options).items() if k != "extra"},
+            "run": asdict(run),
+            "ranks": world.size,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        target.save_student(final, path, info)
+    if world.size > 1:
+        dist.barrier()
+    return path
+
+
+def _checkpoint(
+    path: Path, step: int, stage: int, student: nn.Module, ema: StudentEMA, method: Method, world: World
+) -> None:
+    if not world.main:
+        return
+    state = {
+        "step": step,
+        "stage": stage,
+        "student": student.state_dict(),
+        "ema": ema.state_dict(),
+        "modules": {k: m.state_dict() for k, m in method.modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+    }
+    with atomic_path(path, force=True) as tmp:
+        torch.save(state, tmp)
+
+
+def read_log(out: Path) -> list[dict[str, Any]]:
+    path = out / LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def mean_loss(entries: Sequence[dict[str, Any]], key: str) -> float:
+    values = [e[key] for e in entries if key in e]
+    return sum(values) / len(values) if values else math.nan

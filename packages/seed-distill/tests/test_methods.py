@@ -1,0 +1,114 @@
+"""Each method learns on the 2-D toy: its student's samples move toward the teacher's many-step samples
+(MMD falls), and the regression methods' losses fall. Adversarial and distribution-matching losses are
+not monotone by nature, so for them the quality proxy is the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seed_distill import losses as L
+from seed_distill import toy
+from seed_distill.methods import Options
+from seed_distill.trainer import RunConfig, distill, read_log, recipe_stages
+
+
+@pytest.fixture(scope="module")
+def target() -> toy.ToyTarget:
+    mix = toy.ring()
+    return toy.ToyTarget(toy.train_teacher(mix, steps=800, batch=256), mix, guidance=1.0)
+
+
+def _proxy(target: toy.ToyTarget, net: torch.nn.Module, steps: int) -> float:
+    reference, _ = toy.sample_student(target, target.teacher, 2000, 16, 1.0, seed=5)
+    x, _ = toy.sample_student(target, net, 2000, steps, 1.0, seed=6)
+    return toy.mmd(x, reference)
+
+
+def _train(target: toy.ToyTarget, tmp: Path, method: str, student_steps: int, steps: int, ratio: int) -> list:
+    options = Options(steps=student_steps, lr=1e-3, ratio=ratio, teacher_steps=4)
+    distill(target, tmp, recipe_stages(method, None), options, RunConfig(steps=steps, batch=128, ema=0.0))
+    return read_log(tmp)
+
+
+@pytest.mark.parametrize(
+    ("method", "steps", "ratio", "factor"),
+    [("dmd2", 300, 2, 0.2), ("adm", 300, 2, 0.6), ("adp", 200, 1, 0.2)],
+)
+def test_one_step_students_learn(
+    target: toy.ToyTarget, tmp_path: Path, method: str, steps: int, ratio: int, factor: float
+) -> None:
+    before = _proxy(target, target.teacher, 1)  # the teacher sampled in one step: a blurred mean
+    _train(target, tmp_path, method, 1, steps, ratio)
+    after = _proxy(target, target.students[-1]["net"], 1)
+    assert after < factor * before, (method, before, after)
+
+
+def test_tscd_learns(target: toy.ToyTarget, tmp_path: Path) -> None:
+    before = _proxy(target, target.teacher, 2)
+    log = _train(target, tmp_path, "tscd", 2, 200, 1)
+    after = _proxy(target, target.students[-1]["net"], 2)
+    first, last = (sum(e["generator"] for e in part) / len(part) for part in (log[:20], log[-20:]))
+    assert after < 0.5 * before and last < 0.7 * first, (before, after, first, last)
+
+
+def test_cfg_distillation_matches_guided_teacher(tmp_path: Path) -> None:
+    mix = toy.ring()
+    target = toy.ToyTarget(toy.train_teacher(mix, steps=400, batch=256), mix, guidance=3.0)
+    gen = torch.Generator().manual_seed(0)
+    x, t = torch.randn(512, 2, generator=gen), torch.rand(512, generator=gen)
+    cond = target.sample_conditions(512, gen)
+
+    def error(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            guided = [target.velocity(target.teacher, x, t, cond, w) for w in (2.0, 4.0)]
+            mine = [target.velocity(net, x, t, cond, w) for w in (2.0, 4.0)]
+        return sum(float((a - b).pow(2).mean()) for a, b in zip(guided, mine, strict=True))
+
+    before = error(target.make_student(guidance_embed=True))  # starts as the unguided teacher
+    options = Options(steps=4, lr=2e-3, teacher_steps=4, max_guidance=5.0)
+    distill(target, tmp_path, recipe_stages("cfg", None), options, RunConfig(steps=250, batch=128, ema=0.0))
+    log = read_log(tmp_path)
+    after = error(target.students[-1]["net"])
+    assert after < 0.3 * before, (before, after)
+    assert sum(e["generator"] for e in log[-20:]) < sum(e["generator"] for e in log[:20])
+    assert target.students[-1]["info"]["guidance"] == 3.0  # the scale it is sampled with by default
+
+
+def test_recipe_runs_its_stages_in_order(target: toy.ToyTarget, tmp_path: Path) -> None:
+    options = Options(steps=2, lr=1e-3, teacher_steps=2)
+    distill(target, tmp_path, recipe_stages(None, "hyper"), options, RunConfig(steps=10, batch=16))
+    log = read_log(tmp_path)
+    assert [e["method"] for e in log] == ["cfg"] * 2 + ["tscd"] * 4 + ["adm"] * 4
+    info = target.students[-1]["info"]
+    assert info["method"] == "cfg+tscd+adm" and [s["method"] for s in info["recipe"]] == [
+        "cfg",
+        "tscd",
+        "adm",
+    ]
+
+
+def test_dmd_loss_has_the_dmd_gradient() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=gen, requires_grad=True)
+    real, fake = torch.randn(3, 4, generator=gen), torch.randn(3, 4, generator=gen)
+    L.dmd_loss(x, real, fake).backward()
+    scale = (x.detach() - real).abs().mean(1, keepdim=True)
+    expected = (fake - real) / scale / x.numel()  # mean over elements
+    assert torch.allclose(x.grad, expected, atol=1e-6)
+
+
+def test_gan_losses_prefer_the_right_side() -> None:
+    good, bad = torch.full((4,), 2.0), torch.full((4,), -2.0)
+    for d_loss in (L.hinge_d, L.ns_d, L.rpgan_d):
+        assert d_loss(good, bad) < d_loss(bad, good)
+    assert L.hinge_g(good) < L.hinge_g(bad) and L.ns_g(good) < L.ns_g(bad)
+    assert L.rpgan_g(bad, good) < L.rpgan_g(good, bad)
+    assert float(L.approx_r(good, good)) == 0.0
+
+
+def test_cubic_schedule_favours_high_noise() -> None:
+    t = L.cubic_t(20000, torch.Generator().manual_seed(0))
+    assert 0.75 < float((t > 0.5).float().mean()) < 0.83 and float(t.min()) >= 0.0199

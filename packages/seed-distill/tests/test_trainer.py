@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seed_core.errors import UsageError
+from seed_distill import toy
+from seed_distill.api import prepare_out
+from seed_distill.methods import Options
+from seed_distill.trainer import RunConfig, distill, read_log, recipe_stages, stage_bounds
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def target() -> toy.ToyTarget:
+    mix = toy.ring()
+    return toy.ToyTarget(toy.train_teacher(mix, steps=100, batch=64), mix, guidance=2.0)
+
+
+def _run(target: toy.ToyTarget, out: Path, **kw: object) -> dict[str, torch.Tensor]:
+    run = RunConfig(steps=8, batch=16, checkpoint_every=4, ema=0.9)
+    distill(target, out, recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2), run, **kw)  # type: ignore[arg-type]
+    return target.students[-1]["net"].state_dict()
+
+
+def test_killed_run_resumes_to_the_same_end(target: toy.ToyTarget, tmp_path: Path) -> None:
+    whole = _run(target, tmp_path / "whole")
+    _run(target, tmp_path / "cut", stop_after=6)  # "crashes" after step 6; the last checkpoint is step 4
+    resumed = _run(target, tmp_path / "cut", resume=True)
+    for key, value in whole.items():
+        assert torch.allclose(value, resumed[key], atol=1e-6), key
+    a, b = read_log(tmp_path / "whole"), read_log(tmp_path / "cut")
+    assert [e["step"] for e in b] == list(range(1, 9))  # steps 5-6 were dropped and run again
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys() and all(x[k] == pytest.approx(y[k], abs=1e-6) for k in x)
+
+
+def test_two_processes_follow_one_process(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    subprocess.run([*command, str(HERE / "ddp_worker.py"), str(tmp_path / "two")], check=True, env=env)
+    subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one")], check=True, env=env)
+    two, one = read_log(tmp_path / "two"), read_log(tmp_path / "one")
+    assert len(two) == len(one) == 6
+    for x, y in zip(two, one, strict=True):
+        assert x.keys() == y.keys()
+        for key in ("generator", "disc", "fake"):
+            if key in x:
+                assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-5), (x, y)
+    assert (tmp_path / "two" / "student" / "student.pt").exists()
+
+
+def test_stage_bounds_and_bad_names() -> None:
+    stages = recipe_stages(None, "hyper")
+    assert stage_bounds(stages, 10) == [2, 6, 10]
+    with pytest.raises(UsageError, match="unknown recipe"):
+        recipe_stages(None, "nope")
+    with pytest.raises(UsageError, match="unknown distillation method 'dmd3'"):
+        recipe_stages("dmd3", None)
+    with pytest.raises(UsageError, match="one of --method or --recipe"):
+        recipe_stages("adm", "dmdx")
+
+
+def test_existing_run_directory_needs_resume_or_force(tmp_path: Path) -> None:
+    (tmp_path / "log.jsonl").write_text("{}\n")
+    with pytest.raises(UsageError, match="--resume to continue it or --force"):
+        prepare_out(tmp_path, resume=False, force=False)
+    prepare_out(tmp_path, resume=False, force=True)
+    assert not (tmp_path / "log.jsonl").exists()

@@ -1,0 +1,176 @@
+"""Seedream as a distillation teacher (seed_core.distill.DistillTarget) and the student format.
+
+The student is the same MMDiT (optionally with a guidance-scale embedding), sampled with Euler on a few
+shifted steps; the text encoder and the VAE stay the teacher's. A student directory holds
+`dit.safetensors` and `student.json` ({"steps", "shift", "guidance", "dit": config, "method", ...}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seed_core.distill import DistillTarget
+from seed_core.errors import ConfigError
+from seed_core.files import atomic_write_bytes
+from seed_core.samplers import cfg as cfg_combine
+from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
+from seed_dit.config import TASKS, MMDiTConfig
+from seed_dit.model import Conditioning, MMDiT
+
+if TYPE_CHECKING:
+    from seed_dit.pipeline import SeedreamPipeline
+
+STUDENT_FILE = "student.json"
+
+
+@dataclasses.dataclass
+class Condition:
+    """A batch of prompts encoded once: the conditional and the null (empty prompt) branch."""
+
+    full: Conditioning
+    null: Conditioning
+
+
+class SeedreamDistillTarget(DistillTarget):
+    def __init__(self, pipeline: SeedreamPipeline, prompts: Sequence[str], size: tuple[int, int]) -> None:
+        if not prompts:
+            raise ConfigError("distillation needs at least one training prompt")
+        self.pipeline, self.prompts = pipeline, list(prompts)
+        self.teacher = pipeline.dit.requires_grad_(False)
+        for p in pipeline.text_encoder.parameters():  # type: ignore[attr-defined]
+            p.requires_grad_(False)
+        width, height = size
+        f = pipeline.vae.factor
+        self.latent = (pipeline.dit.cfg.in_channels, height // f, width // f)
+        p = pipeline.dit.cfg.patch_size
+        self.shift = pipeline.sampling_shift((height // f // p) * (width // f // p))
+        self.default_guidance = pipeline.config.default_guidance
+        depth = len(self.teacher.dual_blocks) + len(self.teacher.single_blocks)
+        # three evenly spaced depths, the last one included (DMDX / FastGen: several heads on the teacher)
+        self.depths = sorted({max(1, round(depth * k / 3)) for k in (1, 2, 3)})
+
+    # --- conditions ---------------------------------------------------------------------------------
+
+    def _encode(self, prompts: list[str]) -> Conditioning:
+        with torch.no_grad():
+            emb = self.pipeline.text_encoder.encode(prompts, device=self.device)
+        n = len(prompts)
+        task = torch.full((n,), TASKS["generate"], device=self.device)
+        return Conditioning(emb.tokens.float(), emb.mask, emb.pooled.float(), task)
+
+    def sample_conditions(self, n: int, generator: torch.Generator) -> Condition:
+        rng = random.Random(int(torch.randint(0, 2**62, (), generator=generator)))
+        prompts = [rng.choice(self.prompts) for _ in range(n)]
+        return Condition(self._encode(prompts), self._encode([""] * n))
+
+    def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn((n, *self.latent), generator=generator).to(self.device)
+
+    # --- networks -----------------------------------------------------------------------------------
+
+    def velocity(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Any,
+        guidance: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        assert isinstance(net, MMDiT) and isinstance(cond, Condition)
+        if net.guidance_in is not None:  # a guidance-distilled student: the scale is an input
+            g = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).expand(x.shape[0])
+            return net(x, t, dataclasses.replace(cond.full, guidance=g)).float()
+        if isinstance(guidance, torch.Tensor) or guidance != 1.0:
+            both = _cat(cond.full, cond.null)
+            out = net(torch.cat((x, x)), torch.cat((t, t)), both).float()
+            c, u = out.chunk(2)
+            scale = guidance.view(-1, *[1] * (x.ndim - 1)) if isinstance(guidance, torch.Tensor) else guidance
+            return cfg_combine(c, u, scale)
+        return net(x, t, cond.full).float()
+
+    def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
+        assert isinstance(net, MMDiT) and isinstance(cond, Condition)
+        found: dict[int, torch.Tensor] = {}
+        n_img = (x.shape[-2] // net.cfg.patch_size) * (x.shape[-1] // net.cfg.patch_size)
+        blocks = [*net.dual_blocks, *net.single_blocks]
+        handles = []
+        for depth in self.depths:
+
+            def keep(_m: nn.Module, _i: Any, out: Any, depth: int = depth) -> None:
+                tokens = out[0] if isinstance(out, tuple) else out  # dual: (img, txt); single: text + image
+                found[depth] = tokens[:, :n_img] if isinstance(out, tuple) else tokens[:, -n_img:]
+
+            handles.append(blocks[depth - 1].register_forward_hook(keep))
+        try:
+            net(x, t, cond.full)
+        finally:
+            for h in handles:
+                h.remove()
+        return [found[d].float() for d in self.depths]
+
+    def embeds_guidance(self, net: nn.Module) -> bool:
+        return getattr(net, "guidance_in", None) is not None
+
+    def feature_dims(self) -> list[int]:
+        return [self.teacher.cfg.hidden] * len(self.depths)
+
+    def make_student(self, guidance_embed: bool = False) -> nn.Module:
+        cfg = dataclasses.replace(self.teacher.cfg, guidance_embed=guidance_embed)
+        student = MMDiT(cfg).to(self.device)
+        missing, _ = student.load_state_dict(self.teacher.state_dict(), strict=False)
+        if guidance_embed:  # the new embedding starts at zero output: the student starts as the teacher
+            assert student.guidance_in is not None
+            nn.init.zeros_(student.guidance_in.fc2.weight)
+            nn.init.zeros_(student.guidance_in.fc2.bias)
+        assert all(k.startswith("guidance_in.") for k in missing), missing
+        return student.float().requires_grad_(True).train()
+
+    def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
+        assert isinstance(net, MMDiT)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors(net.state_dict(), directory / "dit.safetensors", dtype="float16", force=True)
+        record = {"shift": self.shift, **info, "dit": net.cfg.to_dict()}
+        atomic_write_bytes(
+            directory / STUDENT_FILE, (json.dumps(record, indent=2) + "\n").encode(), force=True
+        )
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pipeline.vae.decode(x).float()
+
+
+def _cat(a: Conditioning, b: Conditioning) -> Conditioning:
+    return Conditioning(
+        torch.cat((a.text, b.text)),
+        torch.cat((a.text_mask, b.text_mask)),
+        torch.cat((a.pooled, b.pooled)),
+        torch.cat((a.task, b.task)),
+    )
+
+
+def load_student(directory: Path, dtype: torch.dtype, device: torch.device) -> tuple[MMDiT, dict[str, Any]]:
+    """A student directory -> (its MMDiT, its info); mismatched weights are refused by key and shape."""
+    path = directory / STUDENT_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{directory}: no {STUDENT_FILE}; not a distilled student (see `seed distill`)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg})") from None
+    for key in ("steps", "dit"):
+        if key not in info:
+            raise ConfigError(f"{path}: missing '{key}'")
+    cfg = MMDiTConfig.from_dict(info["dit"])
+    dit = build_on_meta(lambda: MMDiT(cfg))
+    weights = directory / "dit.safetensors"
+    load_into(dit, load_safetensors(weights, dtype=str(dtype).removeprefix("torch.")), source=str(weights))
+    return dit.to(device).eval(), info

@@ -1,0 +1,80 @@
+"""`seed distill` on a tiny Seedream directory end to end, then `seed generate --accel METHOD:path=RUN`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seed_cli.main import create_app
+from seed_core.images import read_metadata
+from seed_core.specs import LoadOptions
+
+
+@pytest.fixture
+def run(seed_registry_factory):  # type: ignore[no-untyped-def]
+    registry = seed_registry_factory(entry_points=True, env={})
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(create_app(), list(args))
+
+    invoke.registry = registry  # type: ignore[attr-defined]
+    return invoke
+
+
+@pytest.fixture
+def teacher(run, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    from seed_dit.pipeline import random_pipeline
+
+    path = tmp_path / "teacher"
+    random_pipeline(run.registry.models.get("seedream"), LoadOptions()).save_pretrained(path, dtype="float32")
+    (path / "prompts.txt").write_text("a red circle\na blue square left of a green star\n")
+    return path
+
+
+def test_distill_then_generate_with_the_student(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    args = ["distill", "-m", str(teacher), "--method", "adm", "--steps", "3", "--student-steps", "2"]
+    result = run(*args, "--batch", "2", "--ratio", "2", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "student" / "student.json").read_text())
+    assert info["steps"] == 2 and info["name"] == "adm" and info["guidance"] == 1.0
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+    again = run(*args, "-o", str(out))
+    assert again.exit_code == 2 and "--resume to continue it or --force" in again.output
+
+    image = tmp_path / "x.png"
+    result = run(
+        "generate", "a red circle", "-m", str(teacher), "--accel", f"adm:path={out},steps=2", "-o", str(image)
+    )
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(image)
+    assert meta["settings"]["steps"] == 2
+    assert meta["accelerators"][0]["name"] == "adm"
+
+    wrong = run(
+        "generate", "x", "-m", str(teacher), "--accel", f"dmd2:path={out},steps=2", "-o", str(image), "-f"
+    )
+    assert wrong.exit_code != 0 and "was made by 'adm'; use --accel adm" in wrong.output
+    steps = run("generate", "x", "-m", str(teacher), "--accel", f"adm:path={out}", "-o", str(image), "-f")
+    assert "distilled for 2 steps; use --accel adm:steps=2" in steps.output
+
+
+def test_missing_student_names_the_command(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "generate", "x", "-m", str(teacher), "--accel", "dmd2:steps=4", "-o", str(tmp_path / "y.png")
+    )
+    assert result.exit_code != 0
+    assert "no student in" in result.output and "seed distill --teacher" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_registered_method_runs_from_python(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = run.registry.distill_methods.get("dmd2")
+    path = spec.run(str(teacher), tmp_path / "r", steps=2, student_steps=1, batch=2, ratio=1)
+    assert path is not None and json.loads((path / "student.json").read_text())["steps"] == 1
+    with pytest.raises(Exception, match="unknown distillation option"):
+        spec.run(str(teacher), tmp_path / "s", stepz=2)
