@@ -89,14 +89,13 @@ def main() -> None:
                     )
                     print(rows[-1], flush=True)
 
-    keys = ("modes", "high_quality", "tv", "mmd", "seconds")
+    keys = ("modes", "high_quality", "tv", "modes_nearest", "tv_nearest", "mmd", "seconds")
     groups: dict[tuple[str, float, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["guidance"], r["method"]), []).append(r)
     summary = []
-    print(
-        f"\n{'dataset':8} {'w':>4} {'method':18} {'modes':>11} {'in 3σ':>11} {'TV':>11} {'MMD²':>13} {'s':>6}"
-    )
+    head = ("modes", "in 3σ", "TV", "modes (nearest)", "TV (nearest)", "MMD²", "s")
+    print(f"\n{'dataset':8} {'w':>4} {'method':18} " + " ".join(f"{h:>15}" for h in head))
     for (dataset, w, method), rs in groups.items():
         stats = {}
         for k in keys:
@@ -111,11 +110,8 @@ def main() -> None:
                 **{k: {"mean": m, "std": s} for k, (m, s) in stats.items()},
             }
         )
-        cells = [f"{stats[k][0]:.2f}±{stats[k][1]:.2f}" for k in ("modes", "high_quality", "tv")]
-        print(
-            f"{dataset:8} {w:>4} {method:18} {cells[0]:>11} {cells[1]:>11} {cells[2]:>11} "
-            f"{stats['mmd'][0]:.3f}±{stats['mmd'][1]:.3f} {stats['seconds'][0]:>6.0f}"
-        )
+        cells = [f"{stats[k][0]:.3f}±{stats[k][1]:.3f}" for k in keys[:-1]] + [f"{stats['seconds'][0]:.0f}"]
+        print(f"{dataset:8} {w:>4} {method:18} " + " ".join(f"{c:>15}" for c in cells))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -74,3 +74,16 @@ def test_existing_run_directory_needs_resume_or_force(tmp_path: Path) -> None:
         prepare_out(tmp_path, resume=False, force=False)
     prepare_out(tmp_path, resume=False, force=True)
     assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_method_that_does_not_fit_the_backbone_is_refused(target: toy.ToyTarget) -> None:
+    from seed_distill.api import check_fit
+
+    class NoFeatures(toy.ToyTarget):
+        def feature_dims(self) -> list[int]:
+            raise NotImplementedError
+
+    blind = NoFeatures(target.teacher, target.mix)
+    check_fit(blind, "dmd2", recipe_stages("dmd2", None), "toy")  # needs no features
+    with pytest.raises(UsageError, match="method 'adp' needs the teacher's features.*'toy' does not expose"):
+        check_fit(blind, "dmdx", recipe_stages(None, "dmdx"), "toy")

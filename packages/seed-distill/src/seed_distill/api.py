@@ -161,6 +161,7 @@ DEFAULTS: dict[str, Any] = {
     "critic_lr": None,
     "ratio": 5,
     "guidance": None,
+    "teacher_steps": 8,
     "size": None,
     "prompts": None,
     "ema": 0.99,

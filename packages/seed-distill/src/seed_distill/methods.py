@@ -91,6 +91,9 @@ class Method:
     def phases(self, step: int) -> list[Phase]:
         raise NotImplementedError
 
+    def after_step(self) -> None:
+        """Called once a step, after every phase (TSCD moves its EMA target here)."""
+
     # --- shared pieces ------------------------------------------------------------------------------
 
     def student_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:

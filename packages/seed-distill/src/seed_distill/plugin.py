@@ -55,7 +55,7 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
                 name=name,
                 kind=AcceleratorKind.STEPS,
                 apply=_use_student(name),
-                description=f"a distilled student ({text}); made by `seed distill`",
+                description=f"student of `seed distill`: {text}",
                 options=(
                     AcceleratorOption("steps", int, 4, "the student's sampling steps"),
                     AcceleratorOption("path", str, None, "student directory [MODEL_DIR/students/NAME-STEPS]"),
@@ -98,6 +98,9 @@ def seed_register_commands(app: Any) -> None:
         guidance: Annotated[
             float | None, typer.Option(help="The teacher's guidance scale [the model's default].")
         ] = None,
+        teacher_steps: Annotated[
+            int, typer.Option(help="Euler steps of teacher samples (ADP pairs, CFG and TSCD data).")
+        ] = 8,
         size: Annotated[str | None, typer.Option(help="Training size WIDTHxHEIGHT [the model's].")] = None,
         prompts: Annotated[
             Path | None, typer.Option(help="Training prompts, one a line [MODEL_DIR/prompts.txt].")
@@ -152,6 +155,7 @@ def seed_register_commands(app: Any) -> None:
             critic_lr=critic_lr,
             ratio=ratio,
             guidance=guidance,
+            teacher_steps=teacher_steps,
             size=size,
             prompts=prompts,
             ema=ema,

@@ -218,8 +218,7 @@ def distill(
                 torch.nn.utils.clip_grad_norm_(phase.params, run.clip)
             phase.optimizer.step()
             record[phase.name] = float(_all_sum(total, world)) / run.shards
-        if hasattr(method, "after_step"):
-            method.after_step()
+        method.after_step()
         ema.update(student)
         step += 1
         if world.main:
