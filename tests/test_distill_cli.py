@@ -56,7 +56,12 @@ def test_distill_then_generate_with_the_student(run, teacher: Path, tmp_path: Pa
     assert meta["accelerators"][0]["name"] == "adm"
 
     # a student composes with an attention accelerator (PARO, calibrated on the teacher)
-    assert run("calibrate", "-m", str(teacher), "--size", "64x64", "-p", "a red circle", "--steps", "2").exit_code == 0
+    assert (
+        run(
+            "calibrate", "-m", str(teacher), "--size", "64x64", "-p", "a red circle", "--steps", "2"
+        ).exit_code
+        == 0
+    )
     both = ["--accel", "paro:density=0.5", "--accel", f"adm:path={out},steps=2"]
     result = run("generate", "a red circle", "-m", str(teacher), *both, "-o", str(image), "-f")
     assert result.exit_code == 0, result.output

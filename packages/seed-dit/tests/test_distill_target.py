@@ -59,7 +59,9 @@ def test_guidance_student_starts_as_the_teacher_and_round_trips(
     student = target.make_student(guidance_embed=True)
     assert target.embeds_guidance(student) and not target.embeds_guidance(target.teacher)
     with torch.no_grad():
-        assert torch.allclose(target.velocity(student, x, t, cond, 4.0), target.velocity(target.teacher, x, t, cond))
+        assert torch.allclose(
+            target.velocity(student, x, t, cond, 4.0), target.velocity(target.teacher, x, t, cond)
+        )
     target.save_student(student, tmp_path / "s", {"steps": 2, "guidance": 4.0})
     info = pipeline.load_student(tmp_path / "s")
     assert info["steps"] == 2 and pipeline.default_steps == 2 and pipeline.default_guidance == 4.0
