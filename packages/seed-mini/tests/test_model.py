@@ -20,7 +20,10 @@ def test_seedream_mini_is_shipped_small_and_the_default(seed_registry_factory, t
         "vae.safetensors",
         "text_encoder.safetensors",
     }
-    assert sum(p.stat().st_size for p in files) < 25 * 2**20
+    students = WEIGHTS / "seedream-mini" / "students"
+    assert sum(p.stat().st_size for p in files if students not in p.parents) < 25 * 2**20
+    for student in students.iterdir():  # distilled students: one fp16 DiT each, no VAE / text encoder
+        assert sum(p.stat().st_size for p in student.iterdir()) < 10 * 2**20, student.name
     registry = seed_registry_factory(entry_points=True, env={})
     spec = registry.models.get("seedream-mini")
     assert spec.family == "seedream" and registry.models.owner("seedream-mini") == "mini"
@@ -68,3 +71,15 @@ def test_eval_at_a_size_runs_the_text_to_image_suites(seed_registry_factory, tmp
     data = json.loads(out.read_text())
     assert data["settings"]["size"] == 128 and data["edit"]["cases"] == data["compose"]["cases"] == 0
     assert "edit success" not in result.output and "at 128x128" in result.output
+
+
+def test_shipped_students_load_by_name(seed_registry_factory, tmp_path, monkeypatch):
+    seed_registry_factory(entry_points=True, env={})
+    monkeypatch.chdir(tmp_path)
+    for accel, steps in (("hyper:steps=4", 4), ("dmdx:steps=1", 1)):
+        result = CliRunner().invoke(
+            create_app(), ["generate", "a red circle", "--accel", accel, "-o", f"{steps}.png"]
+        )
+        assert result.exit_code == 0, result.output
+        meta = read_metadata(f"{steps}.png")
+        assert meta["settings"]["steps"] == steps and meta["accelerators"][0]["name"] == accel.split(":")[0]
