@@ -87,3 +87,15 @@ def test_method_that_does_not_fit_the_backbone_is_refused(target: toy.ToyTarget)
     check_fit(blind, "dmd2", recipe_stages("dmd2", None), "toy")  # needs no features
     with pytest.raises(UsageError, match="method 'adp' needs the teacher's features.*'toy' does not expose"):
         check_fit(blind, "dmdx", recipe_stages(None, "dmdx"), "toy")
+
+
+def test_a_diverging_loss_stops_the_run_with_one_line(target: toy.ToyTarget, tmp_path: Path) -> None:
+    from seed_distill.trainer import DivergedError
+
+    class Broken(toy.ToyTarget):
+        def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+            return torch.full((n, 2), float("nan"))
+
+    broken = Broken(target.teacher, target.mix)
+    with pytest.raises(DivergedError, match="loss of 'dmd2' is nan at step 1; lower the learning rate"):
+        distill(broken, tmp_path, recipe_stages("dmd2", None), Options(steps=1), RunConfig(steps=5, batch=8))

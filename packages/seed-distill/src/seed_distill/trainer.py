@@ -23,11 +23,17 @@ import torch.distributed as dist
 from torch import nn
 
 from seed_core.distill import DistillTarget
-from seed_core.errors import UsageError
+from seed_core.errors import SeedError, UsageError
 from seed_core.files import atomic_path
 from seed_distill.methods import METHODS, Method, Options
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class DivergedError(SeedError):
+    """A loss became NaN or infinite."""
+
+
 LOG = "log.jsonl"
 
 
@@ -208,6 +214,11 @@ def distill(
             total = torch.zeros((), dtype=torch.float64)
             for shard in range(world.rank, run.shards, world.size):
                 loss = phase.loss(_generator(run.seed, step, p_index, shard), run.batch)
+                if not torch.isfinite(loss):  # stop before the weights are poisoned; the checkpoint stays
+                    raise DivergedError(
+                        f"the {phase.name} loss of '{method.name}' is {float(loss)} at step {step + 1}; "
+                        f"lower the learning rate and --resume from step {step - step % run.checkpoint_every}"
+                    )
                 (loss / run.shards).backward()
                 total += float(loss.detach())
             for p in phase.params:  # DDP's rule: the gradient is the mean over all micro-batches
