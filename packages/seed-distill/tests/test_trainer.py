@@ -41,20 +41,38 @@ def test_killed_run_resumes_to_the_same_end(target: toy.ToyTarget, tmp_path: Pat
         assert x.keys() == y.keys() and all(x[k] == pytest.approx(y[k], abs=1e-6) for k in x)
 
 
-def test_two_processes_follow_one_process(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    subprocess.run([*command, str(HERE / "ddp_worker.py"), str(tmp_path / "two")], check=True, env=env)
-    subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "one")], check=True, env=env)
-    two, one = read_log(tmp_path / "two"), read_log(tmp_path / "one")
-    assert len(two) == len(one) == 6
-    for x, y in zip(two, one, strict=True):
+ENV = {**{k: v for k, v in os.environ.items() if k != "WORLD_SIZE"}, "OMP_NUM_THREADS": "1"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+
+
+def _worker(out: Path, *flags: str, ranks: int = 2) -> list[dict]:
+    command = [*TORCHRUN] if ranks == 2 else [sys.executable]
+    subprocess.run([*command, str(HERE / "ddp_worker.py"), str(out), *flags], check=True, env=ENV)
+    return read_log(out)
+
+
+def _same_curve(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys()
         for key in ("generator", "disc", "fake"):
             if key in x:
                 assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-5), (x, y)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return _worker(tmp_path_factory.mktemp("one") / "run", ranks=1)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_follow_one_process(one_process: list[dict], tmp_path: Path, mode: str) -> None:
+    flags = ("--fsdp",) if mode == "fsdp" else ()
+    _same_curve(_worker(tmp_path / "two", *flags), one_process)
     assert (tmp_path / "two" / "student" / "student.pt").exists()
+    if mode == "fsdp":  # killed after step 4 (checkpoint at 3), resumed: the same curve to the end
+        _worker(tmp_path / "cut", "--fsdp", "--stop-after=4")
+        _same_curve(_worker(tmp_path / "cut", "--fsdp", "--resume"), one_process)
 
 
 def test_stage_bounds_and_bad_names() -> None:

@@ -170,6 +170,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "resume": False,
     "force": False,
+    "fsdp": False,
 }
 
 
@@ -212,6 +213,7 @@ def run_command(**kw: Any) -> Path | None:
         seed=kw["seed"],
         ema=kw["ema"],
         checkpoint_every=kw["checkpoint_every"],
+        fsdp=kw["fsdp"],
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

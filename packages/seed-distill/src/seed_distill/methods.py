@@ -25,6 +25,18 @@ from seed_core.errors import UsageError
 from seed_core.samplers import flow_timesteps
 from seed_distill import losses as L
 
+Shard = Callable[[nn.Module], nn.Module] | None
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of an FSDP2 shard (a collective: every rank calls it), else the tensor."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` with FSDP2 shards gathered (a collective under FSDP2)."""
+    return {k: _full(v) for k, v in module.state_dict().items()}
+
 
 @dataclass
 class Options:
@@ -69,10 +81,16 @@ class Method:
     #: the student needs a guidance-scale embedding (CFG distillation)
     guidance_embed = False
 
-    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
         if options.steps < 1:
             raise UsageError(f"--steps of the student must be >= 1, got {options.steps}")
         self.target, self.student, self.o = target, student, options
+        # the trainer's FSDP2 wrapper (identity without it): new trainable networks pass through it before
+        # their optimizer is built
+        self.shard: Callable[[nn.Module], nn.Module] = shard or (lambda m: m)
+        self.sharded = shard is not None
         self.w = options.guidance if options.guidance is not None else target.default_guidance
         self.grid = flow_timesteps(options.steps, target.shift, device=target.device)
         self.g_opt = _adam(self.trainable(student), options.lr)
@@ -142,9 +160,11 @@ class Method:
 class _FakeScore(Method):
     """Methods with a fake score fitted to the student's samples (DMD2, ADM)."""
 
-    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
-        super().__init__(target, student, options)
-        self.fake = copy.deepcopy(target.teacher).float().requires_grad_(True).train()
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.fake = self.shard(copy.deepcopy(target.teacher).float().requires_grad_(True).train())
         self.fake_opt = _adam(list(self.fake.parameters()), options.critic_lr)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -191,9 +211,11 @@ class ADM(_FakeScore):
 
     name = "adm"
 
-    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
-        super().__init__(target, student, options)
-        self.disc = L.Discriminator(target.feature_dims()).to(target.device)
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.disc = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
         self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -215,7 +237,11 @@ class ADM(_FakeScore):
     def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         x0, cond = self.generate(gen, n, grad=True)
         x_t, t, s = self._steps(x0, gen)
-        self.fake.requires_grad_(False)  # the gradient goes through its input only
+        # the gradient goes through the fake score's input only; under FSDP2 its weights keep requires_grad
+        # (a sharded module with none detaches its output) and their stray gradients are cleared by the
+        # fake phase's zero_grad
+        frozen = not self.sharded
+        self.fake.requires_grad_(not frozen)
         try:
             x_fake = L.euler_jump(x_t, t, self.fake_velocity(x_t, t, cond), s)
         finally:
@@ -248,9 +274,11 @@ class ADP(Method):
 
     name = "adp"
 
-    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
-        super().__init__(target, student, options)
-        self.disc = L.Discriminator(target.feature_dims()).to(target.device)
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.disc = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
         self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -315,9 +343,13 @@ class TSCD(Method):
 
     name = "tscd"
 
-    def __init__(self, target: DistillTarget, student: nn.Module, options: Options) -> None:
-        super().__init__(target, student, options)
-        self.ema = copy.deepcopy(student).requires_grad_(False).eval()
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.ema = target.make_student(guidance_embed=target.embeds_guidance(student))
+        self.ema.load_state_dict(full_state(student))
+        self.ema.requires_grad_(False).eval()
         self.fine = flow_timesteps(options.teacher_steps * options.steps, target.shift, device=target.device)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -340,7 +372,7 @@ class TSCD(Method):
     def after_step(self) -> None:
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.student.parameters(), strict=True):
-                e.lerp_(p.detach(), 0.05)
+                e.lerp_(_full(p.detach()), 0.05)
 
     def phases(self, step: int) -> list[Phase]:
         return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]

@@ -112,6 +112,9 @@ def seed_register_commands(app: Any) -> None:
         nproc: Annotated[
             int, typer.Option(help="Processes on this machine (relaunches under torchrun).")
         ] = 1,
+        fsdp: Annotated[
+            bool, typer.Option("--fsdp", help="Shard the trained networks over the processes (FSDP2).")
+        ] = False,
         resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint.")] = False,
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
@@ -164,6 +167,7 @@ def seed_register_commands(app: Any) -> None:
             device=device,
             resume=resume,
             force=force,
+            fsdp=fsdp,
         )
         if path is not None:
             typer.echo(str(path))

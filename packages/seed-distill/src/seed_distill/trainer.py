@@ -25,7 +25,7 @@ from torch import nn
 from seed_core.distill import DistillTarget
 from seed_core.errors import SeedError, UsageError
 from seed_core.files import atomic_path
-from seed_distill.methods import METHODS, Method, Options
+from seed_distill.methods import METHODS, Method, Options, full_state
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -117,7 +117,7 @@ class StudentEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        state = model.state_dict()
+        state = full_state(model)  # whole tensors under FSDP2 too (a gather every step)
         if self.shadow is None:
             self.shadow = {k: v.detach().clone() for k, v in state.items()}
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -147,6 +147,7 @@ class RunConfig:
     ema: float = 0.99  # 0: export the raw student
     checkpoint_every: int = 100
     clip: float = 1.0
+    fsdp: bool = False  # shard the trainable networks with FSDP2 over the ranks (else replicate them)
 
 
 def _generator(seed: int, step: int, phase: int, shard: int) -> torch.Generator:
@@ -181,15 +182,19 @@ def distill(
     student = target.make_student(guidance_embed=any(METHODS[s.method].guidance_embed for s in stages))
     ema = StudentEMA(run.ema)
     ends = stage_bounds(stages, run.steps)
+    sharded = run.fsdp and world.size > 1
+    wrap = _fsdp_shard if sharded else None
     step, state = 0, None
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=target.device, weights_only=False)
         step = int(state["step"])
-        student.load_state_dict(state["student"])
+        student.load_state_dict(state["student"])  # whole tensors, before sharding
         ema.load_state_dict(state["ema"])
         if world.main:  # drop log lines of steps after the checkpoint: they are run again
             kept = [e for e in read_log(out) if e["step"] <= step]
             (out / LOG).write_text("".join(json.dumps(e) + "\n" for e in kept), encoding="utf-8")
+    if wrap is not None:
+        student = wrap(student)
     out.mkdir(parents=True, exist_ok=True)
     method: Method | None = None
     current = -1
@@ -199,13 +204,10 @@ def distill(
         if index != current:  # a new stage: its networks start from the teacher, the student carries on
             stage = stages[index]
             torch.manual_seed(run.seed * 1000 + index)  # new heads start the same after a resume
-            method = METHODS[stage.method](target, student, replace(options, **stage.options))
+            method = METHODS[stage.method](target, student, replace(options, **stage.options), wrap)
             current = index
             if state is not None and state.get("stage") == index:
-                for name, module in method.modules().items():
-                    module.load_state_dict(state["modules"][name])
-                for name, opt in method.optimizers().items():
-                    opt.load_state_dict(state["optimizers"][name])
+                _load_method(method, state, sharded)
             state = None
         assert method is not None
         record: dict[str, float] = {}
@@ -219,9 +221,10 @@ def distill(
                         f"the {phase.name} loss of '{method.name}' is {float(loss)} at step {step + 1}; "
                         f"lower the learning rate and --resume from step {step - step % run.checkpoint_every}"
                     )
-                (loss / run.shards).backward()
+                # FSDP2 averages gradients over the ranks itself, so undo its division by the world size
+                (loss * (world.size if sharded else 1) / run.shards).backward()
                 total += float(loss.detach())
-            for p in phase.params:  # DDP's rule: the gradient is the mean over all micro-batches
+            for p in phase.params if not sharded else ():  # DDP's rule: the mean over all micro-batches
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 _all_sum(p.grad, world)
@@ -239,16 +242,15 @@ def distill(
             if progress:
                 progress(step, run.steps, record)
         if step % run.checkpoint_every == 0 or step == run.steps:
-            _checkpoint(ckpt_path, step, index, student, ema, method, world)
+            _checkpoint(ckpt_path, step, index, student, ema, method, world, sharded)
         if stop_after is not None and step >= stop_after:
             return out / "student"
     assert method is not None
     path = out / "student"
+    whole = full_state(student) if run.ema <= 0 or ema.shadow is None else ema.shadow  # all ranks gather
     if world.main:
-        final = student
-        if run.ema > 0 and ema.shadow is not None:
-            final = target.make_student(guidance_embed=target.embeds_guidance(student))
-            final.load_state_dict(ema.shadow)
+        final = target.make_student(guidance_embed=target.embeds_guidance(student))
+        final.load_state_dict(whole)
         info = {
             "steps": options.steps,
             "guidance": method.w if target.embeds_guidance(student) else 1.0,
@@ -267,21 +269,74 @@ def distill(
     return path
 
 
+def _fsdp_shard(module: nn.Module) -> nn.Module:
+    from torch.distributed.fsdp import fully_shard
+
+    fully_shard(module)
+    return module
+
+
+def _owners(method: Method) -> dict[str, nn.Module]:
+    """The network each optimizer of `method` trains (FSDP2 state dicts need the pair)."""
+    return {"generator": method.student, **method.modules()}
+
+
+def _optimizer_state(method: Method, name: str, opt: torch.optim.Optimizer, sharded: bool) -> Any:
+    if not sharded:
+        return opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(_owners(method)[name], opt, options=full)
+
+
+def _load_method(method: Method, state: dict[str, Any], sharded: bool) -> None:
+    """Restore a stage's critics and optimizers from a checkpoint (whole tensors on every rank)."""
+    if not sharded:
+        for name, module in method.modules().items():
+            module.load_state_dict(state["modules"][name])
+        for name, opt in method.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    full = StateDictOptions(full_state_dict=True)
+    for name, module in method.modules().items():
+        if any(hasattr(p, "full_tensor") for p in module.parameters()):
+            set_model_state_dict(module, state["modules"][name], options=full)
+        else:
+            module.load_state_dict(state["modules"][name])
+    for name, opt in method.optimizers().items():
+        set_optimizer_state_dict(_owners(method)[name], opt, state["optimizers"][name], options=full)
+
+
 def _checkpoint(
-    path: Path, step: int, stage: int, student: nn.Module, ema: StudentEMA, method: Method, world: World
+    path: Path,
+    step: int,
+    stage: int,
+    student: nn.Module,
+    ema: StudentEMA,
+    method: Method,
+    world: World,
+    sharded: bool = False,
 ) -> None:
-    if not world.main:
+    if not (world.main or sharded):  # gathering FSDP2 shards is a collective: every rank takes part
         return
     state = {
         "step": step,
         "stage": stage,
-        "student": student.state_dict(),
+        "student": full_state(student),
         "ema": ema.state_dict(),
-        "modules": {k: m.state_dict() for k, m in method.modules().items()},
-        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+        "modules": {k: full_state(m) for k, m in method.modules().items()},
+        "optimizers": {k: _optimizer_state(method, k, o, sharded) for k, o in method.optimizers().items()},
     }
-    with atomic_path(path, force=True) as tmp:
-        torch.save(state, tmp)
+    if world.main:
+        with atomic_path(path, force=True) as tmp:
+            torch.save(state, tmp)
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:
