@@ -168,7 +168,7 @@ class _FakeScore(Method):
         self.fake_opt = _adam(list(self.fake.parameters()), options.critic_lr)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"fake": self.fake}
+        return {**super().modules(), "fake": self.fake}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().optimizers(), "fake": self.fake_opt}
@@ -184,6 +184,23 @@ class _FakeScore(Method):
 
     def fake_phase(self) -> Phase:
         return Phase("fake", self.fake_opt, list(self.fake.parameters()), self.fake_loss)
+
+
+class _Discriminated(Method):
+    """Methods with a discriminator: trainable heads on the frozen teacher's features."""
+
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.disc = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
+        self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), "disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "disc": self.d_opt}
 
 
 class DMD2(_FakeScore):
@@ -205,24 +222,11 @@ class DMD2(_FakeScore):
         return (g if step % self.o.ratio == 0 else []) + [self.fake_phase()]
 
 
-class ADM(_FakeScore):
+class ADM(_FakeScore, _Discriminated):
     """Adversarial distribution matching: a discriminator (frozen teacher features + heads) tells the
     teacher's one-step ODE output from the fake score's, at t - dt; hinge loss."""
 
     name = "adm"
-
-    def __init__(
-        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
-    ) -> None:
-        super().__init__(target, student, options, shard)
-        self.disc = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
-        self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {**super().modules(), "disc": self.disc}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {**super().optimizers(), "disc": self.d_opt}
 
     def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         return self.disc(self.target.features(self.target.teacher, x, t, cond))
@@ -267,25 +271,12 @@ class ADM(_FakeScore):
         return (g if step % self.o.ratio == 0 else []) + critics
 
 
-class ADP(Method):
+class ADP(_Discriminated):
     """Adversarial distillation pre-training on teacher ODE pairs (DMDX stage 1): the student denoises
     the pair's interpolant at a cubic high-noise t; a latent discriminator on the frozen teacher, after
     re-noising both sides to a uniform t', judges its x0 against the pair's."""
 
     name = "adp"
-
-    def __init__(
-        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
-    ) -> None:
-        super().__init__(target, student, options, shard)
-        self.disc = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
-        self.d_opt = _adam(list(self.disc.parameters()), options.critic_lr)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"disc": self.disc}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {**super().optimizers(), "disc": self.d_opt}
 
     def _pair(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
         z, x0, cond = self.teacher_sample(gen, n)
