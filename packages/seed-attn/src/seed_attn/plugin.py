@@ -70,18 +70,6 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
     )
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    from seed_core.errors import UsageError
-
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT such as 256x256") from None
-    if width <= 0 or height <= 0:
-        raise UsageError(f"--size {text!r}: width and height must be positive")
-    return width, height
-
-
 @hookimpl
 def seed_register_commands(app: Any) -> None:
     import typer
@@ -120,13 +108,14 @@ def seed_register_commands(app: Any) -> None:
         if bits not in (16, 8, 4) or not 0 < density <= 1:
             raise UsageError("--bits must be 16, 8 or 4 and --density in (0, 1]")
         from seed_attn.calibrate import PROMPTS, calibrate
+        from seed_core.requests import parse_size
 
         prompts = prompt or list(PROMPTS)
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("calibrating", total=len(prompts))
             path, plan = calibrate(
                 model,
-                size=_parse_size(size) if size else None,
+                size=parse_size(size) if size else None,
                 prompts=prompts,
                 steps=steps,
                 density=density,

@@ -15,6 +15,7 @@ import typer
 import typer.core
 
 from seed_core.errors import NoModelInstalledError, SeedError, UsageError
+from seed_core.requests import parse_size
 
 DEFAULT_MODEL = "seedream-mini"
 DEFAULT_MODEL_PACKAGE = "seed-mini"
@@ -353,16 +354,7 @@ def _parse_size(size: str | None, width: int | None, height: int | None) -> tupl
         return width, height
     if width is not None or height is not None:
         raise UsageError("give either --size or --width / --height, not both")
-    parts = size.lower().replace("*", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"--size {size!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number") from None
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise UsageError(f"--size {size!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number")
+    return parse_size(size)
 
 
 def _outputs(output: Path, count: int) -> list[Path]:

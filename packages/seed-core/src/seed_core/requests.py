@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seed_core.errors import InvalidRequestError
+from seed_core.errors import InvalidRequestError, UsageError
 
 MAX_SIDE = 8192
 
@@ -123,3 +123,16 @@ class GenerationResult:
             "seconds": round(self.seconds, 3),
             "versions": versions(),
         }
+
+
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """`512x768` (width x height) or `512` (a square) -> (width, height); one line naming `option` if not."""
+    try:
+        values = [int(p) for p in text.lower().replace("*", "x").split("x")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise UsageError(
+            f"{option} {text!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number, all positive"
+        )
+    return values[0], values[-1]

@@ -13,6 +13,7 @@ from typing import Any
 from seed_core.errors import AcceleratorError, UsageError
 from seed_core.files import atomic_write_bytes
 from seed_core.pipeline import Pipeline, load
+from seed_core.requests import parse_size
 from seed_distill.methods import METHODS, Options
 from seed_distill.trainer import CHECKPOINT, LOG, RunConfig, World, distill, init_world, recipe_stages
 
@@ -59,16 +60,6 @@ def read_prompts(path: Path) -> list[str]:
     if not prompts:
         raise UsageError(f"--prompts {path}: no prompts in it (one a line)")
     return prompts
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT such as 64x64") from None
-    return width, height
 
 
 def prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -230,7 +221,7 @@ def run_command(**kw: Any) -> Path | None:
             method=kw["method"],
             recipe=kw["recipe"],
             prompts=prompts,
-            size=_parse_size(kw["size"]),
+            size=parse_size(kw["size"]) if kw["size"] else None,
             options=options,
             run=run,
             resume=kw["resume"],

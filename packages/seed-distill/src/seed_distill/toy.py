@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seed_core.distill import DistillTarget
+from seed_core.samplers import cfg
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class ToyTarget(DistillTarget):
 
     def __init__(self, teacher: ToyNet, mix: Mixture, guidance: float = 1.0) -> None:
         self.teacher, self.mix, self.default_guidance, self.shift = teacher, mix, guidance, 1.0
+        self.net = teacher  # typed as a ToyNet
         self.students: list[dict[str, Any]] = []
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -142,7 +144,7 @@ class ToyTarget(DistillTarget):
             c = net(x, t, cond)[0]
             u = net(x, t, torch.zeros_like(cond))[0]
             w = guidance.view(-1, 1) if isinstance(guidance, torch.Tensor) else guidance
-            return u + w * (c - u)
+            return cfg(c, u, w)  # type: ignore[arg-type,unused-ignore]  # a (B, 1) scale broadcasts
         return net(x, t, cond)[0]
 
     def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
@@ -150,13 +152,13 @@ class ToyTarget(DistillTarget):
         return [h[:, None] for h in net(x, t, cond)[1]]
 
     def feature_dims(self) -> list[int]:
-        return [self.teacher.width] * len(self.teacher.layers)
+        return [self.net.width] * len(self.net.layers)
 
     def embeds_guidance(self, net: nn.Module) -> bool:
         return isinstance(net, ToyNet) and net.guidance is not None
 
     def make_student(self, guidance_embed: bool = False) -> nn.Module:
-        student = ToyNet(self.teacher.classes, self.teacher.width, guidance_embed)
+        student = ToyNet(self.net.classes, self.net.width, guidance_embed)
         student.load_state_dict(self.teacher.state_dict(), strict=False)
         if student.guidance is not None:
             nn.init.zeros_(student.guidance.weight)

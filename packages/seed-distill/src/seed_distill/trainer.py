@@ -10,7 +10,6 @@ averaged by all-reduce, DDP's rule) follow the same loss curve.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -344,8 +343,3 @@ def read_log(out: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def mean_loss(entries: Sequence[dict[str, Any]], key: str) -> float:
-    values = [e[key] for e in entries if key in e]
-    return sum(values) / len(values) if values else math.nan
