@@ -6,22 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from seed_cli.main import create_app
 from seed_core.images import read_metadata
 from seed_core.specs import LoadOptions
-
-
-@pytest.fixture
-def run(seed_registry_factory):  # type: ignore[no-untyped-def]
-    registry = seed_registry_factory(entry_points=True, env={})
-
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return CliRunner().invoke(create_app(), list(args))
-
-    invoke.registry = registry  # type: ignore[attr-defined]
-    return invoke
 
 
 @pytest.fixture
@@ -90,3 +77,32 @@ def test_registered_method_runs_from_python(run, teacher: Path, tmp_path: Path) 
     assert path is not None and json.loads((path / "student.json").read_text())["steps"] == 1
     with pytest.raises(Exception, match="unknown distillation option"):
         spec.run(str(teacher), tmp_path / "s", stepz=2)
+
+
+def test_apt_on_real_data_and_a_reward_term(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from seed_mini.train import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(data, 6, size=64)
+    assert len((data / "metadata.jsonl").read_text().splitlines()) == 6
+    out = tmp_path / "apt"
+    base = ["distill", "-m", str(teacher), "--steps", "2", "--student-steps", "1", "--batch", "2"]
+    result = run(*base, "--method", "apt", "--data", str(data), "--ratio", "1", "--r1", "1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "student" / "student.json").read_text())["name"] == "apt"
+
+    # the one-step Hyper finish: ADP with the shapes world's reward model, whose mean is logged
+    out = tmp_path / "hyper1"
+    result = run(*base, "--steps", "4", "--recipe", "hyper", "--reward", "seed-mini", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["method"] for e in log][-1] == "adp" and "reward" in log[-1]
+
+    no_data = run(*base, "--method", "apt", "-o", str(tmp_path / "x"))
+    assert no_data.exit_code == 2 and "give --data DIR" in no_data.output
+    bad_data = run(*base, "--method", "apt", "--data", str(tmp_path / "nowhere"), "-o", str(tmp_path / "y"))
+    assert bad_data.exit_code == 2 and "no such directory" in bad_data.output
+    unknown = run(*base, "--method", "adp", "--reward", "clip-score", "-o", str(tmp_path / "z"))
+    assert unknown.exit_code != 0 and "Unknown reward model 'clip-score'" in unknown.output
+    weight = run(*base, "--method", "adp", "--reward-weight", "0.5", "-o", str(tmp_path / "w"))
+    assert weight.exit_code == 2 and "--reward NAME" in weight.output

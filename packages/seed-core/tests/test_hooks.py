@@ -18,6 +18,7 @@ from seed_core.specs import (
     AttentionBackendSpec,
     DistillMethodSpec,
     ModelSpec,
+    RewardModelSpec,
     SamplerSpec,
     WeightAdapterSpec,
 )
@@ -58,6 +59,10 @@ class Everything:
         register(WeightAdapterSpec("hook-adapter", lambda keys: False, dict))
 
     @hookimpl
+    def seed_register_reward_models(self, register):
+        register(RewardModelSpec("hook-reward", lambda device: None))
+
+    @hookimpl
     def seed_register_commands(self, app):
         @app.command("hook-command")
         def hook_command() -> None:
@@ -75,6 +80,7 @@ def _table_exercise(hook: str) -> Callable[[Registry], None]:
             "accelerators": "accel",
             "distill_methods": "distill",
             "weight_adapters": "adapter",
+            "reward_models": "reward",
         }[attr]
     )
 

@@ -75,3 +75,16 @@ def test_bad_student_directories_are_refused(pipeline: SeedreamPipeline, tmp_pat
     (tmp_path / "student.json").write_text('{"steps": 2}')
     with pytest.raises(ConfigError, match="missing 'dit'"):
         pipeline.load_student(tmp_path)
+
+
+def test_real_data_and_prompt_hooks(target: SeedreamDistillTarget) -> None:
+    """What adversarial post-training and reward terms need: captions -> conditions -> prompts, pixels ->
+    latents at the training size (and back through the decoder)."""
+    cond = target.conditions(["a red circle", "a blue square"])
+    assert target.prompts(cond) == ["a red circle", "a blue square"]
+    gen = torch.Generator().manual_seed(3)
+    assert target.prompts(target.sample_conditions(4, gen))[0] in target.prompts_pool
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1
+    latents = target.encode(pixels)
+    assert latents.shape == target.sample_noise(2, gen).shape
+    assert target.decode(latents).shape == pixels.shape

@@ -10,6 +10,7 @@ which knows how to condition them.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,20 @@ class DistillTarget(abc.ABC):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Latents -> pixels in [-1, 1] (pixel-space discriminators and rewards). Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not decode latents")
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [-1, 1] at the training size -> latents: real data for adversarial
+        post-training. Optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not encode images")
+
+    def conditions(self, prompts: Sequence[str]) -> Any:
+        """The conditions of these prompts (the captions of real data), as `sample_conditions` makes
+        them. Optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not take given prompts")
+
+    def prompts(self, cond: Any) -> list[str]:
+        """The prompts behind a batch of conditions (reward models read them). Optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its prompts")
 
     @property
     def device(self) -> torch.device:

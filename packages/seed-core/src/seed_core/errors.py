@@ -72,6 +72,10 @@ class UnknownDistillMethodError(UnknownNameError):
     kind, list_command = "distillation method", "distill --list"
 
 
+class UnknownRewardModelError(UnknownNameError):
+    kind, list_command = "reward model", "distill --list"
+
+
 class UnknownWeightAdapterError(UnknownNameError):
     kind, list_command = "weight adapter", "doctor"
 
@@ -118,6 +122,10 @@ class CorruptCheckpointError(CheckpointError):
 
 class CheckpointMismatchError(CheckpointError):
     """A weights file parses but does not fit the model (missing / unexpected key, wrong shape)."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A weights file in a format this installation cannot read (e.g. quantized by a missing plugin)."""
 
 
 class OutputExistsError(SeedError):

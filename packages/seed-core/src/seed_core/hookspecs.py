@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         AttentionBackendSpec,
         DistillMethodSpec,
         ModelSpec,
+        RewardModelSpec,
         SamplerSpec,
         WeightAdapterSpec,
     )
@@ -78,6 +79,15 @@ def seed_register_distill_methods(register: Callable[[DistillMethodSpec], None])
 
     :param register: takes a :class:`~seed_core.specs.DistillMethodSpec` whose ``run(teacher,
         output_dir, **options)`` trains a student and writes it as a model directory.
+    """
+
+
+@hookspec
+def seed_register_reward_models(register: Callable[[RewardModelSpec], None]) -> None:
+    """Register differentiable reward models, used by ``seed distill --reward NAME``.
+
+    :param register: takes a :class:`~seed_core.specs.RewardModelSpec` whose ``build(device)`` returns a
+        module mapping images in [-1, 1] and their prompts to rewards (higher is better).
     """
 
 

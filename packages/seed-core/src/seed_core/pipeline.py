@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from seed_core.errors import AcceleratorError, ConfigError, UnsupportedTaskError, UsageError
 from seed_core.registry import Registry, get_registry
 from seed_core.requests import AppliedAccelerator, EditRequest, GenerateRequest, GenerationResult
-from seed_core.specs import AcceleratorSpec, LoadOptions, ModelSpec
+from seed_core.specs import AcceleratorKind, AcceleratorSpec, LoadOptions, ModelSpec
 
 if TYPE_CHECKING:
     from seed_core.distill import DistillTarget
@@ -45,6 +45,12 @@ class Pipeline:
         self.source: str | None = None
 
     def components(self) -> dict[str, Any]:
+        return {}
+
+    def sensitive_modules(self) -> dict[str, tuple[str, ...]]:
+        """Per component, the module names (fnmatch patterns) that weight accelerators must keep in
+        full precision: the backbone knows which layers carry the most error (input embeddings, the final
+        projection, ...)."""
         return {}
 
     def generate(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
@@ -99,12 +105,35 @@ class AcceleratorRequest:
         return cls(name, options)
 
 
+def baked_accelerators(directory: str | None) -> list[AppliedAccelerator]:
+    """The accelerators already applied to the weights of a model directory (`seed quantize` records
+    them in config.json under "baked_accelerators")."""
+    if directory is None or not (Path(directory) / "config.json").is_file():
+        return []
+    config = Path(directory) / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        return [
+            AppliedAccelerator(str(item["name"]), str(item["kind"]), dict(item.get("options", {})))
+            for item in (data.get("baked_accelerators") or [])
+        ]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []  # resolve_model reports an unreadable config.json
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{config}: 'baked_accelerators' is malformed; re-create the directory") from None
+
+
 def plan_accelerators(
     requested: Sequence[AcceleratorRequest | str],
     model: ModelSpec,
     registry: Registry | None = None,
+    baked: Sequence[AppliedAccelerator] = (),
 ) -> list[tuple[AcceleratorSpec, dict[str, Any]]]:
-    """Resolve, check and order the accelerators for `model`; refuse inapplicable or conflicting ones."""
+    """Resolve, check and order the accelerators for `model`; refuse inapplicable or conflicting ones.
+
+    `baked` are the accelerators already applied to the weights on disk (a quantized directory): a second
+    one of their kind, or one that must come before them, is refused.
+    """
     registry = registry or get_registry()
     chosen: list[tuple[AcceleratorSpec, dict[str, Any]]] = []
     for item in requested:
@@ -115,6 +144,19 @@ def plan_accelerators(
             raise AcceleratorError(
                 f"accelerator '{spec.name}' does not apply to model '{model.name}': {reason}"
             )
+        for done in baked:
+            if done.name == spec.name or (done.kind == spec.kind.value and spec.kind.exclusive):
+                raise AcceleratorError(
+                    f"this model directory is already '{done.label()}' ({done.kind}); apply "
+                    f"'{spec.name}' to the original model instead"
+                )
+            if done.kind in {k.value for k in AcceleratorKind}:
+                if spec.kind.order < AcceleratorKind(done.kind).order:
+                    raise AcceleratorError(
+                        f"'{spec.name}' ({spec.kind.value}) must be applied before '{done.name}', which is "
+                        f"baked into this model directory; load the original model with --accel "
+                        f"{spec.name} --accel {done.name}"
+                    )
         for other, _ in chosen:
             if other.name == spec.name:
                 raise AcceleratorError(f"accelerator '{spec.name}' is given twice; give it once")
@@ -200,7 +242,9 @@ def load(
     registry = registry or get_registry()
     check_device(device, dtype)
     spec, weights = resolve_model(name_or_path, registry)
-    plan = plan_accelerators(accelerators, spec, registry)  # refuse bad combinations before loading
+    baked = baked_accelerators(weights or spec.weights)
+    plan = plan_accelerators(accelerators, spec, registry, baked)  # refuse bad combinations before loading
     pipeline = spec.build(spec, LoadOptions(device=device, dtype=dtype, weights=weights))
     pipeline.source = weights or spec.weights
+    pipeline.accelerators.extend(baked)
     return apply_accelerators(pipeline, plan)

@@ -26,6 +26,7 @@ from seed_core.specs import (
     AttentionBackendSpec,
     DistillMethodSpec,
     ModelSpec,
+    RewardModelSpec,
     SamplerSpec,
     WeightAdapterSpec,
 )
@@ -101,6 +102,7 @@ HOOK_TABLES: dict[str, tuple[str, str, type[errors.UnknownNameError]]] = {
         errors.UnknownDistillMethodError,
     ),
     "seed_register_weight_adapters": ("weight_adapters", "weight adapter", errors.UnknownWeightAdapterError),
+    "seed_register_reward_models": ("reward_models", "reward model", errors.UnknownRewardModelError),
 }
 
 _SPEC_TYPES: dict[str, type] = {
@@ -110,6 +112,7 @@ _SPEC_TYPES: dict[str, type] = {
     "accelerators": AcceleratorSpec,
     "distill_methods": DistillMethodSpec,
     "weight_adapters": WeightAdapterSpec,
+    "reward_models": RewardModelSpec,
 }
 
 
@@ -122,6 +125,7 @@ class Registry:
     accelerators: Table[AcceleratorSpec]
     distill_methods: Table[DistillMethodSpec]
     weight_adapters: Table[WeightAdapterSpec]
+    reward_models: Table[RewardModelSpec]
 
     def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginRecord] | None = None) -> None:
         self.pm = pm

@@ -110,6 +110,9 @@ class AcceleratorSpec:
     `applies_to(model)` returns None when the accelerator can run on that model, else the reason it can't.
     `apply(pipeline, **options)` changes the pipeline (in place or by returning a new one) and returns it.
     `conflicts` names accelerators that must not be combined with this one, with the reason.
+    `restore(module, record)`, for accelerators whose result is saved (a quantized checkpoint), rebuilds
+    the transformed layers of `module` (still on the meta device) from the `record` that the accelerator
+    wrote into the file's metadata, so that the file loads without redoing the work; it returns the module.
     """
 
     name: str
@@ -120,6 +123,7 @@ class AcceleratorSpec:
     options: tuple[AcceleratorOption, ...] = ()
     conflicts: Mapping[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    restore: Callable[..., Any] | None = None
 
     def parse_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Check option names and convert values to the declared types; fill in defaults."""
@@ -172,6 +176,22 @@ class DistillMethodSpec:
     run: Callable[..., Any]
     description: str = ""
     student: AcceleratorKind = AcceleratorKind.STEPS
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RewardModelSpec:
+    """A differentiable reward: how well images fit their prompts (ReFL-style distillation terms).
+
+    `build(device)` returns a callable module ``model(images, prompts) -> (B,) rewards``: images (B, 3, H, W)
+    in [-1, 1], higher is better, with gradients flowing to the images. `margin` is the reward at which the
+    ReFL hinge ``relu(margin - r)`` stops pushing (the reward of a typical good image).
+    """
+
+    name: str
+    build: Callable[[str], Any]
+    description: str = ""
+    margin: float = 0.0
     aliases: tuple[str, ...] = ()
 
 

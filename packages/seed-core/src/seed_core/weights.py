@@ -7,20 +7,22 @@ a `CheckpointError` whose one-line message names the file and the key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from seed_core.errors import (
+    CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -45,12 +47,17 @@ def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
     return dtype
 
 
+#: the dtypes a dtype cast applies to; integer and 8-bit float tensors (quantized weights) are kept
+CASTABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def cast_state_dict(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | str | None) -> StateDict:
-    """Cast floating-point tensors to `dtype`; integer tensors (quantized weights, indices) are kept."""
+    """Cast 16/32/64-bit floating tensors to `dtype`; integer and float8 tensors (quantized weights,
+    indices) are kept."""
     target = _dtype(dtype)
     if target is None:
         return dict(state_dict)
-    return {k: v.to(target) if v.is_floating_point() else v for k, v in state_dict.items()}
+    return {k: v.to(target) if v.dtype in CASTABLE else v for k, v in state_dict.items()}
 
 
 def _shard_plan(state_dict: Mapping[str, torch.Tensor], max_shard_bytes: int) -> list[list[str]]:
@@ -167,16 +174,22 @@ def load_safetensors(
     """Read a `.safetensors` file, a sharded index, or a model directory into one state dict."""
     state: StateDict = {}
     for file in _resolve(Path(path)):
-        try:
-            part = load_file(str(file), device=str(device))
-        except SafetensorError as exc:
-            raise CorruptCheckpointError(
-                f"{file}: corrupt or truncated safetensors file ({exc}); re-download or re-save it"
-            ) from None
-        except OSError as exc:
-            raise CorruptCheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
-        state.update(part)
+        with _readable(file):
+            state.update(load_file(str(file), device=str(device)))
     return cast_state_dict(state, dtype)
+
+
+@contextlib.contextmanager
+def _readable(file: Path) -> Iterator[None]:
+    """Turn the errors of reading a safetensors file into one-line `CorruptCheckpointError`s."""
+    try:
+        yield
+    except SafetensorError as exc:
+        raise CorruptCheckpointError(
+            f"{file}: corrupt or truncated safetensors file ({exc}); re-download or re-save it"
+        ) from None
+    except OSError as exc:
+        raise CorruptCheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
 
 
 def load_torch_checkpoint(path: str | Path, *, dtype: torch.dtype | str | None = None) -> StateDict:
@@ -203,6 +216,62 @@ def load_torch_checkpoint(path: str | Path, *, dtype: torch.dtype | str | None =
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CorruptCheckpointError(f"{path}: not a state dict of tensors")
     return cast_state_dict(obj, dtype)
+
+
+#: safetensors metadata key under which a weights accelerator (seed-quant) records how it transformed
+#: the tensors of a file, so that `load_component` can restore them without redoing the work
+TRANSFORM_KEY = "seed_accelerator"
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a `.safetensors` file (of the first shard of an index)."""
+    file = _resolve(Path(path))[0]
+    with _readable(file), safe_open(str(file), "pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def load_component(
+    module: M,
+    path: str | Path,
+    *,
+    dtype: torch.dtype | str | None = None,
+    registry: Registry | None = None,
+) -> M:
+    """Fill `module`, built on the meta device, from the safetensors file at `path`.
+
+    A file written by a weights accelerator (a quantized checkpoint: its metadata names the accelerator)
+    is first handed to that accelerator's `restore`, which swaps in its own layers, so that nothing is
+    quantized again. `dtype` is the dtype of the module's floating tensors (default: as built).
+    """
+    path = Path(path)
+    state = load_safetensors(path)
+    if dtype is not None:
+        module = module.to(_dtype(dtype))  # free on the meta device; the load then casts to it
+    raw = read_metadata(path).get(TRANSFORM_KEY)
+    if raw is not None:
+        try:
+            record = json.loads(raw)
+            name = record["accelerator"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CorruptCheckpointError(
+                f"{path}: unreadable '{TRANSFORM_KEY}' metadata; re-create the file with `seed quantize`"
+            ) from None
+        if registry is None:
+            from seed_core.registry import get_registry
+
+            registry = get_registry()
+        try:
+            spec = registry.accelerators.get(name)
+        except KeyError:
+            raise CheckpointFormatError(
+                f"{path}: written by the accelerator '{name}', which is not installed (install the "
+                "package that provides it, e.g. seed-quant)"
+            ) from None
+        if spec.restore is None:
+            raise CheckpointFormatError(f"{path}: accelerator '{name}' cannot restore saved weights")
+        module = spec.restore(module, record) or module
+    load_into(module, state, source=str(path))
+    return module
 
 
 def read_state_dict(path: str | Path, *, dtype: torch.dtype | str | None = None) -> StateDict:
@@ -294,8 +363,13 @@ def load_into(
     state = {}
     for key, tensor in state_dict.items():
         target = expected.get(key)
-        if target is not None and tensor.is_floating_point() and target.is_floating_point():
+        if target is not None and tensor.dtype in CASTABLE and target.dtype in CASTABLE:
             tensor = tensor.to(target.dtype)
+        elif target is not None and tensor.dtype != target.dtype:
+            raise CheckpointMismatchError(
+                f"{source}: key '{key}' is {str(tensor.dtype).removeprefix('torch.')} but the model expects "
+                f"{str(target.dtype).removeprefix('torch.')} (a quantized file for another format?)"
+            )
         state[key] = tensor
     for group in ties:  # a checkpoint may hold the tied tensor under any of its names
         present = next((n for n in group if n in state), None)

@@ -18,7 +18,7 @@ from seed_distill.methods import METHODS, Options
 from seed_distill.trainer import CHECKPOINT, LOG, RunConfig, World, distill, init_world, recipe_stages
 
 #: methods whose critics are heads on the teacher's features
-NEEDS_FEATURES = ("adm", "adp")
+NEEDS_FEATURES = ("adm", "adp", "apt")
 
 
 def _strip_nproc(argv: Sequence[str]) -> list[str]:
@@ -76,8 +76,23 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
         shutil.rmtree(out / "student", ignore_errors=True)
 
 
-def check_fit(target: Any, name: str, stages: Sequence[Any], teacher: str) -> None:
+def _offers(target: Any, method: str) -> bool:
+    from seed_core.distill import DistillTarget
+
+    return getattr(type(target), method) is not getattr(DistillTarget, method)
+
+
+def check_fit(
+    target: Any, name: str, stages: Sequence[Any], teacher: str, *, reward: bool = False, data: bool = False
+) -> None:
     """A method that needs what the backbone does not offer is refused with the reason."""
+    if reward and not (_offers(target, "decode") and _offers(target, "prompts")):
+        raise UsageError(f"a reward term needs decoded images and their prompts; '{teacher}' offers neither")
+    if any(s.method == "apt" for s in stages):
+        if not data:
+            raise UsageError("method 'apt' trains against real data: give --data DIR (images + captions)")
+        if not (_offers(target, "encode") and _offers(target, "conditions")):
+            raise UsageError(f"method 'apt' needs to encode real images and captions; '{teacher}' cannot")
     for stage in stages:
         if stage.method in NEEDS_FEATURES:
             try:
@@ -111,9 +126,10 @@ def distill_model(
     device: str = "cpu",
     world: World | None = None,
     progress: Any = None,
+    data: Path | None = None,
 ) -> Path:
     """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`."""
-    stages = recipe_stages(method, recipe)
+    recipe_stages(method, recipe)  # refuse a bad method / recipe before loading the teacher
     pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
     name = teacher if isinstance(teacher, str) else pipeline.spec.name
     if type(pipeline).distill_target is Pipeline.distill_target:
@@ -126,8 +142,28 @@ def distill_model(
             )
         prompts = read_prompts(source)
     target = pipeline.distill_target(list(prompts), size)
-    check_fit(target, method or recipe or "", stages, name)
     options = options or Options()
+    stages = recipe_stages(method, recipe, options.steps)
+    check_fit(
+        target,
+        method or recipe or "",
+        stages,
+        name,
+        reward=options.extra.get("reward_name") is not None,
+        data=data is not None,
+    )
+    if options.extra.get("reward_name") is not None:
+        from seed_core.registry import get_registry
+
+        spec = get_registry().reward_models.get(options.extra["reward_name"])
+        model = spec.build(device)
+        model.margin = spec.margin if options.reward_margin is None else options.reward_margin
+        options.extra["reward"] = model
+    if data is not None:
+        from seed_distill.data import encode_folder
+
+        w, h = size or pipeline.default_size
+        options.extra["data"] = encode_folder(target, data, (w, h))
     options.extra["name"] = method or recipe
     run = run or RunConfig()
     student = distill(
@@ -162,6 +198,13 @@ DEFAULTS: dict[str, Any] = {
     "resume": False,
     "force": False,
     "fsdp": False,
+    "data": None,
+    "reward": None,
+    "reward_weight": -1.0,
+    "reward_margin": None,
+    "pixel": 0.15,
+    "r1": 0.0,
+    "r2": 0.0,
 }
 
 
@@ -190,13 +233,24 @@ def run_command(**kw: Any) -> Path | None:
         raise UsageError("--steps, --batch, --shards and --ratio must be >= 1")
     world = init_world()
     prompts = read_prompts(kw["prompts"]) if kw["prompts"] is not None else None
+    reward_weight = kw["reward_weight"] if kw["reward_weight"] >= 0 else (0.1 if kw["reward"] else 0.0)
+    if reward_weight > 0 and kw["reward"] is None:
+        raise UsageError("--reward-weight needs a reward model: --reward NAME (see seed distill --list)")
     options = Options(
         steps=kw["student_steps"],
         guidance=kw["guidance"],
         lr=kw["lr"],
         fake_lr=kw["critic_lr"],
         ratio=kw["ratio"],
+        teacher_steps=kw["teacher_steps"],
+        pixel=kw["pixel"],
+        r1=kw["r1"],
+        r2=kw["r2"],
+        reward_weight=reward_weight,
+        reward_margin=kw["reward_margin"],
     )
+    if kw["reward"] is not None:
+        options.extra["reward_name"] = kw["reward"]
     run = RunConfig(
         steps=kw["steps"],
         batch=kw["batch"],
@@ -228,6 +282,7 @@ def run_command(**kw: Any) -> Path | None:
             device=kw["device"],
             world=world,
             progress=tick,
+            data=kw["data"],
         )
     return path if world.main else None
 

@@ -118,3 +118,28 @@ class Discriminator(nn.Module):
             raise ValueError(f"{len(features)} feature maps for {len(self.heads)} heads")
         out = [head(f.float()).squeeze(-1) for head, f in zip(self.heads, features, strict=True)]
         return torch.stack([o.mean(dim=tuple(range(1, o.ndim))) if o.ndim > 1 else o for o in out]).sum(0)
+
+
+def refl_hinge(reward: torch.Tensor, margin: float) -> torch.Tensor:
+    """ReFL (Hyper-SD / Hyper-Bagel): relu(margin - r); samples already rewarded above the margin stop
+    pushing, so the reward cannot be over-optimised without bound."""
+    return F.relu(margin - reward).mean()
+
+
+class PixelDiscriminator(nn.Module):
+    """A small patch discriminator on decoded images (B, 3, H, W) in [-1, 1] -> (B,) logits: the pixel half
+    of ADP's hybrid discriminator. DMDX initialises it from SAM's encoder; we have no SAM, so it starts
+    from scratch (strided convs, GroupNorm, one logit per patch, averaged)."""
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        layers.append(nn.Conv2d(c_in, 1, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.body(pixels.float()).mean(dim=(1, 2, 3))

@@ -7,7 +7,12 @@ step k is its data prediction x0 = x_k - t_k v(x_k, t_k) (backward simulation, D
 
 Choices where the papers leave gaps (see the package README): ADM's estimators step dt = 0.5 of the ODE
 (clipped at t = 0), the generator's gradient flows through x_t and the fake score's input (its weights
-frozen for that pass); ADP's discriminator is latent-only; TSCD jumps to the lower edge of the segment.
+frozen for that pass); ADP's discriminator is hybrid (latent heads 0.85 + a pixel patch discriminator 0.15,
+latent-only where the target cannot decode); TSCD jumps to the lower edge of the segment; APT's feature
+matching compares batch means of the teacher's features (real and generated samples are not paired).
+
+Any generator loss can carry a reward term (ReFL): `reward_weight * relu(margin - r(decode(x0), prompt))`
+with a registered reward model (`seed distill --reward NAME`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ class Options:
     r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
     r1_sigma: float = 0.05
     mse: float = 0.0  # ADP: weight of an extra regression to the teacher pair (0 = purely adversarial)
+    pixel: float = 0.15  # ADP: weight of the pixel discriminator (DMDX: 0.15; the latent one gets 1 - pixel)
+    r2: float = 0.0  # approximate R2 weight (APT: on generated samples)
+    fm: float = 1.0  # APT: weight of the feature-matching term of the generator
+    reward_weight: float = 0.0  # ReFL term on generator losses (needs a reward model in extra["reward"])
+    reward_margin: float | None = None  # None: the reward model's own margin
+    # not saved with the student: the reward model ("reward"), real data ("data")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,7 +76,7 @@ class Phase:
     """One optimizer update: `loss(generator)` is evaluated per micro-batch, gradients summed."""
 
     name: str
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | _Joint
     params: list[nn.Parameter]
     loss: Callable[[torch.Generator, int], torch.Tensor]  # (generator, micro-batch size) -> loss
 
@@ -126,10 +137,12 @@ class Method:
         with torch.no_grad():
             return self.target.velocity(self.target.teacher, x, t, cond, self.w if w is None else w)
 
-    def generate(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, Any]:
+    def generate(
+        self, gen: torch.Generator, n: int, grad: bool, cond: Any = None
+    ) -> tuple[torch.Tensor, Any]:
         """Backward simulation: run the student k ~ U{0..steps-1} steps without gradient, then predict
-        x0 from there (with gradient when `grad`). Returns (x0, conditions)."""
-        cond = self.target.sample_conditions(n, gen)
+        x0 from there (with gradient when `grad`). Returns (x0, conditions); `cond` (else drawn)."""
+        cond = self.target.sample_conditions(n, gen) if cond is None else cond
         x = self.target.sample_noise(n, gen)
         k = int(torch.randint(0, len(self.grid) - 1, (), generator=gen))
         with torch.no_grad():
@@ -155,6 +168,24 @@ class Method:
 
     def noise_like(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(x.shape, generator=gen).to(x.device)
+
+    def reward_term(self, x0: torch.Tensor, cond: Any) -> torch.Tensor:
+        """The ReFL term on generated x0 (0 without a reward model or weight); its gradient reaches the
+        student through the decoder and the reward model."""
+        model = self.o.extra.get("reward")
+        if model is None or self.o.reward_weight <= 0:
+            return x0.new_zeros(())
+        reward = model(self.target.decode(x0), self.target.prompts(cond))
+        self.stats["reward"] = float(reward.detach().mean())
+        margin = self.o.reward_margin if self.o.reward_margin is not None else float(model.margin)
+        return self.o.reward_weight * L.refl_hinge(reward, margin)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Values logged beside the losses (the trainer reads and clears them every step)."""
+        if not hasattr(self, "_stats"):
+            self._stats: dict[str, float] = {}
+        return self._stats
 
 
 class _FakeScore(Method):
@@ -215,7 +246,7 @@ class DMD2(_FakeScore):
         with torch.no_grad():
             real = L.to_x0(x_t, t, self.teacher_velocity(x_t, t, cond))
             fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
-        return L.dmd_loss(x0, real, fake)
+        return L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
 
     def phases(self, step: int) -> list[Phase]:
         g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
@@ -250,7 +281,7 @@ class ADM(_FakeScore, _Discriminated):
             x_fake = L.euler_jump(x_t, t, self.fake_velocity(x_t, t, cond), s)
         finally:
             self.fake.requires_grad_(True)
-        return L.hinge_g(self.logits(x_fake, s, cond))
+        return L.hinge_g(self.logits(x_fake, s, cond)) + self.reward_term(x0, cond)
 
     def disc_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         x0, cond = self.generate(gen, n, grad=False)
@@ -273,10 +304,28 @@ class ADM(_FakeScore, _Discriminated):
 
 class ADP(_Discriminated):
     """Adversarial distillation pre-training on teacher ODE pairs (DMDX stage 1): the student denoises
-    the pair's interpolant at a cubic high-noise t; a latent discriminator on the frozen teacher, after
-    re-noising both sides to a uniform t', judges its x0 against the pair's."""
+    the pair's interpolant at a cubic high-noise t. A hybrid discriminator judges its x0 against the
+    pair's: heads on the frozen teacher after re-noising both sides to a uniform t' (weight 1 - pixel),
+    and a patch discriminator on the decoded images (weight `pixel`; skipped where the target cannot
+    decode)."""
 
     name = "adp"
+
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.pixel = options.pixel if options.pixel > 0 and _decodes(target) else 0.0
+        self.pdisc: nn.Module | None = None
+        if self.pixel:
+            self.pdisc = self.shard(L.PixelDiscriminator().to(target.device))
+            self.p_opt = _adam(list(self.pdisc.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), **({"pdisc": self.pdisc} if self.pdisc is not None else {})}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), **({"pdisc": self.p_opt} if self.pdisc is not None else {})}
 
     def _pair(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
         z, x0, cond = self.teacher_sample(gen, n)
@@ -292,21 +341,114 @@ class ADP(_Discriminated):
 
     def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         x0, pred, cond = self._pair(gen, n, grad=True)
-        loss = L.hinge_g(self._judge(pred, gen, cond))
-        return loss + self.o.mse * torch.nn.functional.mse_loss(pred, x0) if self.o.mse else loss
+        loss = (1 - self.pixel) * L.hinge_g(self._judge(pred, gen, cond))
+        if self.pdisc is not None:
+            loss = loss + self.pixel * L.hinge_g(self.pdisc(self.target.decode(pred)))
+        if self.o.mse:
+            loss = loss + self.o.mse * torch.nn.functional.mse_loss(pred, x0)
+        return loss + self.reward_term(pred, cond)
 
     def disc_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         x0, pred, cond = self._pair(gen, n, grad=False)
         state = gen.get_state()  # the same t' and noise on both sides
         real = self._judge(x0, gen, cond)
         gen.set_state(state)
-        return L.hinge_d(real, self._judge(pred, gen, cond))
+        loss = (1 - self.pixel) * L.hinge_d(real, self._judge(pred, gen, cond))
+        if self.pdisc is not None:
+            with torch.no_grad():
+                real_px, fake_px = self.target.decode(x0), self.target.decode(pred)
+            loss = loss + self.pixel * L.hinge_d(self.pdisc(real_px), self.pdisc(fake_px))
+        return loss
 
     def phases(self, step: int) -> list[Phase]:
+        critics = list(self.disc.parameters()) + (list(self.pdisc.parameters()) if self.pdisc else [])
+        optimizer = _Joint(self.d_opt, self.p_opt) if self.pdisc is not None else self.d_opt
         return [
             Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss),
-            Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss),
+            Phase("disc", optimizer, critics, self.disc_loss),
         ]
+
+
+class APT(_Discriminated):
+    """Adversarial post-training against real data (APT, SeedVR2, AAPT): the student's x0 (one step, or
+    backward simulation for several) for a real sample's caption is judged against the real latents by
+    heads on the frozen teacher, both re-noised to the same t ~ U(0, 1). Relativistic loss (RpGAN),
+    approximate R1 on real and R2 on generated samples, and feature matching (batch means of the
+    teacher's features) for the generator. Needs `extra["data"]` (`seed distill --data DIR`)."""
+
+    name = "apt"
+
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.data = options.extra.get("data")
+        if self.data is None:
+            raise UsageError("method 'apt' trains against real data: give --data DIR (images + captions)")
+
+    def _sides(self, gen: torch.Generator, n: int, grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        real, captions = self.data.batch(n, gen)
+        cond = self.target.conditions(captions)
+        fake, _ = self.generate(gen, n, grad, cond)
+        return real.to(fake.device), fake, cond
+
+    def _judge(
+        self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: Any
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats = self.target.features(self.target.teacher, L.noised(x, noise, t), t, cond)
+        return self.disc(feats), feats
+
+    def _t_noise(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return L.uniform_t(x.shape[0], gen, 0.0, 1.0).to(x.device), self.noise_like(x, gen)
+
+    def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        real, fake, cond = self._sides(gen, n, grad=True)
+        t, noise = self._t_noise(real, gen)
+        with torch.no_grad():
+            d_real, f_real = self._judge(real, t, noise, cond)
+        d_fake, f_fake = self._judge(fake, t, noise, cond)
+        loss = L.rpgan_g(d_real, d_fake)
+        if self.o.fm:
+            match = [(a.mean(0) - b.mean(0)).abs().mean() for a, b in zip(f_fake, f_real, strict=True)]
+            loss = loss + self.o.fm * torch.stack(match).mean()
+        return loss + self.reward_term(fake, cond)
+
+    def disc_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        real, fake, cond = self._sides(gen, n, grad=False)
+        t, noise = self._t_noise(real, gen)
+        d_real, _ = self._judge(real, t, noise, cond)
+        d_fake, _ = self._judge(fake, t, noise, cond)
+        loss = L.rpgan_d(d_real, d_fake)
+        for weight, x, d in ((self.o.r1, real, d_real), (self.o.r2, fake, d_fake)):
+            if weight > 0:
+                jitter = x + self.o.r1_sigma * self.noise_like(x, gen)
+                loss = loss + weight * L.approx_r(d, self._judge(jitter, t, noise, cond)[0])
+        return loss
+
+    def phases(self, step: int) -> list[Phase]:
+        g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
+        return (g if step % self.o.ratio == 0 else []) + [
+            Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss)
+        ]
+
+
+def _decodes(target: DistillTarget) -> bool:
+    return type(target).decode is not DistillTarget.decode
+
+
+class _Joint:
+    """Two optimizers stepped as one phase (ADP's latent and pixel discriminators share a loss)."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
 
 
 class CFGDistill(Method):
@@ -369,4 +511,4 @@ class TSCD(Method):
         return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (CFGDistill, TSCD, ADP, DMD2, ADM)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (CFGDistill, TSCD, ADP, DMD2, ADM, APT)}

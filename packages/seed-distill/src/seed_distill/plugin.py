@@ -16,8 +16,9 @@ DESCRIPTIONS = {
     "adp": "adversarial pre-training on teacher ODE pairs (DMDX stage 1)",
     "dmd2": "distribution matching with a learned fake score, TTUR, backward simulation",
     "adm": "adversarial distribution matching: a discriminator on the real / fake score steps",
+    "apt": "adversarial post-training against real data (--data): RpGAN, approximate R1/R2, feature matching",
     "dmdx": "recipe: adp then adm",
-    "hyper": "recipe: cfg, then tscd, then adm (Hyper-Bagel)",
+    "hyper": "recipe: cfg, then tscd, then adm (Hyper-Bagel); for 1 step, an adp + reward finish",
 }
 RECIPES = ("dmdx", "hyper")
 
@@ -119,7 +120,26 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
         ] = False,
-        list_methods: Annotated[bool, typer.Option("--list", help="List methods and recipes.")] = False,
+        data: Annotated[
+            Path | None, typer.Option(help="Real data for apt: images + metadata.jsonl (file_name, text).")
+        ] = None,
+        reward: Annotated[
+            str | None, typer.Option(help="Reward model for a ReFL term (see --list), e.g. seed-mini.")
+        ] = None,
+        reward_weight: Annotated[
+            float, typer.Option(help="Weight of the ReFL term relu(margin - reward) [0.1 with --reward].")
+        ] = -1.0,
+        reward_margin: Annotated[
+            float | None, typer.Option(help="The reward the ReFL hinge aims at [the model's].")
+        ] = None,
+        pixel: Annotated[
+            float, typer.Option(help="adp: weight of the pixel discriminator (the latent one gets the rest).")
+        ] = 0.15,
+        r1: Annotated[float, typer.Option(help="Approximate R1 weight on real samples (adm, apt).")] = 0.0,
+        r2: Annotated[float, typer.Option(help="Approximate R2 weight on generated samples (apt).")] = 0.0,
+        list_methods: Annotated[
+            bool, typer.Option("--list", help="List methods, recipes and reward models.")
+        ] = False,
     ) -> None:
         """Distill a teacher into a few-step or one-step student with one method or a recipe. Resumable
         (--resume), data-parallel over processes (--nproc, or launch with torchrun), logs JSON lines to
@@ -136,6 +156,8 @@ def seed_register_commands(app: Any) -> None:
                 typer.echo(f"{spec.name}\tmethod\t{spec.description}")
             for name in RECIPES:
                 typer.echo(f"{name}\trecipe\t{DESCRIPTIONS[name]}")
+            for spec in get_registry().reward_models:
+                typer.echo(f"{spec.name}\treward\t{spec.description}")
             return
         if teacher is None or out is None or (method is None and recipe is None):
             raise UsageError("seed distill needs --teacher, --method or --recipe, and --out (see --help)")
@@ -168,6 +190,13 @@ def seed_register_commands(app: Any) -> None:
             resume=resume,
             force=force,
             fsdp=fsdp,
+            data=data,
+            reward=reward,
+            reward_weight=reward_weight,
+            reward_margin=reward_margin,
+            pixel=pixel,
+            r1=r1,
+            r2=r2,
         )
         if path is not None:
             typer.echo(str(path))

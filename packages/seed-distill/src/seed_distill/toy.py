@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 
 from seed_core.distill import DistillTarget
 from seed_core.samplers import cfg
+from seed_distill.data import RealData
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,20 @@ class ToyTarget(DistillTarget):
             nn.init.zeros_(student.guidance.weight)
             nn.init.zeros_(student.guidance.bias)
         return student.requires_grad_(True).train()
+
+    # real data (apt): a 2-D point is its own "latent"; a caption is the class label as text
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels
+
+    def conditions(self, prompts: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([int(p) for p in prompts])
+
+    def prompts(self, cond: Any) -> list[str]:
+        return [str(int(c)) for c in cond]
+
+    def real_data(self, n: int, seed: int = 0) -> RealData:
+        x, labels = self.mix.sample(n, torch.Generator().manual_seed(seed))
+        return RealData(x, [str(int(c)) for c in labels])
 
     def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
         directory.mkdir(parents=True, exist_ok=True)

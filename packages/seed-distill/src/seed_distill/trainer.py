@@ -52,12 +52,21 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
 }
 
 
-def recipe_stages(method: str | None, recipe: str | None) -> tuple[Stage, ...]:
+#: Hyper-Bagel's one-step finish: after its few-step stages, ADP on the few-step trajectories' endpoints
+#: plus the reward term (whose weight comes from --reward / --reward-weight)
+ONE_STEP_FINISH: dict[str, tuple[Stage, ...]] = {
+    "hyper": (Stage("cfg", 0.15), Stage("tscd", 0.3), Stage("adm", 0.3), Stage("adp", 0.25)),
+}
+
+
+def recipe_stages(method: str | None, recipe: str | None, student_steps: int = 4) -> tuple[Stage, ...]:
     if (method is None) == (recipe is None):
         raise UsageError("give one of --method or --recipe")
     if recipe is not None:
         if recipe not in RECIPES:
             raise UsageError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
+        if student_steps == 1 and recipe in ONE_STEP_FINISH:
+            return ONE_STEP_FINISH[recipe]
         return RECIPES[recipe]
     assert method is not None
     if method not in METHODS:
@@ -232,6 +241,8 @@ def distill(
             phase.optimizer.step()
             record[phase.name] = float(_all_sum(total, world)) / run.shards
         method.after_step()
+        record.update(method.stats)  # e.g. the mean reward of the step's generated samples
+        method.stats.clear()
         ema.update(student)
         step += 1
         if world.main:

@@ -37,13 +37,14 @@ class Condition:
 
     full: Conditioning
     null: Conditioning
+    prompts: list[str] = dataclasses.field(default_factory=list)
 
 
 class SeedreamDistillTarget(DistillTarget):
     def __init__(self, pipeline: SeedreamPipeline, prompts: Sequence[str], size: tuple[int, int]) -> None:
         if not prompts:
             raise ConfigError("distillation needs at least one training prompt")
-        self.pipeline, self.prompts = pipeline, list(prompts)
+        self.pipeline, self.prompts_pool = pipeline, list(prompts)
         self.teacher = pipeline.dit.requires_grad_(False)
         for p in pipeline.text_encoder.parameters():  # type: ignore[attr-defined]
             p.requires_grad_(False)
@@ -68,8 +69,15 @@ class SeedreamDistillTarget(DistillTarget):
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> Condition:
         rng = random.Random(int(torch.randint(0, 2**62, (), generator=generator)))
-        prompts = [rng.choice(self.prompts) for _ in range(n)]
-        return Condition(self._encode(prompts), self._encode([""] * n))
+        return self.conditions([rng.choice(self.prompts_pool) for _ in range(n)])
+
+    def conditions(self, prompts: Sequence[str]) -> Condition:
+        prompts = list(prompts)
+        return Condition(self._encode(prompts), self._encode([""] * len(prompts)), prompts)
+
+    def prompts(self, cond: Any) -> list[str]:
+        assert isinstance(cond, Condition)
+        return list(cond.prompts)
 
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn((n, *self.latent), generator=generator).to(self.device)
@@ -144,6 +152,10 @@ class SeedreamDistillTarget(DistillTarget):
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return self.pipeline.vae.decode(x).float()
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.pipeline.vae.encode(pixels.to(self.device)).float()
 
 
 def _cat(a: Conditioning, b: Conditioning) -> Conditioning:

@@ -182,6 +182,9 @@ class Conditioning:
     guidance: torch.Tensor | None = None  # (B,) guidance scale, for guidance-embedded students
 
 
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 class MMDiT(nn.Module):
     """(latents (B, C, H, W), t (B,), Conditioning) -> velocity (B, C, H, W)."""
 
@@ -235,13 +238,19 @@ class MMDiT(nn.Module):
         x = tokens.view(b, hh // p, ww // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, c, hh, ww)
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Inputs follow the weights (float32, bfloat16, ...); quantized layers hold integer codes, so
+        the first floating parameter decides."""
+        return next(p.dtype for p in self.parameters() if p.dtype in FLOATS)
+
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, return_hidden: int | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Velocity for latents `x` at times `t`. With `return_hidden=k`, also the image-token hidden
         states after block k (counting double then single blocks), for representation alignment."""
         cfg, p = self.cfg, self.cfg.patch_size
-        dtype = self.img_in.weight.dtype  # inputs follow the weights (float32, bfloat16, ...)
+        dtype = self.compute_dtype
         x = x.to(dtype)
         b, _, hh, ww = x.shape
         if len(cond.references) > cfg.max_references:

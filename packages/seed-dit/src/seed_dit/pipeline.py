@@ -34,9 +34,9 @@ from seed_core.requests import EditRequest, GenerateRequest, GenerationResult
 from seed_core.samplers import cfg as cfg_combine
 from seed_core.samplers import dual_cfg, flow_timesteps, resolution_shift
 from seed_core.specs import LoadOptions, ModelSpec
-from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
+from seed_core.weights import build_on_meta, load_component, save_safetensors
 from seed_dit.config import TASKS, MMDiTConfig
-from seed_dit.model import Conditioning, MMDiT
+from seed_dit.model import FLOATS, Conditioning, MMDiT
 from seed_dit.text import HFTextEncoder, MiniTextEncoder, TextEmbeddings, TextEncoder
 from seed_vae import Autoencoder, AutoencoderConfig
 
@@ -57,6 +57,17 @@ class PipelineConfig(Config):
     # with `shift`: the token count at which `shift` holds; the shift then grows with sqrt(tokens / this),
     # SD3's rule, which is how seed-mini's recipe trains its mixed resolutions
     shift_base_tokens: int | None = None
+
+
+def float_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype of the module's first floating parameter (quantized layers hold integer codes)."""
+    return next(p.dtype for p in module.parameters() if p.dtype in FLOATS)
+
+
+#: layers that weight quantization keeps in the model's precision (`Pipeline.sensitive_modules`)
+SENSITIVE_DIT = ("img_in", "final")
+SENSITIVE_VAE: tuple[str, ...] = ()
+SENSITIVE_TEXT: tuple[str, ...] = ()
 
 
 class SeedreamPipeline(Pipeline):
@@ -91,6 +102,11 @@ class SeedreamPipeline(Pipeline):
 
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae, "text_encoder": self.text_encoder}
+
+    def sensitive_modules(self) -> dict[str, tuple[str, ...]]:
+        # measured with benchmarks/quant.py --sensitivity: the layers where the stream enters and leaves
+        # the latent space carry the largest error per byte saved
+        return {"dit": SENSITIVE_DIT, "vae": SENSITIVE_VAE, "text_encoder": SENSITIVE_TEXT}
 
     @property
     def unit(self) -> int:
@@ -142,19 +158,18 @@ class SeedreamPipeline(Pipeline):
         if kind not in ("mini", "hf"):  # check the whole config before reading any weights
             raise ConfigError(f"{path / 'config.json'}: unknown text_encoder kind '{kind}' (mini or hf)")
         dtype = options.dtype
-        dit = build_on_meta(lambda: MMDiT(dit_cfg))
-        load_into(
-            dit, load_safetensors(path / "dit.safetensors", dtype=dtype), source=str(path / "dit.safetensors")
-        )
-        vae = build_on_meta(lambda: Autoencoder(vae_cfg))
-        load_into(
-            vae, load_safetensors(path / "vae.safetensors", dtype=dtype), source=str(path / "vae.safetensors")
+        # load_component also restores files that `seed quantize` wrote, without quantizing again
+        dit = load_component(build_on_meta(lambda: MMDiT(dit_cfg)), path / "dit.safetensors", dtype=dtype)
+        vae = load_component(
+            build_on_meta(lambda: Autoencoder(vae_cfg)), path / "vae.safetensors", dtype=dtype
         )
         text_encoder: Any
         if kind == "mini":
-            text_encoder = build_on_meta(lambda: MiniTextEncoder(**te_cfg))
-            source = path / "text_encoder.safetensors"
-            load_into(text_encoder, load_safetensors(source, dtype=dtype), source=str(source))
+            text_encoder = load_component(
+                build_on_meta(lambda: MiniTextEncoder(**te_cfg)),
+                path / "text_encoder.safetensors",
+                dtype=dtype,
+            )
         else:
             text_encoder = HFTextEncoder.from_pretrained(
                 path / te_cfg.get("path", "text_encoder"), dtype=getattr(torch, dtype)
@@ -186,7 +201,7 @@ class SeedreamPipeline(Pipeline):
         the defaults (a request can still override them)."""
         from seed_dit.distill import load_student
 
-        dtype = next(self.dit.parameters()).dtype
+        dtype = self.dit.compute_dtype
         dit, info = load_student(Path(directory), dtype, self.device)
         if dit.cfg.hidden != self.dit.cfg.hidden or dit.cfg.in_channels != self.dit.cfg.in_channels:
             raise ConfigError(f"{directory}: the student was distilled from a different backbone")
@@ -227,7 +242,7 @@ class SeedreamPipeline(Pipeline):
         pixels = torch.stack(
             [from_pil(im.resize((width, height), Image.Resampling.BICUBIC)) for im in images]
         )
-        vae_dtype = next(self.vae.parameters()).dtype
+        vae_dtype = float_dtype(self.vae)
         return self.vae.encode(pixels.to(self.device, vae_dtype) * 2 - 1).float()
 
     def _text(self, prompts: list[str]) -> TextEmbeddings:
@@ -253,7 +268,7 @@ class SeedreamPipeline(Pipeline):
         lh, lw = height // self.vae.factor, width // self.vae.factor
         tokens = (lh // self.dit.cfg.patch_size) * (lw // self.dit.cfg.patch_size)
         shift = request.shift or self.sampling_shift(tokens)
-        dtype = next(self.dit.parameters()).dtype
+        dtype = self.dit.compute_dtype
         seeds = [request.seed + i for i in range(n)]
         noise = torch.cat(
             [
@@ -286,7 +301,7 @@ class SeedreamPipeline(Pipeline):
             latents = sampler.sample(
                 velocity, noise, flow_timesteps(steps, shift, device=self.device), callback
             )
-            pixels = self.vae.decode(latents.to(next(self.vae.parameters()).dtype))
+            pixels = self.vae.decode(latents.to(float_dtype(self.vae)))
         images = [to_pil((p.float() + 1) / 2) for p in pixels]
         settings = {
             "width": width,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from seed_core import hookimpl
-from seed_core.specs import LoadOptions, ModelSpec
+from seed_core.specs import LoadOptions, ModelSpec, RewardModelSpec
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -34,6 +34,28 @@ def seed_register_models(register: Callable[[ModelSpec], None]) -> None:
                 description="Seedream trained on the shapes world: text-to-image, edit, two-image compose",
                 weights=str(path),
                 aliases=("mini",),
+            )
+        )
+
+
+def _reward(device: str) -> Any:
+    from seed_mini import reward
+
+    return reward.load(device=device)
+
+
+@hookimpl
+def seed_register_reward_models(register: Callable[[RewardModelSpec], None]) -> None:
+    import json
+
+    config = WEIGHTS / "reward" / "config.json"  # read here without torch: `seed --help` runs this hook
+    if config.is_file():
+        register(
+            RewardModelSpec(
+                "seed-mini",
+                _reward,
+                description="shapes world: log-odds that an image fits its prompt (trained on the world)",
+                margin=float(json.loads(config.read_text())["margin"]),
             )
         )
 
