@@ -54,6 +54,16 @@ def test_distill_then_generate_with_the_student(run, teacher: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert [a["name"] for a in read_metadata(image)["accelerators"]] == ["adm", "paro"]  # steps first
 
+    # a plan calibrated on the student itself, kept apart from the teacher's
+    calib = ["calibrate", "-m", str(teacher), "--size", "64x64", "-p", "a red circle", "--steps", "2"]
+    student = ["--with", f"adm:path={out},steps=2"]
+    refused = run(*calib, *student)
+    assert refused.exit_code == 2 and "give --out DIR" in refused.output
+    assert run(*calib, *student, "--out", str(tmp_path / "plan")).exit_code == 0
+    own = ["--accel", f"paro:plan={tmp_path / 'plan'}", "--accel", f"adm:path={out},steps=2"]
+    result = run("generate", "a red circle", "-m", str(teacher), *own, "-o", str(image), "-f")
+    assert result.exit_code == 0, result.output
+
     wrong = run(
         "generate", "x", "-m", str(teacher), "--accel", f"dmd2:path={out},steps=2", "-o", str(image), "-f"
     )
@@ -106,3 +116,10 @@ def test_apt_on_real_data_and_a_reward_term(run, teacher: Path, tmp_path: Path) 
     assert unknown.exit_code != 0 and "Unknown reward model 'clip-score'" in unknown.output
     weight = run(*base, "--method", "adp", "--reward-weight", "0.5", "-o", str(tmp_path / "w"))
     assert weight.exit_code == 2 and "--reward NAME" in weight.output
+    unused = run(*base, "--method", "adm", "--data", str(data), "-o", str(tmp_path / "v"))
+    assert unused.exit_code == 2 and "apt and dmd2" in unused.output
+
+    # DMD2 with its GAN term on the same real data
+    out = tmp_path / "dmd2"
+    result = run(*base, "--method", "dmd2", "--data", str(data), "--ratio", "1", "-o", str(out))
+    assert result.exit_code == 0, result.output

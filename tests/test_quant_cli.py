@@ -49,6 +49,20 @@ def test_quantize_then_generate_by_path_equals_quantize_on_load(run, model: Path
     assert not np.array_equal(_pixels(float_image), _pixels(from_dir))
 
 
+def test_by_name_from_the_local_store(run, model: Path, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SEED_HOME", str(tmp_path / "home"))
+    result = run("quantize", "-m", str(model), "--kind", "int4", "--name", "tiny-int4")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "home" / "models" / "tiny-int4" / "config.json").is_file()
+    image = tmp_path / "x.png"
+    result = run("generate", "a red circle", "-m", "tiny-int4", "-o", str(image))
+    assert result.exit_code == 0, result.output
+    assert read_metadata(image)["accelerators"][0]["name"] == "int4"
+    assert "tiny-int4" in run("models", "--json").output
+    both = run("quantize", "-m", str(model), "--name", "a", "-o", str(tmp_path / "b"))
+    assert both.exit_code == 2 and "one of -o DIR or --name NAME" in both.output
+
+
 def test_refusals(run, model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     out = tmp_path / "q"
     assert run("quantize", "-m", str(model), "--kind", "int8", "-o", str(out)).exit_code == 0

@@ -178,3 +178,16 @@ def test_refl_hinge_stops_at_the_margin() -> None:
 def test_hyper_has_a_one_step_finish() -> None:
     assert [s.method for s in recipe_stages(None, "hyper", 1)] == ["cfg", "tscd", "adm", "adp"]
     assert [s.method for s in recipe_stages(None, "hyper", 4)] == ["cfg", "tscd", "adm"]
+
+
+def test_dmd2_with_a_gan_on_real_data_learns(target: toy.ToyTarget, tmp_path: Path) -> None:
+    """DMD2's full form: distribution matching plus the GAN term against real data (heads on the fake
+    score); the one-step student still moves onto the data, and the heads are trained and saved."""
+    before = _proxy(target, target.teacher, 1)
+    options = Options(steps=1, lr=1e-3, ratio=2, gan=0.05)
+    options.extra["data"] = target.real_data(4096)
+    distill(target, tmp_path, recipe_stages("dmd2", None), options, RunConfig(steps=300, batch=128, ema=0.0))
+    after = _proxy(target, target.students[-1]["net"], 1)
+    assert after < 0.2 * before, (before, after)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert "heads" in state["modules"] and "heads" in state["optimizers"]

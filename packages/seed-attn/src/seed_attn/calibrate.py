@@ -34,11 +34,18 @@ def calibrate(
     force: bool = False,
     device: str = "cpu",
     tick: Callable[[str], None] | None = None,
+    accelerators: Sequence[str] = (),
 ) -> tuple[Path, ParoPlan]:
     """Calibrate PARO for `model` at `size` (width, height; default: the model's); returns the plan's JSON
-    path (beside the model unless `out`) and the plan."""
+    path (beside the model unless `out`) and the plan. `accelerators` are applied first (a distilled
+    student, quantized weights): the plan then fits the model as it will run."""
     calibrator = Calibrator(groups=groups, alpha=alpha)  # checks its settings before any work
-    pipeline = load(model, device=device)
+    if accelerators and out is None:
+        raise UsageError(
+            "a plan calibrated with --with accelerators must not replace the model's own plan: give "
+            "--out DIR and use it with --accel paro:plan=DIR"
+        )
+    pipeline = load(model, accelerators=accelerators, device=device)
     width, height = size or pipeline.default_size
     directory = out or (Path(pipeline.source) / "paro" if pipeline.source else None)
     if directory is None:

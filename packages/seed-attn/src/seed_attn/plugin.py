@@ -94,6 +94,13 @@ def seed_register_commands(app: Any) -> None:
         out: Annotated[Path | None, typer.Option(help="Plan directory [MODEL_DIR/paro].")] = None,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing plan.")] = False,
+        with_accel: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--with",
+                help="Accelerator applied before calibrating (a student: hyper:steps=4), repeatable.",
+            ),
+        ] = None,
     ) -> None:
         """Calibrate PAROAttention for a model at one image size: run a few prompts, measure the attention
         maps block by block (never whole), choose each head's token order and save the plan beside the
@@ -126,6 +133,7 @@ def seed_register_commands(app: Any) -> None:
                 force=force,
                 device=device,
                 tick=lambda _: bar.update(task, advance=1),
+                accelerators=with_accel or (),
             )
         reordered = int((plan.orders != 0).sum())
         typer.echo(

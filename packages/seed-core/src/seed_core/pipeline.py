@@ -182,13 +182,34 @@ def apply_accelerators(
     return pipeline
 
 
+def models_home() -> Path:
+    """The local model store: `$SEED_HOME/models` (default `~/.cache/seed/models`). A model directory kept
+    there as `NAME/` (e.g. written by `seed quantize --name NAME`) loads by its name."""
+    import os
+
+    return Path(os.environ.get("SEED_HOME") or Path.home() / ".cache" / "seed").expanduser() / "models"
+
+
+def stored_models() -> list[str]:
+    """Names of the model directories in the local store."""
+    home = models_home()
+    if not home.is_dir():
+        return []
+    return sorted(d.name for d in home.iterdir() if (d / "config.json").is_file())
+
+
 def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[ModelSpec, str | None]:
-    """A registered name or alias, or a model directory whose config.json names its model.
+    """A registered name or alias, a model directory whose config.json names its model, or the name of
+    a directory in the local store (`models_home()`).
 
     Returns the spec and the weights path (None: the spec's own default).
     """
     registry = registry or get_registry()
     path = Path(name_or_path)
+    if name_or_path not in registry.models and not path.is_dir() and "/" not in name_or_path:
+        stored = models_home() / name_or_path
+        if (stored / "config.json").is_file():
+            path = stored
     if name_or_path not in registry.models and path.is_dir():
         config = path / "config.json"
         if not config.exists():

@@ -88,6 +88,8 @@ def check_fit(
     """A method that needs what the backbone does not offer is refused with the reason."""
     if reward and not (_offers(target, "decode") and _offers(target, "prompts")):
         raise UsageError(f"a reward term needs decoded images and their prompts; '{teacher}' offers neither")
+    if data and not any(s.method in ("apt", "dmd2") for s in stages):
+        raise UsageError("--data is read by apt and dmd2 (its GAN term) only; drop it or use one of them")
     if any(s.method == "apt" for s in stages):
         if not data:
             raise UsageError("method 'apt' trains against real data: give --data DIR (images + captions)")
@@ -199,6 +201,7 @@ DEFAULTS: dict[str, Any] = {
     "force": False,
     "fsdp": False,
     "data": None,
+    "gan": 3e-3,
     "reward": None,
     "reward_weight": -1.0,
     "reward_margin": None,
@@ -246,6 +249,7 @@ def run_command(**kw: Any) -> Path | None:
         pixel=kw["pixel"],
         r1=kw["r1"],
         r2=kw["r2"],
+        gan=kw["gan"],
         reward_weight=reward_weight,
         reward_margin=kw["reward_margin"],
     )

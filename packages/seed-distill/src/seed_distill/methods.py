@@ -61,6 +61,8 @@ class Options:
     pixel: float = 0.15  # ADP: weight of the pixel discriminator (DMDX: 0.15; the latent one gets 1 - pixel)
     r2: float = 0.0  # approximate R2 weight (APT: on generated samples)
     fm: float = 1.0  # APT: weight of the feature-matching term of the generator
+    gan: float = 3e-3  # DMD2 with real data: weight of the GAN term of the generator (DMD2: 1e-3 - 5e-3)
+    gan_critic: float = 1e-2  # DMD2 with real data: weight of the classifier loss in the fake score's phase
     reward_weight: float = 0.0  # ReFL term on generator losses (needs a reward model in extra["reward"])
     reward_margin: float | None = None  # None: the reward model's own margin
     # not saved with the student: the reward model ("reward"), real data ("data")
@@ -235,9 +237,32 @@ class _Discriminated(Method):
 
 
 class DMD2(_FakeScore):
-    """Distribution matching (reverse KL) with a learned fake score, TTUR and backward simulation."""
+    """Distribution matching (reverse KL) with a learned fake score, TTUR and backward simulation. With
+    real data (`extra["data"]`), DMD2's GAN term: heads on the fake score's features classify real latents
+    against generated ones, both noised to the same t ("diffusion GAN"); the heads train with the fake
+    score (weight `gan_critic`) and the generator gets a non-saturating term (weight `gan`)."""
 
     name = "dmd2"
+
+    def __init__(
+        self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
+    ) -> None:
+        super().__init__(target, student, options, shard)
+        self.data = options.extra.get("data") if options.gan > 0 else None
+        self.heads: nn.Module | None = None
+        if self.data is not None:
+            self.heads = self.shard(L.Discriminator(target.feature_dims()).to(target.device))
+            self.h_opt = _adam(list(self.heads.parameters()), options.critic_lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), **({"heads": self.heads} if self.heads is not None else {})}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), **({"heads": self.h_opt} if self.heads is not None else {})}
+
+    def _classify(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: Any) -> torch.Tensor:
+        assert self.heads is not None
+        return self.heads(self.target.features(self.fake, L.noised(x0, noise, t), t, cond))
 
     def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         x0, cond = self.generate(gen, n, grad=True)
@@ -246,7 +271,34 @@ class DMD2(_FakeScore):
         with torch.no_grad():
             real = L.to_x0(x_t, t, self.teacher_velocity(x_t, t, cond))
             fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
-        return L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
+        loss = L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
+        if self.heads is not None:
+            self.fake.requires_grad_(self.sharded)  # the gradient goes to x0 only (see ADM)
+            try:
+                logits = self._classify(x0, t, self.noise_like(x0, gen), cond)
+            finally:
+                self.fake.requires_grad_(True)
+            loss = loss + self.o.gan * L.ns_g(logits)
+        return loss
+
+    def fake_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        loss = super().fake_loss(gen, n)
+        if self.heads is None:
+            return loss
+        real, captions = self.data.batch(n, gen)
+        cond = self.target.conditions(captions)
+        with torch.no_grad():
+            x0, _ = self.generate(gen, n, grad=False, cond=cond)
+        t = L.uniform_t(n, gen, 0.0, 1.0).to(x0.device)
+        noise = self.noise_like(x0, gen)
+        d_real = self._classify(real.to(x0.device), t, noise, cond)
+        return loss + self.o.gan_critic * L.ns_d(d_real, self._classify(x0, t, noise, cond))
+
+    def fake_phase(self) -> Phase:
+        if self.heads is None:
+            return super().fake_phase()
+        params = list(self.fake.parameters()) + list(self.heads.parameters())
+        return Phase("fake", _Joint(self.fake_opt, self.h_opt), params, self.fake_loss)
 
     def phases(self, step: int) -> list[Phase]:
         g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]

@@ -14,7 +14,7 @@ DESCRIPTIONS = {
     "cfg": "guidance distillation into a student that embeds the guidance scale",
     "tscd": "trajectory-segmented consistency distillation (Hyper-SD)",
     "adp": "adversarial pre-training on teacher ODE pairs (DMDX stage 1)",
-    "dmd2": "distribution matching with a learned fake score, TTUR, backward simulation",
+    "dmd2": "distribution matching with a learned fake score, TTUR, backward simulation; GAN with --data",
     "adm": "adversarial distribution matching: a discriminator on the real / fake score steps",
     "apt": "adversarial post-training against real data (--data): RpGAN, approximate R1/R2, feature matching",
     "dmdx": "recipe: adp then adm",
@@ -121,8 +121,12 @@ def seed_register_commands(app: Any) -> None:
             bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
         ] = False,
         data: Annotated[
-            Path | None, typer.Option(help="Real data for apt: images + metadata.jsonl (file_name, text).")
+            Path | None,
+            typer.Option(help="Real data for apt and dmd2's GAN: images + metadata.jsonl (file_name, text)."),
         ] = None,
+        gan: Annotated[
+            float, typer.Option(help="dmd2 with --data: weight of the generator's GAN term.")
+        ] = 3e-3,
         reward: Annotated[
             str | None, typer.Option(help="Reward model for a ReFL term (see --list), e.g. seed-mini.")
         ] = None,
@@ -191,6 +195,7 @@ def seed_register_commands(app: Any) -> None:
             force=force,
             fsdp=fsdp,
             data=data,
+            gan=gan,
             reward=reward,
             reward_weight=reward_weight,
             reward_margin=reward_margin,

@@ -76,6 +76,10 @@ def seed_register_commands(app: Any) -> None:
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="The quantized model directory to write.")
         ] = None,
+        name: Annotated[
+            str | None,
+            typer.Option(help="Keep it in the local model store as NAME (then `-m NAME`), instead of -o."),
+        ] = None,
         group: Annotated[int, typer.Option(help="int4: inputs per scale (64 or 128 usual).")] = 64,
         smooth: Annotated[float, typer.Option(help="w8a8: SmoothQuant alpha (0: off).")] = 0.0,
         parts: Annotated[str, typer.Option(help="Components to quantize, comma-separated.")] = "all",
@@ -86,7 +90,8 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing OUT.")] = False,
     ) -> None:
         """Quantize a model's Linear, Conv and Embedding weights and save a model directory that loads
-        by path (`seed generate -m OUT`) with no re-quantization. The layers that stay in floating point
+        by path (`seed generate -m OUT`) or, kept with --name in the local model store ($SEED_HOME/models),
+        by name (`seed generate -m NAME`), with no re-quantization. The layers that stay in floating point
         follow seed-quant's rules (README). `--accel int8` etc. quantize on load instead."""
         from rich.console import Console
         from rich.table import Table
@@ -94,8 +99,17 @@ def seed_register_commands(app: Any) -> None:
         from seed_core.errors import UsageError
         from seed_core.pipeline import load
 
-        if out is None:
-            raise UsageError("give the output directory: seed quantize -m MODEL --kind KIND -o DIR")
+        if (out is None) == (name is None):
+            raise UsageError(
+                "give one of -o DIR or --name NAME (the local model store): seed quantize -m MODEL -o DIR"
+            )
+        if name is not None:
+            from seed_core.pipeline import models_home
+
+            if not name or "/" in name or name.startswith("."):
+                raise UsageError(f"--name {name!r}: a plain name, without '/'")
+            out = models_home() / name
+            out.parent.mkdir(parents=True, exist_ok=True)
         if kind not in DESCRIPTIONS:
             raise UsageError(f"--kind {kind}: use one of {', '.join(DESCRIPTIONS)}")
         if dtype not in ("bfloat16", "float16", "float32"):
