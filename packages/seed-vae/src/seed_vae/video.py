@@ -1,0 +1,255 @@
+"""The causal 3D video VAE of SeedVR2 ("s8_c16_t4_inflation_sd3", notes-seedvr2 §2), with the official
+key layout: 8x spatial and 4x temporal compression, 16 latent channels.
+
+Every temporal operation is causal: a 3-frame kernel sees the current and two past frames, the first
+frame replicated in front of the clip, so frame 0 is encoded like an image and `4n + 1` frames become
+`n + 1` latent frames. GroupNorm and the mid-block attention work per frame. The decoder upsamples by
+depth-to-space (no interpolation) and drops the second frame after each temporal doubling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seed_core.config import Config
+
+
+@dataclass(frozen=True)
+class VideoVAEConfig(Config):
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"channels": (32, 32, 64, 64), "groups": 8},
+        "seedvr2": {},
+    }
+
+    image_channels: int = 3
+    latent_channels: int = 16
+    channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers: int = 2  # resnets per encoder block (the decoder has one more)
+    groups: int = 32
+    temporal_downsamples: int = 2  # encoder blocks 1 .. n halve time too; decoder blocks 0 .. n-1 double it
+    scaling_factor: float = 0.9152
+    shift_factor: float = 0.0
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2**self.temporal_downsamples
+
+
+def _per_frame(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """GroupNorm over (c, h, w) of each frame: statistics never mix frames."""
+    b, c, t, h, w = x.shape
+    y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
+    return y.view(b, t, c, h, w).transpose(1, 2)
+
+
+class CausalConv3d(nn.Conv3d):
+    """Conv3d whose temporal padding is the first frame repeated in front (none at the end); spatial
+    padding as usual (`pad=False`: none, for the padded stride-2 downsamplers)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: tuple[int, int, int],
+        stride: tuple[int, int, int] = (1, 1, 1),
+        pad: bool = True,
+    ) -> None:
+        kt, kh, kw = kernel
+        super().__init__(cin, cout, kernel, stride, padding=(0, kh // 2, kw // 2) if pad else 0)
+        self.front = kt - 1  # frames of history a kernel needs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.front:
+            x = torch.cat((x[:, :, :1].expand(-1, -1, self.front, -1, -1), x), dim=2)
+        return super().forward(x)
+
+
+class Resnet(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, cin, eps=1e-6)
+        self.conv1 = CausalConv3d(cin, cout, (3, 3, 3))
+        self.norm2 = nn.GroupNorm(groups, cout, eps=1e-6)
+        self.conv2 = CausalConv3d(cout, cout, (3, 3, 3))
+        self.conv_shortcut = nn.Conv3d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(_per_frame(self.norm1, x)))
+        h = self.conv2(F.silu(_per_frame(self.norm2, h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+
+
+class FrameAttention(nn.Module):
+    """One-head self-attention over the h·w positions of each frame (diffusers' `Attention` key names)."""
+
+    def __init__(self, dim: int, groups: int) -> None:
+        super().__init__()
+        self.group_norm = nn.GroupNorm(groups, dim, eps=1e-6)
+        self.to_q, self.to_k, self.to_v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = _per_frame(self.group_norm, x).permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+        q, k, v = (f(y)[:, None] for f in (self.to_q, self.to_k, self.to_v))  # (B T, 1, hw, c)
+        o = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        o = self.to_out[0](o).view(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+        return x + o
+
+
+class Downsample(nn.Module):
+    def __init__(self, dim: int, temporal: bool) -> None:
+        super().__init__()
+        kernel, stride = ((3, 3, 3), (2, 2, 2)) if temporal else ((1, 3, 3), (1, 2, 2))
+        self.conv = CausalConv3d(dim, dim, kernel, stride, pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))  # zero pad right and bottom, then stride 2
+
+
+class Upsample(nn.Module):
+    """1x1x1 conv to C·r channels, depth-to-space with channels laid out (x y z c) for (h, w, t) factors,
+    the second frame dropped after a temporal doubling (T -> 2T - 1), then a causal 3x3x3 conv."""
+
+    def __init__(self, dim: int, temporal: bool) -> None:
+        super().__init__()
+        self.t = 2 if temporal else 1
+        self.upscale_conv = nn.Conv3d(dim, dim * 4 * self.t, 1)
+        self.conv = CausalConv3d(dim, dim, (3, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = self.upscale_conv(x).view(b, 2, 2, self.t, c, t, h, w)  # (x y z c)
+        y = y.permute(0, 4, 5, 3, 6, 1, 7, 2).reshape(b, c, t * self.t, h * 2, w * 2)
+        if self.t == 2:
+            y = torch.cat((y[:, :, :1], y[:, :, 2:]), dim=2)
+        return self.conv(y)
+
+
+class _Block(nn.Module):
+    def __init__(self, resnets: list[Resnet], resample: nn.Module | None, kind: str) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(resnets)
+        if resample is not None:
+            setattr(self, kind, nn.ModuleList([resample]))
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for r in self.resnets:
+            x = r(x)
+        for s in getattr(self, self.kind, ()):
+            x = s(x)
+        return x
+
+
+class _Mid(nn.Module):
+    def __init__(self, dim: int, groups: int) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList([Resnet(dim, dim, groups), Resnet(dim, dim, groups)])
+        self.attentions = nn.ModuleList([FrameAttention(dim, groups)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resnets[1](self.attentions[0](self.resnets[0](x)))
+
+
+class VideoEncoder(nn.Module):
+    def __init__(self, cfg: VideoVAEConfig) -> None:
+        super().__init__()
+        ch, g = cfg.channels, cfg.groups
+        self.conv_in = CausalConv3d(cfg.image_channels, ch[0], (3, 3, 3))
+        blocks, cin = [], ch[0]
+        for i, cout in enumerate(ch):
+            resnets = [Resnet(cin if j == 0 else cout, cout, g) for j in range(cfg.layers)]
+            last = i == len(ch) - 1
+            down = None if last else Downsample(cout, temporal=1 <= i <= cfg.temporal_downsamples)
+            blocks.append(_Block(resnets, down, "downsamplers"))
+            cin = cout
+        self.down_blocks = nn.ModuleList(blocks)
+        self.mid_block = _Mid(ch[-1], g)
+        self.conv_norm_out = nn.GroupNorm(g, ch[-1], eps=1e-6)
+        self.conv_out = CausalConv3d(ch[-1], 2 * cfg.latent_channels, (3, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        x = self.mid_block(x)
+        return self.conv_out(F.silu(_per_frame(self.conv_norm_out, x)))
+
+
+class VideoDecoder(nn.Module):
+    def __init__(self, cfg: VideoVAEConfig) -> None:
+        super().__init__()
+        ch, g = list(reversed(cfg.channels)), cfg.groups
+        self.conv_in = CausalConv3d(cfg.latent_channels, ch[0], (3, 3, 3))
+        self.mid_block = _Mid(ch[0], g)
+        blocks, cin = [], ch[0]
+        for i, cout in enumerate(ch):
+            resnets = [Resnet(cin if j == 0 else cout, cout, g) for j in range(cfg.layers + 1)]
+            last = i == len(ch) - 1
+            up = None if last else Upsample(cout, temporal=i < cfg.temporal_downsamples)
+            blocks.append(_Block(resnets, up, "upsamplers"))
+            cin = cout
+        self.up_blocks = nn.ModuleList(blocks)
+        self.conv_norm_out = nn.GroupNorm(g, ch[-1], eps=1e-6)
+        self.conv_out = CausalConv3d(ch[-1], cfg.image_channels, (3, 3, 3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.mid_block(self.conv_in(z))
+        for block in self.up_blocks:
+            x = block(x)
+        return self.conv_out(F.silu(_per_frame(self.conv_norm_out, x)))
+
+
+class CausalVideoVAE(nn.Module):
+    """(B, 3, 4n+1, H, W) in [-1, 1] <-> (B, 16, n+1, H/8, W/8) model latents (scaled by 0.9152)."""
+
+    def __init__(self, cfg: VideoVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = VideoEncoder(cfg)
+        self.decoder = VideoDecoder(cfg)
+
+    def encode(
+        self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        t, f = x.shape[2], self.cfg.temporal_factor
+        if (t - 1) % f:
+            raise ValueError(
+                f"{t} frames: the causal VAE takes {f}n + 1 frames (1, {f + 1}, {2 * f + 1}, ...)"
+            )
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mean
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+            z = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
+        return (z - self.cfg.shift_factor) * self.cfg.scaling_factor
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z / self.cfg.scaling_factor + self.cfg.shift_factor)
+
+
+LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def rename_legacy_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Older diffusers names of the mid-block attention (`query`, `key`, `value`, `proj_attn`) -> the
+    names this module uses (`to_q`, `to_k`, `to_v`, `to_out.0`); other keys pass unchanged. Checkpoints of
+    SeedVR2's VAE exist with either naming."""
+    out = {}
+    for key, value in state.items():
+        prefix, _, rest = key.rpartition(".attentions.0.")
+        if prefix:
+            name, _, param = rest.partition(".")
+            key = f"{prefix}.attentions.0.{LEGACY_ATTENTION.get(name, name)}.{param}"
+        out[key] = value
+    return out
