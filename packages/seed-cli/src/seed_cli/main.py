@@ -291,6 +291,96 @@ def info(
     return None
 
 
+def _tensor_lines(path: Path) -> list[str]:
+    """`name [a, b] dtype` for each tensor of a checkpoint, without reading the values where the format
+    allows (safetensors headers, memory-mapped .pt files)."""
+    from seed_core.weights import TORCH_SUFFIXES, load_torch_checkpoint
+
+    if path.suffix in TORCH_SUFFIXES:
+        state = load_torch_checkpoint(path)
+        return [
+            f"{k} {list(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in sorted(state.items())
+        ]
+    from safetensors import safe_open
+
+    from seed_core.weights import _readable, _resolve
+
+    lines = []
+    for file in _resolve(path):
+        with _readable(file), safe_open(str(file), "pt") as handle:
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                lines.append(f"{key} {list(piece.get_shape())} {_safetensors_dtype(piece.get_dtype())}")
+    return sorted(lines)
+
+
+def _safetensors_dtype(code: str) -> str:
+    return {
+        "F64": "float64",
+        "F32": "float32",
+        "F16": "float16",
+        "BF16": "bfloat16",
+        "F8_E4M3": "float8_e4m3fn",
+        "F8_E5M2": "float8_e5m2",
+        "I64": "int64",
+        "I32": "int32",
+        "I16": "int16",
+        "I8": "int8",
+        "U8": "uint8",
+        "BOOL": "bool",
+    }.get(code, code)
+
+
+def inspect(
+    target: Annotated[
+        str, typer.Argument(help="A checkpoint file (.safetensors, .pth, ...) or a model name.")
+    ],
+) -> None:
+    """Print one tensor a line (name, shape, dtype): of a checkpoint file, or of a registered model built on
+    the meta device (the layout its checkpoints must have; one block per component)."""
+    path = Path(target)
+    if path.exists():
+        for line in _tensor_lines(path):
+            typer.echo(line)
+        return
+    spec = _registry().models.get(target)
+    if spec.meta is None:
+        from seed_core.errors import UsageError
+
+        raise UsageError(
+            f"model '{spec.name}' does not describe its tensors; inspect its checkpoint files instead"
+        )
+    components = dict(spec.meta())
+    for name, module in components.items():
+        for key, tensor in module.state_dict().items():
+            full = f"{name}: {key}" if len(components) > 1 else key
+            typer.echo(f"{full} {list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}")
+
+
+def convert(
+    source: Annotated[Path, typer.Argument(help="A checkpoint: .pth / .pt / .bin / .ckpt or .safetensors.")],
+    output: Annotated[Path, typer.Argument(help="The .safetensors file to write.")],
+    dtype: Annotated[
+        str | None, typer.Option(help="Cast floating tensors: float32, float16 or bfloat16 [keep].")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUTPUT.")] = False,
+) -> None:
+    """Rewrite a checkpoint as safetensors with the same keys (`.pth` files are read with
+    weights_only=True: tensors only, never code), optionally in another dtype; written atomically."""
+    from seed_core.errors import UsageError
+    from seed_core.weights import read_state_dict, save_safetensors
+
+    if dtype not in (None, "float32", "float16", "bfloat16"):
+        raise UsageError(f"--dtype {dtype}: use float32, float16 or bfloat16")
+    if output.suffix != ".safetensors":
+        raise UsageError(f"{output}: the output must end in .safetensors")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to replace it")
+    state = read_state_dict(source)
+    save_safetensors(state, output, dtype=dtype, force=force)
+    typer.echo(f"{output}: {len(state)} tensors")
+
+
 def _info_table(title: str, data: dict[str, Any]) -> Any:
     request = data.get("request", {})
     table = _table(title, ["field", "value"])
@@ -618,7 +708,7 @@ def create_app() -> typer.Typer:
     )
     for command in (generate, edit):
         app.command()(command)
-    for command in (models, accelerators, samplers, attention, plugins, info, doctor):
+    for command in (models, accelerators, samplers, attention, plugins, info, inspect, convert, doctor):
         app.command()(command)
     _registry().register_commands(app)
     return app

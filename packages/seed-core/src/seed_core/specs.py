@@ -38,6 +38,8 @@ class ModelSpec:
     import torch and the backbone package inside. `weights` is the default location of the weights (a
     local path, or None for a model that ships none); `details()` may return extra facts (parameter count,
     resolution) for `seed models --details`, and should build on the meta device so it is cheap.
+    `meta()` may return the model's components built on the meta device ({file stem: module}), whose
+    state dicts are the checkpoint layouts it loads (`seed inspect MODEL`).
     """
 
     name: str
@@ -48,6 +50,7 @@ class ModelSpec:
     weights: str | None = None
     aliases: tuple[str, ...] = ()
     details: Callable[[], Mapping[str, Any]] | None = None
+    meta: Callable[[], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
