@@ -44,7 +44,8 @@ def tiled_apply(
     margin: int,
     align: int = 1,
 ) -> torch.Tensor:
-    """Apply `fn` (which maps (B, C, H, W) to (B, C', H * scale, W * scale)) tile by tile.
+    """Apply `fn` (which maps (..., H, W) to (..., H * scale, W * scale), e.g. images (B, C, H, W) or
+    videos (B, C, T, H, W)) tile by tile over the last two dimensions.
 
     `tile`, `overlap`, `margin` are in input pixels and multiples of `align` (the encoder's factor when
     encoding, so tiles land on latent pixels).
@@ -54,7 +55,7 @@ def tiled_apply(
     for name, value in (("tile", tile), ("overlap", overlap), ("margin", margin)):
         if value % align:
             raise ValueError(f"{name} ({value}) must be a multiple of {align}")
-    b, _, h, w = x.shape
+    h, w = x.shape[-2:]
     if h <= tile and w <= tile:
         return fn(x)
     out: torch.Tensor | None = None
@@ -65,21 +66,21 @@ def tiled_apply(
             th, tw = min(tile, h - y), min(tile, w - x0)
             cy0, cx0 = max(0, y - margin), max(0, x0 - margin)
             cy1, cx1 = min(h, y + th + margin), min(w, x0 + tw + margin)
-            piece = fn(x[:, :, cy0:cy1, cx0:cx1])
+            piece = fn(x[..., cy0:cy1, cx0:cx1])
             oy, ox = int((y - cy0) * scale), int((x0 - cx0) * scale)
             oh, ow = int(th * scale), int(tw * scale)
-            piece = piece[:, :, oy : oy + oh, ox : ox + ow]
+            piece = piece[..., oy : oy + oh, ox : ox + ow]
             if out is None:
-                out = piece.new_zeros(b, piece.shape[1], int(h * scale), int(w * scale))
-                weight = piece.new_zeros(1, 1, int(h * scale), int(w * scale))
+                out = piece.new_zeros(*piece.shape[:-2], int(h * scale), int(w * scale))
+                weight = piece.new_zeros(*[1] * (piece.ndim - 2), int(h * scale), int(w * scale))
             assert weight is not None
             fade = int(overlap * scale)
             wy = _ramp(oh, fade if iy > 0 else 0, fade if iy < len(ys) - 1 else 0, piece.device)
             wx = _ramp(ow, fade if ix > 0 else 0, fade if ix < len(xs) - 1 else 0, piece.device)
             mask = (wy[:, None] * wx[None, :]).to(piece.dtype)
             oy_out, ox_out = int(y * scale), int(x0 * scale)
-            out[:, :, oy_out : oy_out + oh, ox_out : ox_out + ow] += piece * mask
-            weight[:, :, oy_out : oy_out + oh, ox_out : ox_out + ow] += mask
+            out[..., oy_out : oy_out + oh, ox_out : ox_out + ow] += piece * mask
+            weight[..., oy_out : oy_out + oh, ox_out : ox_out + ow] += mask
     assert out is not None and weight is not None
     return out / weight
 

@@ -253,3 +253,33 @@ def rename_legacy_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.T
             key = f"{prefix}.attentions.0.{LEGACY_ATTENTION.get(name, name)}.{param}"
         out[key] = value
     return out
+
+
+def tiled_decode_video(
+    vae: CausalVideoVAE, latents: torch.Tensor, *, tile: int = 64, overlap: int = 16, margin: int = 8
+) -> torch.Tensor:
+    """`vae.decode` in spatial tiles of `tile` latent pixels (overlap and margin also in latent pixels),
+    blended with linear ramps; the whole clip's frames at once (time is causal and needs no tiling). The
+    mid-block attention sees one tile at a time, so this is close to, not equal to, a whole decode (the
+    only lossy memory saving; ComfyUI's default is 1024 px tiles with 128 px overlap, 128 / 16 latents)."""
+    from fractions import Fraction
+
+    from seed_vae.tiling import tiled_apply
+
+    return tiled_apply(
+        vae.decode, latents, scale=Fraction(vae.cfg.factor), tile=tile, overlap=overlap, margin=margin
+    )
+
+
+def tiled_encode_video(
+    vae: CausalVideoVAE, video: torch.Tensor, *, tile: int = 512, overlap: int = 128, margin: int = 64
+) -> torch.Tensor:
+    """`vae.encode` (posterior mean) in spatial tiles of `tile` pixels (multiples of the VAE factor)."""
+    from fractions import Fraction
+
+    from seed_vae.tiling import tiled_apply
+
+    f = vae.cfg.factor
+    return tiled_apply(
+        vae.encode, video, scale=Fraction(1, f), tile=tile, overlap=overlap, margin=margin, align=f
+    )
