@@ -30,6 +30,12 @@ class SeedGroup(typer.core.TyperGroup):
         except SeedError as exc:
             typer.secho(f"Error: {exc}", err=True, fg="red")
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `seed inspect MODEL | head`: the reader has what it wanted
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(0) from None
         except OSError as exc:  # a file the user named cannot be read or written
             where = f"{exc.filename}: " if exc.filename else ""
             typer.secho(f"Error: {where}{exc.strerror or exc}", err=True, fg="red")
