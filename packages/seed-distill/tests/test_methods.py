@@ -191,3 +191,23 @@ def test_dmd2_with_a_gan_on_real_data_learns(target: toy.ToyTarget, tmp_path: Pa
     assert after < 0.2 * before, (before, after)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert "heads" in state["modules"] and "heads" in state["optimizers"]
+
+
+class _ImageTarget(toy.ToyTarget):
+    """The toy with a fixed "decoder" from its 2-D points to 3 x 8 x 8 images, so that ADP's pixel
+    discriminator has pictures to judge."""
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        basis = torch.linspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8)
+        return torch.tanh(x[:, :1, None, None] * basis + x[:, 1:, None, None] * basis.flip(-1))
+
+
+def test_adp_with_the_pixel_discriminator_learns(target: toy.ToyTarget, tmp_path: Path) -> None:
+    images = _ImageTarget(target.teacher, target.mix)
+    before = _proxy(images, images.teacher, 1)
+    options = Options(steps=1, lr=1e-3, ratio=1, pixel=0.5)
+    distill(images, tmp_path, recipe_stages("adp", None), options, RunConfig(steps=200, batch=128, ema=0.0))
+    after = _proxy(images, images.students[-1]["net"], 1)
+    assert after < 0.3 * before, (before, after)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert "pdisc" in state["modules"] and "pdisc" in state["optimizers"]
