@@ -1,10 +1,10 @@
-"""seed-video's parts: the SeedVR2 models (architectures; the restore pipeline is not built yet).
-No torch at import: `seed --help` imports this module."""
+"""seed-video's parts: the SeedVR2 models and `seed restore`. No torch at import: `seed --help` imports
+this module."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer reads the command's annotations at run time.
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 from seed_core import hookimpl
 from seed_core.specs import LoadOptions, ModelSpec
@@ -38,12 +38,24 @@ def _details(preset: str) -> Callable[[], Mapping[str, Any]]:
 
 
 def _build(spec: ModelSpec, options: LoadOptions) -> Any:
-    from seed_core.errors import UnsupportedTaskError
+    from seed_core.errors import NoModelInstalledError
 
-    raise UnsupportedTaskError(
-        f"'{spec.name}': the SeedVR2 restore pipeline is not built yet (the DiT and VAE architectures are; "
-        f"see `seed inspect {spec.name}`)"
-    )
+    if not options.weights:
+        raise NoModelInstalledError(
+            f"'{spec.name}' ships no weights: give a converted model directory with -m DIR (loading the "
+            "official .pth files directly is not built yet)"
+        )
+    from seed_video.pipeline import SeedVR2Pipeline
+
+    return SeedVR2Pipeline.from_pretrained(spec, options.weights, options)
+
+
+def _build_random(spec: ModelSpec, options: LoadOptions) -> Any:
+    from seed_video.pipeline import SeedVR2Pipeline, random_pipeline
+
+    if options.weights:
+        return SeedVR2Pipeline.from_pretrained(spec, options.weights, options)
+    return random_pipeline(spec, options)
 
 
 @hookimpl
@@ -55,8 +67,83 @@ def seed_register_models(register: Callable[[ModelSpec], None]) -> None:
                 "seedvr2",
                 ("restore",),
                 _build,
-                description=f"SeedVR2-{preset.upper()} video restoration: architecture only, no pipeline yet",
+                description=f"SeedVR2-{preset.upper()} one-step video restoration (official layout; -m DIR)",
                 details=_details(preset),
                 meta=_meta(preset),
             )
         )
+    register(
+        ModelSpec(
+            "seedvr2-tiny-random",
+            "seedvr2",
+            ("restore",),
+            _build_random,
+            description="SeedVR2 architecture, tiny preset, random weights: exercises `seed restore`",
+        )
+    )
+
+
+@hookimpl
+def seed_register_commands(app: Any) -> None:
+    import typer
+
+    @app.command("restore")
+    def restore_command(
+        source: Annotated[Path, typer.Argument(help="An image, or a folder of frames (PNG / JPEG).")],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="An image file, or a folder for frames.")
+        ],
+        model: Annotated[str, typer.Option("--model", "-m", help="SeedVR2 model name or directory.")],
+        resolution: Annotated[str, typer.Option(help="Output short side (720) or WIDTHxHEIGHT.")] = "720",
+        batch_frames: Annotated[int, typer.Option(help="Frames per DiT call, 4n + 1.")] = 5,
+        overlap: Annotated[int, typer.Option(help="Frames shared by neighbouring batches (crossfaded).")] = 0,
+        color_fix: Annotated[str, typer.Option(help="wavelet, adain or none.")] = "wavelet",
+        tile: Annotated[
+            int | None, typer.Option(help="VAE tiles of this many latent pixels (saves memory) [none].")
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Noise seed (batch i uses seed + i).")] = 0,
+        device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
+        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+    ) -> None:
+        """Restore a video (frames) or an image in one DiT step with SeedVR2: upscale to --resolution,
+        batches of --batch-frames with --overlap crossfades, colour fix against the input."""
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from seed_core.errors import UsageError
+        from seed_core.pipeline import load
+        from seed_video.io import read_frames, write_frames
+
+        frames = read_frames(source)
+        pipeline = load(model, device=device, dtype=dtype)
+        if not hasattr(pipeline, "restore_frames"):
+            raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("restoring", total=None)
+            out = pipeline.restore_frames(
+                frames,
+                resolution=resolution,
+                batch_frames=batch_frames,
+                overlap=overlap,
+                color_fix=color_fix,
+                tile=tile,
+                seed=seed,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        meta = {
+            "model": model,
+            "task": "restore",
+            "source": str(source),
+            "settings": {
+                "resolution": resolution,
+                "batch_frames": batch_frames,
+                "overlap": overlap,
+                "color_fix": color_fix,
+                "tile": tile,
+                "seed": seed,
+                "dtype": dtype,
+            },
+        }
+        written = write_frames(out, output, meta, force=force)
+        typer.echo(f"{output}: {len(written)} frame(s) of {out.shape[3]}x{out.shape[2]}")

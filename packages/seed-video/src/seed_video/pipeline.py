@@ -1,0 +1,201 @@
+"""The SeedVR2 restore pipeline: frames in, frames out.
+
+`restore_frames` resizes the clip to the output size (short side or W x H; sides cropped to multiples of
+16), cuts it into batches of `batch_frames` (4n + 1) frames that overlap by `overlap` frames, restores
+each batch in one DiT step (`restore.restore_clip`), crossfades the overlaps linearly and returns the
+frames in [0, 1]. A model directory holds `config.json` ({"dit": ..., "vae": ...}), `dit.safetensors`,
+`vae.safetensors` and `pos_emb.safetensors` (the text embedding, key `pos_emb`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seed_core.errors import ConfigError, UsageError
+from seed_core.pipeline import Pipeline
+from seed_core.specs import LoadOptions, ModelSpec
+from seed_core.weights import build_on_meta, load_component, load_safetensors, save_safetensors
+from seed_vae.video import CausalVideoVAE, VideoVAEConfig, tiled_decode_video, tiled_encode_video
+from seed_video.config import NaDiTConfig
+from seed_video.nadit import NaDiT
+from seed_video.restore import COLOR_FIXES, restore_clip
+
+UNIT = 16  # output sides: VAE factor 8 x patch 2
+
+
+def output_size(height: int, width: int, resolution: str | int) -> tuple[int, int]:
+    """(height, width) of the output: `resolution` is the short side (int) or "WxH"; sides are rounded
+    down to multiples of 16 (the official script centre-crops to them)."""
+    if isinstance(resolution, str) and "x" in resolution.lower():
+        w, _, h = resolution.lower().partition("x")
+        try:
+            tw, th = int(w), int(h)
+        except ValueError:
+            raise UsageError(
+                f"--resolution {resolution}: give the short side (720) or WIDTHxHEIGHT"
+            ) from None
+    else:
+        try:
+            short = int(resolution)
+        except ValueError:
+            raise UsageError(
+                f"--resolution {resolution}: give the short side (720) or WIDTHxHEIGHT"
+            ) from None
+        scale = short / min(height, width)
+        th, tw = round(height * scale), round(width * scale)
+    if th < UNIT or tw < UNIT:
+        raise UsageError(f"--resolution {resolution}: the output must be at least {UNIT} x {UNIT} pixels")
+    return th // UNIT * UNIT, tw // UNIT * UNIT
+
+
+def resize_crop(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 1] -> (T, 3, h, w): bicubic resize covering `size`, centre crop."""
+    th, tw = size
+    _, _, h, w = frames.shape
+    scale = max(th / h, tw / w)
+    rh, rw = max(th, round(h * scale)), max(tw, round(w * scale))
+    out = F.interpolate(frames, size=(rh, rw), mode="bicubic", antialias=True, align_corners=False)
+    top, left = (rh - th) // 2, (rw - tw) // 2
+    return out[:, :, top : top + th, left : left + tw].clamp(0, 1)
+
+
+def batch_starts(total: int, batch: int, overlap: int) -> list[int]:
+    """Start frames of batches of `batch` frames overlapping by `overlap` (the last one may be short)."""
+    if total <= batch:
+        return [0]
+    step = batch - overlap
+    starts = list(range(0, total - overlap, step))
+    return [s for s in starts if s < total]
+
+
+class SeedVR2Pipeline(Pipeline):
+    default_steps = 1
+    default_guidance = 1.0
+
+    def __init__(
+        self, spec: ModelSpec, dit: NaDiT, vae: CausalVideoVAE, pos_emb: torch.Tensor, device: str
+    ) -> None:
+        super().__init__(spec)
+        self.dit, self.vae, self.pos_emb, self.device = dit, vae, pos_emb, torch.device(device)
+
+    def components(self) -> dict[str, Any]:
+        return {"dit": self.dit, "vae": self.vae}
+
+    @classmethod
+    def from_pretrained(cls, spec: ModelSpec, path: str | Path, options: LoadOptions) -> SeedVR2Pipeline:
+        path = Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+            dit_cfg, vae_cfg = NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no config.json; not a SeedVR2 model directory") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path / 'config.json'}: needs 'dit' and 'vae' sections ({exc})") from None
+        dit = load_component(
+            build_on_meta(lambda: NaDiT(dit_cfg)), path / "dit.safetensors", dtype=options.dtype
+        )
+        vae = load_component(
+            build_on_meta(lambda: CausalVideoVAE(vae_cfg)), path / "vae.safetensors", dtype=options.dtype
+        )
+        emb = load_safetensors(path / "pos_emb.safetensors").get("pos_emb")
+        if emb is None or emb.ndim != 2 or emb.shape[1] != dit_cfg.txt_in_dim:
+            raise ConfigError(
+                f"{path / 'pos_emb.safetensors'}: needs 'pos_emb' of shape [L, {dit_cfg.txt_in_dim}]"
+            )
+        device = options.device
+        return cls(spec, dit.to(device).eval(), vae.to(device).eval(), emb.float().to(device), device)
+
+    def save_pretrained(self, path: str | Path, *, dtype: str = "float16", force: bool = False) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_safetensors(self.dit.state_dict(), path / "dit.safetensors", dtype=dtype, force=force)
+        save_safetensors(self.vae.state_dict(), path / "vae.safetensors", dtype=dtype, force=force)
+        save_safetensors({"pos_emb": self.pos_emb}, path / "pos_emb.safetensors", dtype=dtype, force=force)
+        config = {"seed_model": self.spec.name, "dit": self.dit.cfg.to_dict(), "vae": self.vae.cfg.to_dict()}
+        (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def restore_frames(
+        self,
+        frames: torch.Tensor,
+        *,
+        resolution: str | int = 720,
+        batch_frames: int = 5,
+        overlap: int = 0,
+        color_fix: str = "wavelet",
+        tile: int | None = None,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """(T, 3, H, W) in [0, 1] -> restored (T, 3, h, w) in [0, 1]."""
+        if batch_frames < 1 or (batch_frames - 1) % 4:
+            raise UsageError(f"--batch-frames {batch_frames}: use 4n + 1 frames (1, 5, 9, 13, ...)")
+        if not 0 <= overlap < batch_frames:
+            raise UsageError(f"--overlap {overlap}: use 0 .. batch-frames - 1")
+        if color_fix not in (*COLOR_FIXES, "none"):
+            raise UsageError(f"--color-fix {color_fix}: use wavelet, adain or none")
+        size = output_size(frames.shape[2], frames.shape[3], resolution)
+        video = resize_crop(frames.float(), size) * 2 - 1  # (T, 3, h, w) in [-1, 1]
+        total = video.shape[0]
+        out = torch.zeros_like(video)
+        weight = torch.zeros(total, 1, 1, 1)
+        starts = batch_starts(total, batch_frames, overlap)
+        vae = _TiledVAE(self.vae, tile) if tile else self.vae
+        for i, start in enumerate(starts):
+            clip = video[start : start + batch_frames]
+            n = clip.shape[0]
+            batch = clip.permute(1, 0, 2, 3)[None].to(self.device, _dtype(self.dit))  # (1, 3, n, h, w)
+            generator = torch.Generator().manual_seed(seed + i)
+            restored = restore_clip(
+                self.dit, vae, batch, self.pos_emb[None], generator=generator, color_fix=color_fix
+            )
+            ramp = torch.ones(n)
+            if overlap and i > 0:  # fade in over the frames the previous batch also made
+                k = min(overlap, n)
+                ramp[:k] = torch.arange(1, k + 1) / (k + 1)
+            out[start : start + n] += (
+                restored[0].permute(1, 0, 2, 3).float().cpu() * ramp[:, None, None, None]
+            )
+            weight[start : start + n] += ramp[:, None, None, None]
+            if progress:
+                progress(i + 1, len(starts))
+        return ((out / weight + 1) / 2).clamp(0, 1)
+
+
+class _TiledVAE(torch.nn.Module):
+    """The VAE with spatially tiled encode / decode (`tile` latent pixels, a quarter overlapping)."""
+
+    def __init__(self, vae: CausalVideoVAE, tile: int) -> None:
+        super().__init__()
+        self.vae, self.tile, self.cfg = vae, tile, vae.cfg
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.cfg.factor
+        return tiled_encode_video(
+            self.vae, x, tile=self.tile * f, overlap=self.tile // 4 * f, margin=self.tile // 4 * f
+        )
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return tiled_decode_video(self.vae, z, tile=self.tile, overlap=self.tile // 4, margin=self.tile // 8)
+
+
+def _dtype(module: torch.nn.Module) -> torch.dtype:
+    return next(p.dtype for p in module.parameters() if p.is_floating_point())
+
+
+def random_pipeline(spec: ModelSpec, options: LoadOptions, seed: int = 0) -> SeedVR2Pipeline:
+    """Tiny random weights: for tests and for trying the plumbing, not for restoring anything."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dit = NaDiT(NaDiTConfig.preset("tiny"))
+        vae = CausalVideoVAE(VideoVAEConfig.preset("tiny"))
+        emb = torch.randn(4, dit.cfg.txt_in_dim)
+    dtype = getattr(torch, options.dtype)
+    return SeedVR2Pipeline(
+        spec, dit.to(options.device, dtype).eval(), vae.to(options.device, dtype).eval(), emb, options.device
+    )

@@ -1,0 +1,48 @@
+"""The SeedVR2 pipeline on tiny random weights: sizes, batches with overlap, save / load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seed_core.errors import UsageError
+from seed_core.specs import LoadOptions, ModelSpec
+from seed_video.pipeline import SeedVR2Pipeline, batch_starts, output_size, random_pipeline
+
+SPEC = ModelSpec("seedvr2-tiny-random", "seedvr2", ("restore",), lambda s, o: None)
+
+
+def test_output_size_and_batches() -> None:
+    assert output_size(40, 56, 48) == (48, 64)  # short side 48, sides down to multiples of 16
+    assert output_size(720, 1280, "1920x1080") == (1072, 1920)
+    with pytest.raises(UsageError, match="WIDTHxHEIGHT"):
+        output_size(10, 10, "big")
+    assert batch_starts(7, 5, 2) == [0, 3]
+    assert batch_starts(5, 5, 0) == [0] and batch_starts(11, 5, 0) == [0, 5, 10]
+
+
+def test_restore_frames_keeps_every_frame_and_is_seeded() -> None:
+    pipe = random_pipeline(SPEC, LoadOptions())
+    frames = torch.rand(7, 3, 40, 56)
+    a = pipe.restore_frames(frames, resolution=48, batch_frames=5, overlap=2, seed=3)
+    b = pipe.restore_frames(frames, resolution=48, batch_frames=5, overlap=2, seed=3)
+    assert a.shape == (7, 3, 48, 64) and torch.equal(a, b) and 0 <= float(a.min()) and float(a.max()) <= 1
+    tiled = pipe.restore_frames(frames, resolution=48, batch_frames=5, tile=4, seed=3)
+    assert tiled.shape == a.shape
+    with pytest.raises(UsageError, match="4n \\+ 1"):
+        pipe.restore_frames(frames, batch_frames=4)
+    with pytest.raises(UsageError, match="--overlap"):
+        pipe.restore_frames(frames, batch_frames=5, overlap=5)
+
+
+def test_save_and_load_a_model_directory(tmp_path: Path) -> None:
+    pipe = random_pipeline(SPEC, LoadOptions())
+    pipe.save_pretrained(tmp_path / "m", dtype="float32")
+    loaded = SeedVR2Pipeline.from_pretrained(SPEC, tmp_path / "m", LoadOptions())
+    frames = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(
+        loaded.restore_frames(frames, resolution=32, batch_frames=1),
+        pipe.restore_frames(frames, resolution=32, batch_frames=1),
+    )

@@ -1,0 +1,62 @@
+"""`seed restore` end to end on the tiny random SeedVR2, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seed_core.images import read_metadata
+
+
+def _frames(folder: Path, count: int, size: tuple[int, int] = (56, 40)) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype("uint8")).save(
+            folder / f"{i:03d}.png"
+        )
+    return folder
+
+
+def test_restore_a_folder_and_an_image(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    args = ["restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", "48", "--overlap", "2"]
+    result = run(*args, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    written = sorted(out.iterdir())
+    assert len(written) == 6 and Image.open(written[0]).size == (64, 48)
+    meta = read_metadata(written[3])
+    assert meta["task"] == "restore" and meta["frame"] == 3 and meta["settings"]["overlap"] == 2
+
+    again = run(*args, "-o", str(out))
+    assert again.exit_code != 0 and "--force" in again.output
+    image = run(
+        "restore",
+        str(src / "000.png"),
+        "-m",
+        "seedvr2-tiny-random",
+        "--resolution",
+        "32x32",
+        "-o",
+        str(tmp_path / "x.png"),
+    )
+    assert image.exit_code == 0, image.output
+    assert Image.open(tmp_path / "x.png").size == (32, 32)
+
+
+def test_refusals(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 2)
+    base = ["restore", str(src), "-o", str(tmp_path / "o")]
+    video = run("restore", str(tmp_path / "clip.mp4"), "-m", "seedvr2-tiny-random", "-o", str(tmp_path / "o"))
+    assert video.exit_code == 2 and "ffmpeg -i clip.mp4" in video.output
+    frames = run(*base, "-m", "seedvr2-tiny-random", "--batch-frames", "4")
+    assert frames.exit_code == 2 and "4n + 1" in frames.output
+    wrong = run(*base, "-m", "seedream-tiny-random")
+    assert wrong.exit_code == 2 and "does not restore video" in wrong.output
+    weights = run(*base, "-m", "seedvr2-7b")
+    assert weights.exit_code != 0 and "ships no weights" in weights.output
+    for result in (video, frames, wrong, weights):
+        assert len(result.output.strip().splitlines()) == 1
