@@ -46,3 +46,31 @@ def test_save_and_load_a_model_directory(tmp_path: Path) -> None:
         loaded.restore_frames(frames, resolution=32, batch_frames=1),
         pipe.restore_frames(frames, resolution=32, batch_frames=1),
     )
+
+
+def test_official_files_load_with_either_vae_naming(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The release's layout (.pth DiT and VAE, pos_emb.pt), here at the tiny preset: the keys are the
+    official ones by construction (see test_nadit / test_video_vae for the full-size sets)."""
+    from seed_vae import video as video_module
+    from seed_video import pipeline as pipeline_module
+
+    pipe = random_pipeline(SPEC, LoadOptions())
+    vae_state = {
+        k.replace("to_q.", "query.").replace("to_out.0.", "proj_attn."): v
+        for k, v in pipe.vae.state_dict().items()
+    }
+    torch.save(pipe.dit.state_dict(), tmp_path / "seedvr2_ema_tiny.pth")
+    torch.save(vae_state, tmp_path / "ema_vae.pth")
+    torch.save(pipe.pos_emb.bfloat16(), tmp_path / "pos_emb.pt")
+    tiny = video_module.VideoVAEConfig.preset("tiny")
+    monkeypatch.setattr(pipeline_module.VideoVAEConfig, "preset", classmethod(lambda cls, name, **kw: tiny))
+    loaded = SeedVR2Pipeline.from_official(SPEC, tmp_path, "tiny", LoadOptions())
+    for a, b in zip(loaded.dit.state_dict().values(), pipe.dit.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(
+        loaded.vae.state_dict()["encoder.mid_block.attentions.0.to_q.weight"],
+        pipe.vae.state_dict()["encoder.mid_block.attentions.0.to_q.weight"],
+    )
+    (tmp_path / "pos_emb.pt").unlink()
+    with pytest.raises(Exception, match="no pos_emb.pt"):
+        SeedVR2Pipeline.from_official(SPEC, tmp_path, "tiny", LoadOptions())

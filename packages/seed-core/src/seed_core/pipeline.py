@@ -258,11 +258,16 @@ def load(
     device: str = "cpu",
     dtype: str = "float32",
     registry: Registry | None = None,
+    weights: str | None = None,
 ) -> Pipeline:
-    """Build the pipeline for a model name or directory and apply `accelerators` to it."""
+    """Build the pipeline for a model name or directory and apply `accelerators` to it. `weights` names
+    a directory of weights for the model (e.g. an official release's files) instead of its default."""
     registry = registry or get_registry()
     check_device(device, dtype)
-    spec, weights = resolve_model(name_or_path, registry)
+    spec, found = resolve_model(name_or_path, registry)
+    if weights is not None and not Path(weights).is_dir():
+        raise UsageError(f"--weights {weights}: no such directory")
+    weights = weights or found
     baked = baked_accelerators(weights or spec.weights)
     plan = plan_accelerators(accelerators, spec, registry, baked)  # refuse bad combinations before loading
     pipeline = spec.build(spec, LoadOptions(device=device, dtype=dtype, weights=weights))

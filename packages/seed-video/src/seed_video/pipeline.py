@@ -111,6 +111,42 @@ class SeedVR2Pipeline(Pipeline):
         device = options.device
         return cls(spec, dit.to(device).eval(), vae.to(device).eval(), emb.float().to(device), device)
 
+    @classmethod
+    def from_official(
+        cls, spec: ModelSpec, path: str | Path, dit_preset: str, options: LoadOptions
+    ) -> SeedVR2Pipeline:
+        """A folder of the official release's files (or repacks with the same keys): the DiT
+        `seedvr2_ema_*.pth|safetensors`, the VAE `ema_vae*.pth|safetensors` (either attention naming)
+        and the text embedding `pos_emb.pt`. `.pth` files are read with weights_only=True."""
+        from seed_core.weights import load_into, read_state_dict
+        from seed_vae.video import rename_legacy_attention
+
+        path = Path(path)
+        found = {p.name: p for p in path.iterdir() if p.suffix in (".pth", ".pt", ".safetensors")}
+
+        def pick(prefix: str, what: str) -> Path:
+            names = sorted(n for n in found if n.startswith(prefix) and not n.startswith("pos_emb"))
+            if not names:
+                raise ConfigError(f"{path}: no {what} file ({prefix}*.pth or .safetensors)")
+            return found[names[0]]
+
+        dit_file, vae_file = pick("seedvr2_ema_", "DiT"), pick("ema_vae", "VAE")
+        if "pos_emb.pt" not in found and "pos_emb.safetensors" not in found:
+            raise ConfigError(f"{path}: no pos_emb.pt (the text embedding shipped with SeedVR2)")
+        dtype = getattr(torch, options.dtype)
+        dit = build_on_meta(lambda: NaDiT(NaDiTConfig.preset(dit_preset))).to(dtype)
+        load_into(dit, read_state_dict(dit_file), source=str(dit_file))
+        vae = build_on_meta(lambda: CausalVideoVAE(VideoVAEConfig.preset("seedvr2"))).to(dtype)
+        load_into(vae, rename_legacy_attention(read_state_dict(vae_file)), source=str(vae_file))
+        if "pos_emb.pt" in found:
+            emb = torch.load(found["pos_emb.pt"], map_location="cpu", weights_only=True)
+        else:
+            emb = load_safetensors(found["pos_emb.safetensors"]).get("pos_emb")
+        if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[1] != dit.cfg.txt_in_dim:
+            raise ConfigError(f"{path}: pos_emb must be a tensor of shape [L, {dit.cfg.txt_in_dim}]")
+        device = options.device
+        return cls(spec, dit.to(device).eval(), vae.to(device).eval(), emb.float().to(device), device)
+
     def save_pretrained(self, path: str | Path, *, dtype: str = "float16", force: bool = False) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,14 @@ def _build(spec: ModelSpec, options: LoadOptions) -> Any:
 
     if not options.weights:
         raise NoModelInstalledError(
-            f"'{spec.name}' ships no weights: give a converted model directory with -m DIR (loading the "
-            "official .pth files directly is not built yet)"
+            f"'{spec.name}' ships no weights: give the folder of the official files with --weights DIR "
+            "(seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt) or a converted model with -m DIR"
         )
     from seed_video.pipeline import SeedVR2Pipeline
 
-    return SeedVR2Pipeline.from_pretrained(spec, options.weights, options)
+    if (Path(options.weights) / "config.json").is_file():
+        return SeedVR2Pipeline.from_pretrained(spec, options.weights, options)
+    return SeedVR2Pipeline.from_official(spec, options.weights, spec.name.removeprefix("seedvr2-"), options)
 
 
 def _build_random(spec: ModelSpec, options: LoadOptions) -> Any:
@@ -94,6 +96,10 @@ def seed_register_commands(app: Any) -> None:
             Path, typer.Option("--output", "-o", help="An image file, or a folder for frames.")
         ],
         model: Annotated[str, typer.Option("--model", "-m", help="SeedVR2 model name or directory.")],
+        weights: Annotated[
+            Path | None,
+            typer.Option(help="Folder of the official files (seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt)."),
+        ] = None,
         resolution: Annotated[str, typer.Option(help="Output short side (720) or WIDTHxHEIGHT.")] = "720",
         batch_frames: Annotated[int, typer.Option(help="Frames per DiT call, 4n + 1.")] = 5,
         overlap: Annotated[int, typer.Option(help="Frames shared by neighbouring batches (crossfaded).")] = 0,
@@ -116,7 +122,7 @@ def seed_register_commands(app: Any) -> None:
         from seed_video.io import read_frames, write_frames
 
         frames = read_frames(source)
-        pipeline = load(model, device=device, dtype=dtype)
+        pipeline = load(model, device=device, dtype=dtype, weights=str(weights) if weights else None)
         if not hasattr(pipeline, "restore_frames"):
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
         with Progress(console=Console(stderr=True), transient=True) as bar:
