@@ -74,3 +74,15 @@ def test_official_files_load_with_either_vae_naming(tmp_path: Path, monkeypatch)
     (tmp_path / "pos_emb.pt").unlink()
     with pytest.raises(Exception, match="no pos_emb.pt"):
         SeedVR2Pipeline.from_official(SPEC, tmp_path, "tiny", LoadOptions())
+
+
+def test_offloaded_blocks_give_the_same_frames_and_phases_report_memory() -> None:
+    frames = torch.rand(5, 3, 32, 32)
+    plain = random_pipeline(SPEC, LoadOptions())
+    expected = plain.restore_frames(frames, resolution=32, batch_frames=5)
+    assert set(plain.peaks) == {"encode", "dit", "decode"} and min(plain.peaks.values()) > 0
+    swapped = random_pipeline(SPEC, LoadOptions())
+    assert swapped.place("cpu", offload=2) == 2
+    torch.testing.assert_close(swapped.restore_frames(frames, resolution=32, batch_frames=5), expected)
+    with pytest.raises(UsageError, match="has 3 blocks"):
+        swapped.offload_blocks(4)

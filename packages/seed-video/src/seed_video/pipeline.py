@@ -83,6 +83,58 @@ class SeedVR2Pipeline(Pipeline):
     ) -> None:
         super().__init__(spec)
         self.dit, self.vae, self.pos_emb, self.device = dit, vae, pos_emb, torch.device(device)
+        self.peaks: dict[str, float] = {}  # phase -> peak memory in MiB, filled by restore_frames
+        self._offload: list[Any] = []
+
+    def offload_blocks(self, count: int) -> int:
+        """Keep the first `count` DiT blocks in CPU memory and move each to the device only while it runs
+        (BlockSwap), so that a model larger than the GPU fits; returns how many blocks are offloaded."""
+        for hook in self._offload:
+            hook.remove()
+        self._offload = []
+        blocks = list(self.dit.blocks)
+        if not 0 <= count <= len(blocks):
+            raise UsageError(f"--offload-blocks {count}: the DiT has {len(blocks)} blocks")
+        for block in blocks[:count]:
+            block.to("cpu")
+
+            def fetch(module: torch.nn.Module, _args: Any) -> None:
+                module.to(self.device, non_blocking=True)
+
+            def evict(module: torch.nn.Module, _args: Any, _out: Any) -> None:
+                module.to("cpu")
+
+            self._offload += [block.register_forward_pre_hook(fetch), block.register_forward_hook(evict)]
+        return count
+
+    def place(self, device: str, offload: int = 0) -> int:
+        """Move the model to `device` except the first `offload` DiT blocks, which stream in per call
+        (load on the CPU first, then place: the offloaded blocks never occupy the device all at once)."""
+        self.device = torch.device(device)
+        for i, block in enumerate(self.dit.blocks):
+            if i >= offload:
+                block.to(self.device)
+        for name, child in self.dit.named_children():
+            if name != "blocks":
+                child.to(self.device)
+        self.vae.to(self.device)
+        self.pos_emb = self.pos_emb.to(self.device)
+        return self.offload_blocks(offload)
+
+    def _peak(self, name: str) -> None:
+        """Record the peak memory of the phase that just ended (CUDA: allocated by torch; CPU: the
+        process's peak resident size so far)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            value = torch.cuda.max_memory_allocated(self.device) / 2**20
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                import resource
+            except ImportError:  # not on Windows: no peak to report
+                return
+            value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.peaks[name] = max(self.peaks.get(name, 0.0), value)
 
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae}
@@ -182,13 +234,22 @@ class SeedVR2Pipeline(Pipeline):
         weight = torch.zeros(total, 1, 1, 1)
         starts = batch_starts(total, batch_frames, overlap)
         vae = _TiledVAE(self.vae, tile) if tile else self.vae
+        self.peaks = {}
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         for i, start in enumerate(starts):
             clip = video[start : start + batch_frames]
             n = clip.shape[0]
             batch = clip.permute(1, 0, 2, 3)[None].to(self.device, _dtype(self.dit))  # (1, 3, n, h, w)
             generator = torch.Generator().manual_seed(seed + i)
             restored = restore_clip(
-                self.dit, vae, batch, self.pos_emb[None], generator=generator, color_fix=color_fix
+                self.dit,
+                vae,
+                batch,
+                self.pos_emb[None],
+                generator=generator,
+                color_fix=color_fix,
+                phase=self._peak,
             )
             ramp = torch.ones(n)
             if overlap and i > 0:  # fade in over the frames the previous batch also made

@@ -108,6 +108,9 @@ def seed_register_commands(app: Any) -> None:
             int | None, typer.Option(help="VAE tiles of this many latent pixels (saves memory) [none].")
         ] = None,
         seed: Annotated[int, typer.Option(help="Noise seed (batch i uses seed + i).")] = 0,
+        offload_blocks: Annotated[
+            int, typer.Option(help="DiT blocks kept in CPU memory and streamed to the device per call.")
+        ] = 0,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
@@ -122,9 +125,12 @@ def seed_register_commands(app: Any) -> None:
         from seed_video.io import read_frames, write_frames
 
         frames = read_frames(source)
-        pipeline = load(model, device=device, dtype=dtype, weights=str(weights) if weights else None)
+        where = "cpu" if offload_blocks else device  # offloaded blocks must never all sit on the device
+        pipeline = load(model, device=where, dtype=dtype, weights=str(weights) if weights else None)
         if not hasattr(pipeline, "restore_frames"):
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
+        if offload_blocks:
+            pipeline.place(device, offload_blocks)
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("restoring", total=None)
             out = pipeline.restore_frames(
@@ -148,8 +154,13 @@ def seed_register_commands(app: Any) -> None:
                 "color_fix": color_fix,
                 "tile": tile,
                 "seed": seed,
+                "offload_blocks": offload_blocks,
                 "dtype": dtype,
             },
         }
         written = write_frames(out, output, meta, force=force)
-        typer.echo(f"{output}: {len(written)} frame(s) of {out.shape[3]}x{out.shape[2]}")
+        peaks = ", ".join(f"{k} {v:,.0f} MiB" for k, v in pipeline.peaks.items())
+        kind = "GPU memory allocated" if device.startswith("cuda") else "resident memory so far"
+        typer.echo(
+            f"{output}: {len(written)} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
+        )

@@ -8,6 +8,8 @@ x0 = noise - v; the result is decoded and, optionally, its colours are taken fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -80,20 +82,26 @@ def restore_clip(
     *,
     generator: torch.Generator | None = None,
     color_fix: str = "wavelet",
+    phase: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """One-step restoration of `video` (B, 3, T, H, W) in [-1, 1], already at the output size (a multiple of
-    16); `text` (B, L, D) is the shipped positive embedding. Returns (B, 3, T, H, W) in [-1, 1]."""
+    16); `text` (B, L, D) is the shipped positive embedding. Returns (B, 3, T, H, W) in [-1, 1].
+    `phase(name)` is called after each phase (encode, dit, decode), e.g. to record peak memory."""
+    phase = phase or (lambda name: None)
     if color_fix not in (*COLOR_FIXES, "none"):
         raise ValueError(f"color fix {color_fix!r}: use wavelet, adain or none")
     t = video.shape[2]
     padded = pad_frames(video, getattr(getattr(vae, "cfg", None), "temporal_factor", 4))
     with torch.no_grad():
         lq = vae.encode(padded)  # posterior mean, scaled
+        phase("encode")
         noise = torch.randn(lq.shape, generator=generator, dtype=lq.dtype).to(lq.device)
         mask = torch.ones_like(lq[:, :1])
         timestep = torch.full((lq.shape[0],), 1000.0, device=lq.device)
         v = dit(torch.cat((noise, lq, mask), dim=1), text, timestep)
+        phase("dit")
         out = vae.decode((noise - v.float()).to(lq.dtype))[:, :, :t]
+        phase("decode")
     if color_fix != "none":
         out = COLOR_FIXES[color_fix](out, video)
     return out.clamp(-1, 1)
