@@ -59,6 +59,7 @@ def test_by_name_from_the_local_store(run, model: Path, tmp_path: Path, monkeypa
     assert result.exit_code == 0, result.output
     assert read_metadata(image)["accelerators"][0]["name"] == "int4"
     assert "tiny-int4" in run("models", "--json").output
+    assert "tiny-int4" not in run("accelerators", "--json").output
     both = run("quantize", "-m", str(model), "--name", "a", "-o", str(tmp_path / "b"))
     assert both.exit_code == 2 and "one of -o DIR or --name NAME" in both.output
 

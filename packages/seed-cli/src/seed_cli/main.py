@@ -169,19 +169,6 @@ def accelerators(
         if target is not None:
             row["applies"] = spec.applies_to(target) or "yes"
         rows.append(row)
-    from seed_core.pipeline import models_home, stored_models
-
-    for name in stored_models():  # directories kept in the local store load by name too
-        rows.append(
-            {
-                "name": name,
-                "family": "",
-                "tasks": [],
-                "aliases": [],
-                "plugin": "store",
-                "description": f"model directory in {models_home()}",
-            }
-        )
     if as_json:
         return _dump(rows)
     if not rows:
