@@ -122,9 +122,13 @@ def seed_register_commands(app: Any) -> None:
 
         from seed_core.errors import UsageError
         from seed_core.pipeline import load
-        from seed_video.io import read_frames, write_frames
+        from seed_video.io import VIDEOS, read_frames, read_video, write_frames
 
-        frames = read_frames(source)
+        fps = 24.0
+        if source.suffix.lower() in VIDEOS:
+            frames, fps = read_video(source)  # the output keeps the input's frame rate
+        else:
+            frames = read_frames(source)
         where = "cpu" if offload_blocks else device  # offloaded blocks must never all sit on the device
         pipeline = load(model, device=where, dtype=dtype, weights=str(weights) if weights else None)
         if not hasattr(pipeline, "restore_frames"):
@@ -147,6 +151,7 @@ def seed_register_commands(app: Any) -> None:
             "model": model,
             "task": "restore",
             "source": str(source),
+            "fps": fps,
             "settings": {
                 "resolution": resolution,
                 "batch_frames": batch_frames,
@@ -158,9 +163,9 @@ def seed_register_commands(app: Any) -> None:
                 "dtype": dtype,
             },
         }
-        written = write_frames(out, output, meta, force=force)
+        written = write_frames(out, output, meta, force=force, fps=fps)
         peaks = ", ".join(f"{k} {v:,.0f} MiB" for k, v in pipeline.peaks.items())
         kind = "GPU memory allocated" if device.startswith("cuda") else "resident memory so far"
         typer.echo(
-            f"{output}: {len(written)} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
+            f"{output}: {out.shape[0]} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
         )
