@@ -163,7 +163,7 @@ def seed_register_commands(app: Any) -> None:
                 "dtype": dtype,
             },
         }
-        written = write_frames(out, output, meta, force=force, fps=fps)
+        write_frames(out, output, meta, force=force, fps=fps)
         peaks = ", ".join(f"{k} {v:,.0f} MiB" for k, v in pipeline.peaks.items())
         kind = "GPU memory allocated" if device.startswith("cuda") else "resident memory so far"
         typer.echo(
