@@ -66,3 +66,27 @@ def test_refusals(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert nofiles.exit_code != 0 and "no DiT file (seedvr2_ema_*" in nofiles.output
     for result in (video, frames, wrong, weights, missing, nofiles):
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_restore_a_video_keeps_its_frame_rate(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import av
+    import torch
+
+    from seed_video.io import read_video, write_video
+
+    write_video(torch.rand(6, 3, 40, 56), tmp_path / "in.mp4", 12.0, {})
+    out = tmp_path / "out.mp4"
+    args = ["restore", str(tmp_path / "in.mp4"), "-m", "seedvr2-tiny-random", "--resolution", "48"]
+    result = run(*args, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    frames, fps = read_video(out)
+    assert frames.shape == (6, 3, 48, 64) and fps == 12.0
+    with av.open(str(out)) as container:
+        assert json.loads(container.metadata["comment"])["settings"]["resolution"] == "48"
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    bad = run(
+        "restore", str(tmp_path / "bad.mp4"), "-m", "seedvr2-tiny-random", "-o", str(tmp_path / "o.mp4")
+    )
+    assert bad.exit_code == 2 and "not a readable video" in bad.output
