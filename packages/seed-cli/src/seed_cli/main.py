@@ -284,46 +284,6 @@ def info(
     return None
 
 
-def _tensor_lines(path: Path) -> list[str]:
-    """`name [a, b] dtype` for each tensor of a checkpoint, without reading the values where the format
-    allows (safetensors headers, memory-mapped .pt files)."""
-    from seed_core.weights import TORCH_SUFFIXES, load_torch_checkpoint
-
-    if path.suffix in TORCH_SUFFIXES:
-        state = load_torch_checkpoint(path)
-        return [
-            f"{k} {list(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in sorted(state.items())
-        ]
-    from safetensors import safe_open
-
-    from seed_core.weights import _readable, _resolve
-
-    lines = []
-    for file in _resolve(path):
-        with _readable(file), safe_open(str(file), "pt") as handle:
-            for key in handle.keys():
-                piece = handle.get_slice(key)
-                lines.append(f"{key} {list(piece.get_shape())} {_safetensors_dtype(piece.get_dtype())}")
-    return sorted(lines)
-
-
-def _safetensors_dtype(code: str) -> str:
-    return {
-        "F64": "float64",
-        "F32": "float32",
-        "F16": "float16",
-        "BF16": "bfloat16",
-        "F8_E4M3": "float8_e4m3fn",
-        "F8_E5M2": "float8_e5m2",
-        "I64": "int64",
-        "I32": "int32",
-        "I16": "int16",
-        "I8": "int8",
-        "U8": "uint8",
-        "BOOL": "bool",
-    }.get(code, code)
-
-
 def inspect(
     target: Annotated[
         str, typer.Argument(help="A checkpoint file (.safetensors, .pth, ...) or a model name.")
@@ -333,8 +293,10 @@ def inspect(
     the meta device (the layout its checkpoints must have; one block per component)."""
     path = Path(target)
     if path.exists():
-        for line in _tensor_lines(path):
-            typer.echo(line)
+        from seed_core.weights import list_tensors
+
+        for name, shape, dtype in list_tensors(path):
+            typer.echo(f"{name} {shape} {dtype}")
         return
     spec = _registry().models.get(target)
     if spec.meta is None:

@@ -274,6 +274,44 @@ def load_component(
     return module
 
 
+def list_tensors(path: str | Path) -> list[tuple[str, list[int], str]]:
+    """(name, shape, dtype) of each tensor of a checkpoint, sorted by name, without reading the values
+    where the format allows (safetensors headers)."""
+    path = Path(path)
+    if path.suffix in TORCH_SUFFIXES:
+        state = load_torch_checkpoint(path)
+        return [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in sorted(state.items())]
+    rows = []
+    for file in _resolve(path):
+        with _readable(file), safe_open(str(file), "pt") as handle:
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                rows.append(
+                    (
+                        key,
+                        list(piece.get_shape()),
+                        _SAFETENSORS_DTYPES.get(piece.get_dtype(), piece.get_dtype()),
+                    )
+                )
+    return sorted(rows)
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
 def read_state_dict(path: str | Path, *, dtype: torch.dtype | str | None = None) -> StateDict:
     """Read any supported checkpoint by its suffix (safetensors by default)."""
     if Path(path).suffix in TORCH_SUFFIXES:

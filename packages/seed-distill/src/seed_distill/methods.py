@@ -107,6 +107,8 @@ class Method:
         self.w = options.guidance if options.guidance is not None else target.default_guidance
         self.grid = flow_timesteps(options.steps, target.shift, device=target.device)
         self.g_opt = _adam(self.trainable(student), options.lr)
+        # values logged beside the losses (the trainer reads and clears them every step)
+        self.stats: dict[str, float] = {}
 
     @staticmethod
     def trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -181,13 +183,6 @@ class Method:
         self.stats["reward"] = float(reward.detach().mean())
         margin = self.o.reward_margin if self.o.reward_margin is not None else float(model.margin)
         return self.o.reward_weight * L.refl_hinge(reward, margin)
-
-    @property
-    def stats(self) -> dict[str, float]:
-        """Values logged beside the losses (the trainer reads and clears them every step)."""
-        if not hasattr(self, "_stats"):
-            self._stats: dict[str, float] = {}
-        return self._stats
 
 
 class _FakeScore(Method):

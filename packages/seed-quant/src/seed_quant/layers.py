@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seed_core.weights import CASTABLE
 from seed_quant import formats
 
 
@@ -326,7 +327,7 @@ class _QuantEmbedding(QuantLayer):
         return f"{self.num_embeddings}, {self.embedding_dim}, {self.kind}"
 
 
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FLOATS = CASTABLE
 
 
 class Int8Embedding(_QuantEmbedding):

@@ -27,6 +27,7 @@ from torch import nn
 
 from seed_core.errors import AcceleratorError, CheckpointMismatchError, CorruptCheckpointError
 from seed_core.pipeline import Pipeline
+from seed_core.weights import CASTABLE
 from seed_quant.layers import LAYERS, QuantLayer
 
 KINDS = ("int8", "w8a8", "fp8", "int4")
@@ -273,7 +274,7 @@ def storage_dtypes(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Ten
     }
     out = {}
     for key, tensor in module.state_dict().items():
-        if key not in fixed and tensor.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        if key not in fixed and tensor.dtype in CASTABLE:
             tensor = tensor.to(dtype)
         out[key] = tensor
     return out
