@@ -90,3 +90,92 @@ def test_restore_a_video_keeps_its_frame_rate(run, tmp_path: Path) -> None:  # t
         "restore", str(tmp_path / "bad.mp4"), "-m", "seedvr2-tiny-random", "-o", str(tmp_path / "o.mp4")
     )
     assert bad.exit_code == 2 and "not a readable video" in bad.output
+
+
+def _video_with_audio(path: Path, frames: int = 6, fps: int = 12) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 56, 40, "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        for i in range(frames):
+            image = np.full((40, 56, 3), 30 * i, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        tone = np.sin(np.arange(8000, dtype=np.float32) / 16000 * 2 * np.pi * 440)[None]
+        chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        chunk.sample_rate = 16000
+        for packet in [*audio.encode(chunk), *audio.encode()]:
+            container.mux(packet)
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(audio=0) if p.dts is not None]
+
+
+def test_restore_copies_the_audio_unchanged(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _video_with_audio(tmp_path / "in.mp4")
+    out = tmp_path / "out.mp4"
+    result = run(
+        "restore", str(tmp_path / "in.mp4"), "-m", "seedvr2-tiny-random", "--resolution", "32", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    source = _audio_packets(tmp_path / "in.mp4")
+    assert source and _audio_packets(out) == source  # the same AAC packets, not re-encoded
+
+
+def test_an_interrupted_restore_leaves_no_output(run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A failure while writing the 3rd frame (or the 3rd video frame): nothing under the final name,
+    no temporary files left, and an existing output folder is kept as it was."""
+    from seed_video import io
+
+    calls = {"n": 0}
+    real_save = io.save_png
+
+    def failing_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    src = _frames(tmp_path / "in", 5)
+    monkeypatch.setattr(io, "save_png", failing_save)
+    args = ["restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", "32"]
+    run(*args, "-o", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "keep.png").write_bytes(b"x")
+    calls["n"] = 0
+    run(*args, "-o", str(old), "--force")
+    assert [p.name for p in old.iterdir()] == ["keep.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "old"]  # no temporary folders
+
+    import av
+
+    real_frame = av.VideoFrame.from_ndarray
+    calls["n"] = 0
+
+    def failing_frame(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_frame(*a, **k)
+
+    monkeypatch.setattr(av.VideoFrame, "from_ndarray", failing_frame)
+    run(*args, "-o", str(tmp_path / "out.mp4"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "old"]
+
+
+def test_a_resolution_the_model_cannot_take(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 1)
+    for value, message in (("8", "at least 16 x 16"), ("wide", "give the short side")):
+        result = run("restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", value, "-o", "x.png")
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1

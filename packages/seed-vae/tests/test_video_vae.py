@@ -94,3 +94,62 @@ def test_tiled_video_decode_and_encode(vae: CausalVideoVAE) -> None:
         assert float((tiled - whole).abs().mean()) < 0.5 * float(whole.abs().mean())
         x = torch.rand(1, 3, 5, 64, 64) * 2 - 1
         assert tiled_encode_video(vae, x, tile=32, overlap=16, margin=8).shape == vae.encode(x).shape
+
+
+@pytest.mark.parametrize("preset", ["tiny", "mini"])
+def test_chunked_encode_and_decode_equal_the_whole_clip(preset: str) -> None:
+    """Temporal chunks continue the causal convolutions from the frames kept in between: the same
+    latents and frames as processing the whole clip, for every chunk size (4x and 2x temporal VAEs)."""
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VideoVAEConfig.preset(preset)).eval()
+    f = vae.cfg.temporal_factor
+    x = torch.rand(1, 3, 4 * f + 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x)
+        frames = vae.decode(z)
+        assert z.shape[2] == 5 and frames.shape == x.shape
+        for chunk in (1, 2, 3):
+            torch.testing.assert_close(vae.encode(x, chunk=chunk), z, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(vae.decode(z, chunk=chunk), frames, atol=1e-5, rtol=1e-5)
+        # the streaming state is gone afterwards: a plain call is unaffected
+        torch.testing.assert_close(vae.encode(x), z)
+        from seed_vae.video import tiled_decode_video
+
+        tiled = tiled_decode_video(vae, z, tile=4, overlap=2, margin=1)
+        torch.testing.assert_close(
+            tiled_decode_video(vae, z, tile=4, overlap=2, margin=1, chunk=2), tiled, atol=1e-5, rtol=1e-5
+        )
+
+
+def test_chunking_is_not_the_same_as_independent_pieces() -> None:
+    """The control for the test above: decoding the chunks without the kept frames differs, so the
+    equality there comes from the streaming state."""
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VideoVAEConfig.preset("mini")).eval()
+    z = torch.randn(1, 16, 4, 8, 8)
+    with torch.no_grad():
+        whole = vae.decode(z)
+        pieces = torch.cat([vae.decode(z[:, :, :2]), vae.decode(z[:, :, 2:])], dim=2)
+    assert pieces.shape[2] == whole.shape[2] - 1  # each piece drops the doubled first frame
+    assert not torch.allclose(pieces[:, :, 3:], whole[:, :, 4:], atol=1e-3)
+
+
+def test_shortcuts_add_no_weights_and_carry_the_signal_around_each_resampling() -> None:
+    """The mini preset's parameter-free shortcuts keep the key set. With its convolutions zeroed, a
+    temporal Downsample is a causal 2x2x2 average (frames (0, 0), (1, 2), (3, 4), ...) and an Upsample
+    repeats each latent frame and pixel (frame 0 once), so a clip constant over those blocks comes back."""
+    from seed_vae.video import Downsample, Upsample
+
+    mini = CausalVideoVAE(VideoVAEConfig.preset("mini")).state_dict()
+    plain = CausalVideoVAE(VideoVAEConfig.preset("mini", shortcuts=False)).state_dict()
+    assert {k: v.shape for k, v in mini.items()} == {k: v.shape for k, v in plain.items()}
+    assert not VideoVAEConfig.preset("seedvr2").shortcuts
+    down, up = Downsample(4, temporal=True, shortcut=True), Upsample(4, temporal=True, shortcut=True)
+    with torch.no_grad():
+        for p in [*down.parameters(), *up.parameters()]:
+            p.zero_()
+        coarse = torch.randn(1, 4, 3, 3, 3)
+        clip = up(coarse)
+        assert clip.shape == (1, 4, 5, 6, 6)
+        torch.testing.assert_close(clip[:, :, 1:3, ::2, ::2], coarse[:, :, 1:2].expand(-1, -1, 2, -1, -1))
+        torch.testing.assert_close(down(clip), coarse)

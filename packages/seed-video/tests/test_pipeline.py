@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seed_core.errors import UsageError
+from seed_core.errors import ConfigError, UsageError
 from seed_core.specs import LoadOptions, ModelSpec
 from seed_video.pipeline import SeedVR2Pipeline, batch_starts, output_size, random_pipeline
 
@@ -86,3 +86,34 @@ def test_offloaded_blocks_give_the_same_frames_and_phases_report_memory() -> Non
     torch.testing.assert_close(swapped.restore_frames(frames, resolution=32, batch_frames=5), expected)
     with pytest.raises(UsageError, match="has 3 blocks"):
         swapped.offload_blocks(4)
+
+
+def test_vae_chunks_tiles_and_phase_progress() -> None:
+    pipe = random_pipeline(SPEC, LoadOptions())
+    frames = torch.rand(9, 3, 32, 48)
+    calls: list[tuple[str, int, int]] = []
+    whole = pipe.restore_frames(
+        frames, resolution=32, batch_frames=9, progress=lambda *call: calls.append(call)
+    )
+    assert calls == [("encode", 1, 1), ("dit", 1, 1), ("decode", 1, 1)]
+    chunked = pipe.restore_frames(frames, resolution=32, batch_frames=9, vae_chunk=1)
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)  # temporal chunks are exact
+    tiled = pipe.restore_frames(frames, resolution=32, batch_frames=9, tile=4, tile_overlap=2)
+    assert tiled.shape == whole.shape and float((tiled - whole).abs().mean()) < 0.1
+    with pytest.raises(UsageError, match="--tile-overlap 4: needs --tile"):
+        pipe.restore_frames(frames, tile=4, tile_overlap=4)
+    with pytest.raises(UsageError, match="--vae-chunk 0"):
+        pipe.restore_frames(frames, vae_chunk=0)
+    with pytest.raises(UsageError, match="at least 16 x 16"):
+        pipe.restore_frames(frames, resolution=8)
+
+
+def test_a_checkpoint_of_the_other_official_model_is_named(tmp_path: Path) -> None:
+    """A 7B file given to the 3B model: the error says which model the file is for."""
+    from safetensors.torch import save_file
+
+    save_file({"vid_in.proj.weight": torch.zeros(3072, 132)}, tmp_path / "seedvr2_ema_7b.safetensors")
+    (tmp_path / "ema_vae.pth").write_bytes(b"")
+    torch.save(torch.zeros(58, 5120), tmp_path / "pos_emb.pt")
+    with pytest.raises(ConfigError, match="a SeedVR2-7B checkpoint; load it with -m seedvr2-7b"):
+        SeedVR2Pipeline.from_official(SPEC, tmp_path, "3b", LoadOptions())

@@ -1,4 +1,5 @@
-"""seed-mini's parts: the `seedream-mini` model (when its weights are installed) and `seed eval`.
+"""seed-mini's parts: the `seedream-mini` and `seedvr2-mini` models (when their weights are installed), the
+reward model and `seed eval`.
 
 No torch at import: `seed --help` imports this module.
 """
@@ -36,6 +37,25 @@ def seed_register_models(register: Callable[[ModelSpec], None]) -> None:
                 aliases=("mini",),
             )
         )
+    path = WEIGHTS / "seedvr2-mini"
+    if (path / "config.json").is_file():
+        register(
+            ModelSpec(
+                "seedvr2-mini",
+                "seedvr2",
+                ("restore",),
+                _build_restorer,
+                description="SeedVR2's design (causal video VAE + NaDiT, one step) trained on degraded "
+                "shapes videos",
+                weights=str(path),
+            )
+        )
+
+
+def _build_restorer(spec: ModelSpec, options: LoadOptions) -> Any:
+    from seed_video.pipeline import SeedVR2Pipeline
+
+    return SeedVR2Pipeline.from_pretrained(spec, options.weights or spec.weights or "", options)
 
 
 def _reward(device: str) -> Any:

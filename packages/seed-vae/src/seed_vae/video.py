@@ -9,7 +9,10 @@ depth-to-space (no interpolation) and drops the second frame after each temporal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +26,14 @@ from seed_core.config import Config
 class VideoVAEConfig(Config):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"channels": (32, 32, 64, 64), "groups": 8},
+        # seedvr2-mini: 4x spatial, 2x temporal, trained on the shapes world (seed_mini.train_restore)
+        "mini": {
+            "channels": (16, 32, 64),
+            "layers": 1,
+            "groups": 8,
+            "temporal_downsamples": 1,
+            "shortcuts": True,
+        },
         "seedvr2": {},
     }
 
@@ -34,6 +45,10 @@ class VideoVAEConfig(Config):
     temporal_downsamples: int = 2  # encoder blocks 1 .. n halve time too; decoder blocks 0 .. n-1 double it
     scaling_factor: float = 0.9152
     shift_factor: float = 0.0
+    # parameter-free DC-AE-style residual paths around every resampling and the bottleneck (average
+    # pooling down, nearest repetition up): no keys change, and a small VAE trains several times faster
+    # from scratch. The official model has none; seedvr2-mini uses them.
+    shortcuts: bool = False
 
     @property
     def factor(self) -> int:
@@ -53,7 +68,11 @@ def _per_frame(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
 
 class CausalConv3d(nn.Conv3d):
     """Conv3d whose temporal padding is the first frame repeated in front (none at the end); spatial
-    padding as usual (`pad=False`: none, for the padded stride-2 downsamplers)."""
+    padding as usual (`pad=False`: none, for the padded stride-2 downsamplers).
+
+    Streaming (`streaming(module)`): each call gets the next frames of the same clip; the frames that the
+    next window still needs are kept and put in front of the next call's input instead of the padding,
+    so a clip processed chunk by chunk gives the same output as the whole clip at once."""
 
     def __init__(
         self,
@@ -66,10 +85,18 @@ class CausalConv3d(nn.Conv3d):
         kt, kh, kw = kernel
         super().__init__(cin, cout, kernel, stride, padding=(0, kh // 2, kw // 2) if pad else 0)
         self.front = kt - 1  # frames of history a kernel needs
+        self.streaming = False
+        self.history: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.front:
-            x = torch.cat((x[:, :, :1].expand(-1, -1, self.front, -1, -1), x), dim=2)
+            if self.history is not None:
+                x = torch.cat((self.history, x), dim=2)
+            else:
+                x = torch.cat((x[:, :, :1].expand(-1, -1, self.front, -1, -1), x), dim=2)
+            if self.streaming:  # keep the frames from the first window start this call does not reach
+                windows = (x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1
+                self.history = x[:, :, windows * self.stride[0] :]
         return super().forward(x)
 
 
@@ -107,32 +134,67 @@ class FrameAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, dim: int, temporal: bool) -> None:
+    def __init__(self, dim: int, temporal: bool, shortcut: bool = False) -> None:
         super().__init__()
         kernel, stride = ((3, 3, 3), (2, 2, 2)) if temporal else ((1, 3, 3), (1, 2, 2))
         self.conv = CausalConv3d(dim, dim, kernel, stride, pad=False)
+        self.temporal, self.shortcut = temporal, shortcut
+        self.streaming, self.started = False, False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))  # zero pad right and bottom, then stride 2
+        out = self.conv(F.pad(x, (0, 1, 0, 1)))  # zero pad right and bottom, then stride 2
+        if self.shortcut:  # average of each 2x2 (x 2 frames: (0, 0), (1, 2), (3, 4), ...) block
+            if self.temporal and not self.started:
+                x = torch.cat((x[:, :, :1], x), dim=2)
+            out = out + F.avg_pool3d(x, (2 if self.temporal else 1, 2, 2))
+        self.started = self.streaming
+        return out
 
 
 class Upsample(nn.Module):
     """1x1x1 conv to C·r channels, depth-to-space with channels laid out (x y z c) for (h, w, t) factors,
     the second frame dropped after a temporal doubling (T -> 2T - 1), then a causal 3x3x3 conv."""
 
-    def __init__(self, dim: int, temporal: bool) -> None:
+    def __init__(self, dim: int, temporal: bool, shortcut: bool = False) -> None:
         super().__init__()
-        self.t = 2 if temporal else 1
+        self.t, self.shortcut = (2 if temporal else 1), shortcut
         self.upscale_conv = nn.Conv3d(dim, dim * 4 * self.t, 1)
         self.conv = CausalConv3d(dim, dim, (3, 3, 3))
+        self.streaming, self.started = False, False  # a streamed clip drops a frame in its first chunk only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         y = self.upscale_conv(x).view(b, 2, 2, self.t, c, t, h, w)  # (x y z c)
         y = y.permute(0, 4, 5, 3, 6, 1, 7, 2).reshape(b, c, t * self.t, h * 2, w * 2)
-        if self.t == 2:
+        first = self.t == 2 and not self.started  # drop the doubled first frame
+        self.started = self.streaming
+        if first:
             y = torch.cat((y[:, :, :1], y[:, :, 2:]), dim=2)
-        return self.conv(y)
+        out = self.conv(y)
+        if self.shortcut:  # plus the input repeated to the output's frames and pixels
+            x = x.repeat_interleave(self.t, dim=2)[:, :, 1:] if first else x.repeat_interleave(self.t, dim=2)
+            out = out + x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        return out
+
+
+@contextmanager
+def streaming(module: nn.Module) -> Iterator[None]:
+    """Within the block, calls of `module` (an encoder or decoder) continue one clip chunk by chunk."""
+    parts = [m for m in module.modules() if isinstance(m, (CausalConv3d, Upsample, Downsample))]
+
+    def reset(on: bool) -> None:
+        for m in parts:
+            m.streaming = on
+            if isinstance(m, CausalConv3d):
+                m.history = None
+            else:
+                m.started = False
+
+    reset(True)
+    try:
+        yield
+    finally:
+        reset(False)
 
 
 class _Block(nn.Module):
@@ -170,20 +232,26 @@ class VideoEncoder(nn.Module):
         for i, cout in enumerate(ch):
             resnets = [Resnet(cin if j == 0 else cout, cout, g) for j in range(cfg.layers)]
             last = i == len(ch) - 1
-            down = None if last else Downsample(cout, temporal=1 <= i <= cfg.temporal_downsamples)
+            temporal = 1 <= i <= cfg.temporal_downsamples
+            down = None if last else Downsample(cout, temporal, cfg.shortcuts)
             blocks.append(_Block(resnets, down, "downsamplers"))
             cin = cout
         self.down_blocks = nn.ModuleList(blocks)
         self.mid_block = _Mid(ch[-1], g)
         self.conv_norm_out = nn.GroupNorm(g, ch[-1], eps=1e-6)
         self.conv_out = CausalConv3d(ch[-1], 2 * cfg.latent_channels, (3, 3, 3))
+        self.shortcut = cfg.shortcuts and ch[-1] % (2 * cfg.latent_channels) == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_in(x)
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)
-        return self.conv_out(F.silu(_per_frame(self.conv_norm_out, x)))
+        out = self.conv_out(F.silu(_per_frame(self.conv_norm_out, x)))
+        if self.shortcut:  # the moments are a residual over an average of groups of the deepest features
+            b, c, t, h, w = x.shape
+            out = out + x.view(b, out.shape[1], c // out.shape[1], t, h, w).mean(dim=2)
+        return out
 
 
 class VideoDecoder(nn.Module):
@@ -196,15 +264,19 @@ class VideoDecoder(nn.Module):
         for i, cout in enumerate(ch):
             resnets = [Resnet(cin if j == 0 else cout, cout, g) for j in range(cfg.layers + 1)]
             last = i == len(ch) - 1
-            up = None if last else Upsample(cout, temporal=i < cfg.temporal_downsamples)
+            up = None if last else Upsample(cout, i < cfg.temporal_downsamples, cfg.shortcuts)
             blocks.append(_Block(resnets, up, "upsamplers"))
             cin = cout
         self.up_blocks = nn.ModuleList(blocks)
         self.conv_norm_out = nn.GroupNorm(g, ch[-1], eps=1e-6)
         self.conv_out = CausalConv3d(ch[-1], cfg.image_channels, (3, 3, 3))
+        self.shortcut = cfg.shortcuts and ch[0] % cfg.latent_channels == 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.mid_block(self.conv_in(z))
+        x = self.conv_in(z)
+        if self.shortcut:  # the first features are a residual over the latent, repeated
+            x = x + z.repeat_interleave(x.shape[1] // z.shape[1], dim=1)
+        x = self.mid_block(x)
         for block in self.up_blocks:
             x = block(x)
         return self.conv_out(F.silu(_per_frame(self.conv_norm_out, x)))
@@ -220,22 +292,40 @@ class CausalVideoVAE(nn.Module):
         self.decoder = VideoDecoder(cfg)
 
     def encode(
-        self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
     ) -> torch.Tensor:
+        """`chunk`: encode `chunk` latent frames at a time (time is causal, so the result is the same and
+        the activations held are those of one chunk)."""
         t, f = x.shape[2], self.cfg.temporal_factor
         if (t - 1) % f:
             raise ValueError(
                 f"{t} frames: the causal VAE takes {f}n + 1 frames (1, {f + 1}, {2 * f + 1}, ...)"
             )
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        if chunk is None or chunk >= (t - 1) // f + 1:
+            h = self.encoder(x)
+        else:  # pixel frames [0, 1 + f (chunk - 1)), then f chunk at a time
+            bounds = [0, *range(1 + f * (chunk - 1), t, f * chunk), t]
+            with streaming(self.encoder):
+                h = torch.cat([self.encoder(x[:, :, a:b]) for a, b in pairwise(bounds)], dim=2)
+        mean, logvar = h.chunk(2, dim=1)
         z = mean
         if sample:
             noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
             z = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
         return (z - self.cfg.shift_factor) * self.cfg.scaling_factor
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z / self.cfg.scaling_factor + self.cfg.shift_factor)
+    def decode(self, z: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
+        """`chunk`: decode `chunk` latent frames at a time (same result, less memory)."""
+        z = z / self.cfg.scaling_factor + self.cfg.shift_factor
+        if chunk is None or chunk >= z.shape[2]:
+            return self.decoder(z)
+        with streaming(self.decoder):
+            return torch.cat([self.decoder(part) for part in z.split(chunk, dim=2)], dim=2)
 
 
 LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
@@ -256,30 +346,54 @@ def rename_legacy_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def tiled_decode_video(
-    vae: CausalVideoVAE, latents: torch.Tensor, *, tile: int = 64, overlap: int = 16, margin: int = 8
+    vae: CausalVideoVAE,
+    latents: torch.Tensor,
+    *,
+    tile: int = 64,
+    overlap: int = 16,
+    margin: int = 8,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """`vae.decode` in spatial tiles of `tile` latent pixels (overlap and margin also in latent pixels),
-    blended with linear ramps; the whole clip's frames at once (time is causal and needs no tiling). The
-    mid-block attention sees one tile at a time, so this is close to, not equal to, a whole decode (the
-    only lossy memory saving; ComfyUI's default is 1024 px tiles with 128 px overlap, 128 / 16 latents)."""
+    blended with linear ramps; each tile's frames at once, or `chunk` latent frames at a time (exact:
+    time is causal). The mid-block attention sees one tile at a time, so tiling is close to, not equal
+    to, a whole decode (ComfyUI's default is 1024 px tiles with 128 px overlap, 128 / 16 latents)."""
     from fractions import Fraction
 
     from seed_vae.tiling import tiled_apply
 
     return tiled_apply(
-        vae.decode, latents, scale=Fraction(vae.cfg.factor), tile=tile, overlap=overlap, margin=margin
+        lambda z: vae.decode(z, chunk=chunk),
+        latents,
+        scale=Fraction(vae.cfg.factor),
+        tile=tile,
+        overlap=overlap,
+        margin=margin,
     )
 
 
 def tiled_encode_video(
-    vae: CausalVideoVAE, video: torch.Tensor, *, tile: int = 512, overlap: int = 128, margin: int = 64
+    vae: CausalVideoVAE,
+    video: torch.Tensor,
+    *,
+    tile: int = 512,
+    overlap: int = 128,
+    margin: int = 64,
+    chunk: int | None = None,
 ) -> torch.Tensor:
-    """`vae.encode` (posterior mean) in spatial tiles of `tile` pixels (multiples of the VAE factor)."""
+    """`vae.encode` (posterior mean) in spatial tiles of `tile` pixels (multiples of the VAE factor),
+    `chunk` latent frames at a time if given."""
     from fractions import Fraction
 
     from seed_vae.tiling import tiled_apply
 
     f = vae.cfg.factor
     return tiled_apply(
-        vae.encode, video, scale=Fraction(1, f), tile=tile, overlap=overlap, margin=margin, align=f
+        lambda x: vae.encode(x, chunk=chunk),
+        video,
+        scale=Fraction(1, f),
+        tile=tile,
+        overlap=overlap,
+        margin=margin,
+        align=f,
     )

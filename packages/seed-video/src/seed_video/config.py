@@ -27,6 +27,15 @@ class NaDiTConfig(Config):
             "mm_layers": 1,
             "txt_in_dim": 48,
         },
+        # seedvr2-mini: the 3B's design at 2.9M parameters, trained on the shapes world
+        "mini": {
+            "dim": 128,
+            "heads": 4,
+            "head_dim": 32,
+            "layers": 6,
+            "mm_layers": 2,
+            "txt_in_dim": 64,
+        },
         "3b": {"dim": 2560, "heads": 20, "layers": 32, "mm_layers": 10},
         "7b": {
             "dim": 3072,

@@ -1,7 +1,8 @@
 """Frames in and out as (T, 3, H, W) in [0, 1]: an image, a folder of numbered frames (PNG / JPEG), or a
 video file (mp4, mov, mkv, webm, avi) through PyAV (`pip install 'seed-video[io]'`), whose frame rate is
-kept. Videos are written as H.264 (yuv420p, CRF 17) with the restore's parameters in the container's
-comment; frames carry them in their PNG metadata (`seed info FRAME`). Audio is not carried over.
+kept. Videos are written as H.264 (yuv420p, CRF 17; VP9 for WebM) with the restore's parameters in the
+container's comment, and the source's audio streams copied over unchanged (no re-encoding) when the
+output container can hold their codec; frames carry the parameters in their PNG metadata (`seed info`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from seed_core.errors import OutputExistsError, UsageError
+from seed_core.errors import UsageError
 from seed_core.images import from_pil, load_image, save_png, to_pil
 
 IMAGES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -46,28 +47,67 @@ def read_video(path: Path) -> tuple[torch.Tensor, float]:
 
 
 def write_video(
-    frames: torch.Tensor, path: Path, fps: float, metadata: dict[str, Any], *, force: bool = False
+    frames: torch.Tensor,
+    path: Path,
+    fps: float,
+    metadata: dict[str, Any],
+    *,
+    force: bool = False,
+    audio_from: Path | None = None,
 ) -> Path:
-    """(T, 3, H, W) in [0, 1] -> an H.264 file, written atomically."""
+    """(T, 3, H, W) in [0, 1] -> an H.264 file, written atomically; `audio_from`: a video whose audio
+    streams are copied into it."""
     import json
+    from contextlib import ExitStack
     from fractions import Fraction
 
     from seed_core.files import atomic_path
 
     av = _av(path)
     pixels = (frames.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    with atomic_path(path, force=force) as tmp:
-        with av.open(str(tmp), "w", format=path.suffix.lstrip(".").replace("mkv", "matroska")) as container:
-            container.metadata["comment"] = json.dumps(metadata, sort_keys=True, default=str)
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = pixels.shape[2], pixels.shape[1], "yuv420p"
-            stream.options = {"crf": "17"}
-            for frame in pixels:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_path(path, force=force) as tmp, ExitStack() as stack:
+        fmt = path.suffix.lstrip(".").replace("mkv", "matroska")
+        container = stack.enter_context(av.open(str(tmp), "w", format=fmt))
+        container.metadata["comment"] = json.dumps(metadata, sort_keys=True, default=str)
+        codec = "libvpx-vp9" if fmt == "webm" else "libx264"  # WebM holds VP8 / VP9 / AV1 only
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = pixels.shape[2], pixels.shape[1], "yuv420p"
+        stream.options = {"crf": "17"} if codec == "libx264" else {"crf": "20", "b": "0"}
+        # every stream must exist before the first packet writes the header
+        source = stack.enter_context(av.open(str(audio_from))) if audio_from is not None else None
+        audio = _audio_streams(source, container) if source is not None else {}
+        for frame in pixels:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if source is not None and audio:
+            for packet in source.demux([source.streams[i] for i in audio]):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = audio[packet.stream.index]
                 container.mux(packet)
     return path
+
+
+def _audio_streams(source: Any, container: Any) -> dict[int, Any]:
+    """Output streams copying `source`'s audio streams (codec unchanged), by source stream index; a codec
+    the output format cannot hold is skipped with a warning."""
+    import warnings
+
+    import av
+
+    streams = {}
+    for audio in source.streams.audio:
+        name = audio.codec_context.name
+        if container.format.name == "webm" and name not in ("opus", "vorbis"):
+            warnings.warn(f"the source's {name} audio cannot go in WebM; it is not copied", stacklevel=3)
+            continue
+        try:
+            streams[audio.index] = container.add_stream_from_template(audio)
+        except (av.FFmpegError, ValueError) as exc:
+            warnings.warn(f"audio stream {audio.index} not copied ({exc})", stacklevel=3)
+    return streams
 
 
 def read_frames(path: Path) -> torch.Tensor:
@@ -90,21 +130,26 @@ def read_frames(path: Path) -> torch.Tensor:
 
 
 def write_frames(
-    frames: torch.Tensor, out: Path, metadata: dict[str, Any], *, force: bool = False, fps: float = 24.0
+    frames: torch.Tensor,
+    out: Path,
+    metadata: dict[str, Any],
+    *,
+    force: bool = False,
+    fps: float = 24.0,
+    audio_from: Path | None = None,
 ) -> list[Path]:
-    """One frame to `out` if it names an image file, a video if it names a video file, else frames
-    `00000.png`, ... into the folder `out`."""
+    """One frame to `out` if it names an image file, a video if it names a video file (with the audio of
+    `audio_from`, a video), else frames `00000.png`, ... into the folder `out`."""
     out = Path(out)
     if out.suffix.lower() in VIDEOS:
-        return [write_video(frames, out, fps, metadata, force=force)]
+        return [write_video(frames, out, fps, metadata, force=force, audio_from=audio_from)]
     if out.suffix.lower() in IMAGES:
         if frames.shape[0] != 1:
             raise UsageError(f"{out}: {frames.shape[0]} frames need an output folder, not an image file")
         return [save_png(to_pil(frames[0]), out, metadata, force=force)]
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"{out} exists and is not empty; pass --force to overwrite its frames")
-    out.mkdir(parents=True, exist_ok=True)
-    return [
-        save_png(to_pil(frame), out / f"{i:05d}.png", {**metadata, "frame": i}, force=True)
-        for i, frame in enumerate(frames)
-    ]
+    from seed_core.files import atomic_dir
+
+    with atomic_dir(out, force=force) as tmp:  # all frames appear at once, or none
+        for i, frame in enumerate(frames):
+            save_png(to_pil(frame), tmp / f"{i:05d}.png", {**metadata, "frame": i}, force=True)
+    return [out / f"{i:05d}.png" for i in range(frames.shape[0])]

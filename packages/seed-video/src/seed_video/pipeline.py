@@ -1,7 +1,8 @@
 """The SeedVR2 restore pipeline: frames in, frames out.
 
 `restore_frames` resizes the clip to the output size (short side or W x H; sides cropped to multiples of
-16), cuts it into batches of `batch_frames` (4n + 1) frames that overlap by `overlap` frames, restores
+the VAE factor times the patch: 16 for the official models, 8 for seedvr2-mini), cuts it into batches of
+`batch_frames` (4n + 1 frames; 2n + 1 for a 2x temporal VAE) that overlap by `overlap` frames, restores
 each batch in one DiT step (`restore.restore_clip`), crossfades the overlaps linearly and returns the
 frames in [0, 1]. A model directory holds `config.json` ({"dit": ..., "vae": ...}), `dit.safetensors`,
 `vae.safetensors` and `pos_emb.safetensors` (the text embedding, key `pos_emb`).
@@ -26,12 +27,12 @@ from seed_video.config import NaDiTConfig
 from seed_video.nadit import NaDiT
 from seed_video.restore import COLOR_FIXES, restore_clip
 
-UNIT = 16  # output sides: VAE factor 8 x patch 2
+UNIT = 16  # output sides of the official models: VAE factor 8 x patch 2
 
 
-def output_size(height: int, width: int, resolution: str | int) -> tuple[int, int]:
+def output_size(height: int, width: int, resolution: str | int, unit: int = UNIT) -> tuple[int, int]:
     """(height, width) of the output: `resolution` is the short side (int) or "WxH"; sides are rounded
-    down to multiples of 16 (the official script centre-crops to them)."""
+    down to multiples of `unit` (the official script centre-crops to them)."""
     if isinstance(resolution, str) and "x" in resolution.lower():
         w, _, h = resolution.lower().partition("x")
         try:
@@ -49,9 +50,9 @@ def output_size(height: int, width: int, resolution: str | int) -> tuple[int, in
             ) from None
         scale = short / min(height, width)
         th, tw = round(height * scale), round(width * scale)
-    if th < UNIT or tw < UNIT:
-        raise UsageError(f"--resolution {resolution}: the output must be at least {UNIT} x {UNIT} pixels")
-    return th // UNIT * UNIT, tw // UNIT * UNIT
+    if th < unit or tw < unit:
+        raise UsageError(f"--resolution {resolution}: the output must be at least {unit} x {unit} pixels")
+    return th // unit * unit, tw // unit * unit
 
 
 def resize_crop(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -139,6 +140,11 @@ class SeedVR2Pipeline(Pipeline):
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae}
 
+    @property
+    def unit(self) -> int:
+        """Output sides are multiples of this: the VAE's spatial factor times the DiT's patch."""
+        return self.vae.cfg.factor * self.dit.cfg.patch[1]
+
     @classmethod
     def from_pretrained(cls, spec: ModelSpec, path: str | Path, options: LoadOptions) -> SeedVR2Pipeline:
         path = Path(path)
@@ -186,8 +192,14 @@ class SeedVR2Pipeline(Pipeline):
         if "pos_emb.pt" not in found and "pos_emb.safetensors" not in found:
             raise ConfigError(f"{path}: no pos_emb.pt (the text embedding shipped with SeedVR2)")
         dtype = getattr(torch, options.dtype)
+        state = read_state_dict(dit_file)
+        other = official_preset(state)
+        if other is not None and other != dit_preset:  # say which model the file is for, not a key diff
+            raise ConfigError(
+                f"{dit_file}: a SeedVR2-{other.upper()} checkpoint; load it with -m seedvr2-{other}"
+            )
         dit = build_on_meta(lambda: NaDiT(NaDiTConfig.preset(dit_preset))).to(dtype)
-        load_into(dit, read_state_dict(dit_file), source=str(dit_file))
+        load_into(dit, state, source=str(dit_file))
         vae = build_on_meta(lambda: CausalVideoVAE(VideoVAEConfig.preset("seedvr2"))).to(dtype)
         load_into(vae, rename_legacy_attention(read_state_dict(vae_file)), source=str(vae_file))
         if "pos_emb.pt" in found:
@@ -217,23 +229,37 @@ class SeedVR2Pipeline(Pipeline):
         overlap: int = 0,
         color_fix: str = "wavelet",
         tile: int | None = None,
+        tile_overlap: int | None = None,
+        vae_chunk: int | None = None,
         seed: int = 0,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> torch.Tensor:
-        """(T, 3, H, W) in [0, 1] -> restored (T, 3, h, w) in [0, 1]."""
-        if batch_frames < 1 or (batch_frames - 1) % 4:
-            raise UsageError(f"--batch-frames {batch_frames}: use 4n + 1 frames (1, 5, 9, 13, ...)")
+        """(T, 3, H, W) in [0, 1] -> restored (T, 3, h, w) in [0, 1]. `tile` / `tile_overlap`: VAE tiles in
+        latent pixels (overlap a quarter of the tile by default); `vae_chunk`: latent frames the VAE
+        encodes / decodes at a time (same result, less memory); `progress(phase, done, total)` after
+        each phase (encode, dit, decode) of each batch."""
+        f = self.vae.cfg.temporal_factor
+        if batch_frames < 1 or (batch_frames - 1) % f:
+            raise UsageError(
+                f"--batch-frames {batch_frames}: use {f}n + 1 frames (1, {f + 1}, {2 * f + 1}, ...)"
+            )
         if not 0 <= overlap < batch_frames:
             raise UsageError(f"--overlap {overlap}: use 0 .. batch-frames - 1")
         if color_fix not in (*COLOR_FIXES, "none"):
             raise UsageError(f"--color-fix {color_fix}: use wavelet, adain or none")
-        size = output_size(frames.shape[2], frames.shape[3], resolution)
+        if tile is not None and tile < 2:
+            raise UsageError(f"--tile {tile}: use at least 2 latent pixels (e.g. 64)")
+        if tile_overlap is not None and not (tile and 0 <= tile_overlap < tile):
+            raise UsageError(f"--tile-overlap {tile_overlap}: needs --tile, and 0 .. tile - 1")
+        if vae_chunk is not None and vae_chunk < 1:
+            raise UsageError(f"--vae-chunk {vae_chunk}: use 1 or more latent frames")
+        size = output_size(frames.shape[2], frames.shape[3], resolution, self.unit)
         video = resize_crop(frames.float(), size) * 2 - 1  # (T, 3, h, w) in [-1, 1]
         total = video.shape[0]
         out = torch.zeros_like(video)
         weight = torch.zeros(total, 1, 1, 1)
         starts = batch_starts(total, batch_frames, overlap)
-        vae = _TiledVAE(self.vae, tile) if tile else self.vae
+        vae = _VAE(self.vae, tile, tile_overlap, vae_chunk)
         self.peaks = {}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -242,6 +268,12 @@ class SeedVR2Pipeline(Pipeline):
             n = clip.shape[0]
             batch = clip.permute(1, 0, 2, 3)[None].to(self.device, _dtype(self.dit))  # (1, 3, n, h, w)
             generator = torch.Generator().manual_seed(seed + i)
+
+            def phase(name: str, batch_index: int = i) -> None:
+                self._peak(name)
+                if progress:
+                    progress(name, batch_index + 1, len(starts))
+
             restored = restore_clip(
                 self.dit,
                 vae,
@@ -249,7 +281,7 @@ class SeedVR2Pipeline(Pipeline):
                 self.pos_emb[None],
                 generator=generator,
                 color_fix=color_fix,
-                phase=self._peak,
+                phase=phase,
             )
             ramp = torch.ones(n)
             if overlap and i > 0:  # fade in over the frames the previous batch also made
@@ -259,26 +291,45 @@ class SeedVR2Pipeline(Pipeline):
                 restored[0].permute(1, 0, 2, 3).float().cpu() * ramp[:, None, None, None]
             )
             weight[start : start + n] += ramp[:, None, None, None]
-            if progress:
-                progress(i + 1, len(starts))
         return ((out / weight + 1) / 2).clamp(0, 1)
 
 
-class _TiledVAE(torch.nn.Module):
-    """The VAE with spatially tiled encode / decode (`tile` latent pixels, a quarter overlapping)."""
+class _VAE(torch.nn.Module):
+    """The VAE with optional spatial tiles (`tile` latent pixels overlapping by `overlap`, a quarter by
+    default) and temporal chunks (`chunk` latent frames)."""
 
-    def __init__(self, vae: CausalVideoVAE, tile: int) -> None:
+    def __init__(self, vae: CausalVideoVAE, tile: int | None, overlap: int | None, chunk: int | None) -> None:
         super().__init__()
-        self.vae, self.tile, self.cfg = vae, tile, vae.cfg
+        self.vae, self.cfg, self.chunk = vae, vae.cfg, chunk
+        self.tile = tile
+        self.overlap = overlap if overlap is not None else (tile or 0) // 4
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.cfg.factor
+        if not self.tile:
+            return self.vae.encode(x, chunk=self.chunk)
+        f, o = self.cfg.factor, self.overlap
         return tiled_encode_video(
-            self.vae, x, tile=self.tile * f, overlap=self.tile // 4 * f, margin=self.tile // 4 * f
+            self.vae, x, tile=self.tile * f, overlap=o * f, margin=o * f, chunk=self.chunk
         )
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return tiled_decode_video(self.vae, z, tile=self.tile, overlap=self.tile // 4, margin=self.tile // 8)
+        if not self.tile:
+            return self.vae.decode(z, chunk=self.chunk)
+        margin = max(self.overlap // 2, 1)
+        return tiled_decode_video(
+            self.vae, z, tile=self.tile, overlap=self.overlap, margin=margin, chunk=self.chunk
+        )
+
+
+def official_preset(state: dict[str, torch.Tensor]) -> str | None:
+    """The official model ("3b" or "7b") whose width the state dict has (from its patch embedding)."""
+    weight = state.get("vid_in.proj.weight")
+    if weight is None:
+        return None
+    for name in ("3b", "7b"):
+        if weight.shape[0] == NaDiTConfig.preset(name).dim:
+            return name
+    return None
 
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:

@@ -101,11 +101,20 @@ def seed_register_commands(app: Any) -> None:
             typer.Option(help="Folder of the official files (seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt)."),
         ] = None,
         resolution: Annotated[str, typer.Option(help="Output short side (720) or WIDTHxHEIGHT.")] = "720",
-        batch_frames: Annotated[int, typer.Option(help="Frames per DiT call, 4n + 1.")] = 5,
+        batch_frames: Annotated[
+            int, typer.Option(help="Frames per DiT call, 4n + 1 (2n + 1 for seedvr2-mini).")
+        ] = 5,
         overlap: Annotated[int, typer.Option(help="Frames shared by neighbouring batches (crossfaded).")] = 0,
         color_fix: Annotated[str, typer.Option(help="wavelet, adain or none.")] = "wavelet",
         tile: Annotated[
             int | None, typer.Option(help="VAE tiles of this many latent pixels (saves memory) [none].")
+        ] = None,
+        tile_overlap: Annotated[
+            int | None, typer.Option(help="Latent pixels shared by neighbouring tiles [tile / 4].")
+        ] = None,
+        vae_chunk: Annotated[
+            int | None,
+            typer.Option(help="Latent frames the VAE processes at a time (same result, less memory) [all]."),
         ] = None,
         seed: Annotated[int, typer.Option(help="Noise seed (batch i uses seed + i).")] = 0,
         offload_blocks: Annotated[
@@ -136,7 +145,7 @@ def seed_register_commands(app: Any) -> None:
         if offload_blocks:
             pipeline.place(device, offload_blocks)
         with Progress(console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("restoring", total=None)
+            tasks = {name: bar.add_task(name, total=None) for name in ("encode", "dit", "decode")}
             out = pipeline.restore_frames(
                 frames,
                 resolution=resolution,
@@ -144,8 +153,10 @@ def seed_register_commands(app: Any) -> None:
                 overlap=overlap,
                 color_fix=color_fix,
                 tile=tile,
+                tile_overlap=tile_overlap,
+                vae_chunk=vae_chunk,
                 seed=seed,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=lambda phase, done, total: bar.update(tasks[phase], completed=done, total=total),
             )
         meta = {
             "model": model,
@@ -158,12 +169,15 @@ def seed_register_commands(app: Any) -> None:
                 "overlap": overlap,
                 "color_fix": color_fix,
                 "tile": tile,
+                "tile_overlap": tile_overlap,
+                "vae_chunk": vae_chunk,
                 "seed": seed,
                 "offload_blocks": offload_blocks,
                 "dtype": dtype,
             },
         }
-        write_frames(out, output, meta, force=force, fps=fps)
+        audio = source if source.suffix.lower() in VIDEOS else None  # its audio is copied over
+        write_frames(out, output, meta, force=force, fps=fps, audio_from=audio)
         peaks = ", ".join(f"{k} {v:,.0f} MiB" for k, v in pipeline.peaks.items())
         kind = "GPU memory allocated" if device.startswith("cuda") else "resident memory so far"
         typer.echo(
