@@ -140,7 +140,8 @@ def main() -> int:
             for name, variant in CPU_VARIANTS.items()
         ]  # fmt: skip
     rows = []
-    header = f"{'model':<18} {'size':<6} {'variant':<12} {'frames':>6} {'s':>8} {'fps':>7}  peak MiB (encode/dit/decode)"
+    header = f"{'model':<18} {'size':<6} {'variant':<12} {'frames':>6} {'s':>8} {'fps':>7}  peak MiB"
+    header += " (encode/dit/decode)"
     print(header)
     for config in configs:
         row = child(config)
@@ -156,7 +157,9 @@ def main() -> int:
         )
     machine = torch.cuda.get_device_name() if args.gpu and torch.cuda.is_available() else "cpu"
     result = {"machine": machine, "threads": torch.get_num_threads(), "rows": rows}
-    out = args.json or Path(__file__).parent / "results" / ("restore-gpu.json" if args.gpu else "restore.json")
+    out = args.json or Path(__file__).parent / "results" / (
+        "restore-gpu.json" if args.gpu else "restore.json"
+    )
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -179,3 +179,13 @@ def test_a_resolution_the_model_cannot_take(run, tmp_path: Path) -> None:  # typ
         result = run("restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", value, "-o", "x.png")
         assert result.exit_code == 2 and message in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_restore_with_an_accelerator(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 1)
+    args = ["restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", "32"]
+    result = run(*args, "--accel", "int8", "-o", str(tmp_path / "q.png"))
+    assert result.exit_code == 0, result.output
+    assert [a["name"] for a in read_metadata(tmp_path / "q.png")["accelerators"]] == ["int8"]
+    bad = run(*args, "--accel", "nonsense", "-o", str(tmp_path / "x.png"))
+    assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1 and "nonsense" in bad.output

@@ -61,12 +61,16 @@ def test_recipe_resumes_on_the_same_curve_and_exports_a_model(tmp_path: Path) ->
     assert out.shape == (3, 3, 24, 40)
 
 
-@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="seedvr2-mini weights not trained yet")
 def test_shipped_seedvr2_mini_restores_held_out_clips() -> None:
-    """The acceptance numbers on 6 held-out clips (benchmarks/RESULTS.md has the 64-clip run): at least
-    3 dB over its bicubic-upscaled degraded input, and batch boundaries no worse than inside a batch."""
+    """The acceptance numbers on the first 16 held-out clips (+3.4 dB; benchmarks/RESULTS.md has the
+    64-clip run, +3.9 dB): at least 3 dB over its bicubic-upscaled degraded input; and on 8 clips with a
+    2-frame crossfade, the error of the frame-to-frame change across batch boundaries within 1.25x of
+    that inside a batch (1.14x on 32 clips)."""
     from seed_core.pipeline import load
 
-    result = train_restore.evaluate(load("seedvr2-mini"), clips=6)
-    assert result["psnr_gain"] >= 3.0, result
-    assert result["flicker_ratio"] < 1.5, result
+    assert (SHIPPED / "config.json").is_file()
+    pipe = load("seedvr2-mini")
+    plain = train_restore.evaluate(pipe, clips=16)
+    assert plain["psnr_gain"] >= 3.0, plain
+    faded = train_restore.evaluate(pipe, clips=8, overlap=2)
+    assert faded["flicker_ratio"] < 1.25, faded

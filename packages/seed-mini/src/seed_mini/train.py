@@ -70,6 +70,17 @@ class Progress:
         return f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  eta {eta / 60:.1f} min"
 
 
+def optimizer_step(
+    loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any
+) -> None:
+    """Backward, clip the gradient norm to 1, step the optimizer and the schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def _log(out: Path, record: dict[str, Any]) -> None:
     with open(out / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -123,11 +134,7 @@ def train_vae(
         x = vae_batch(seed, step, batch, 64).to(device)
         recon, dist = vae(x, generator=torch.Generator().manual_seed(seed * 7919 + step))
         terms = loss_fn(recon, x, dist)
-        opt.zero_grad(set_to_none=True)
-        terms.total.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(terms.total, vae, opt, sched)
         step += 1
         _log(out, {"step": step, "loss": terms.total.item(), "l1": terms.l1.item()})
         if step % 50 == 0:

@@ -28,7 +28,14 @@ import torch
 
 from seed_dit.training import EMA
 from seed_mini.clips import clip_batch, restoration_batch
-from seed_mini.train import CHECKPOINT, Progress, _log, load_checkpoint, save_checkpoint
+from seed_mini.train import (
+    CHECKPOINT,
+    Progress,
+    _log,
+    load_checkpoint,
+    optimizer_step,
+    save_checkpoint,
+)
 from seed_vae.loss import AutoencoderLoss
 from seed_vae.model import LatentDistribution
 from seed_vae.video import CausalVideoVAE, VideoVAEConfig
@@ -94,11 +101,7 @@ def train_vae(
         z = dist.sample(torch.Generator().manual_seed(seed * 7919 + step)) if sample else mean
         recon = vae.decoder(z)
         terms = loss_fn(_frames(recon), _frames(x), dist)
-        opt.zero_grad(set_to_none=True)
-        terms.total.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(terms.total, vae, opt, sched)
         step += 1
         _log(out, {"step": step, "loss": terms.total.item(), "l1": terms.l1.item()})
         if step % 50 == 0:
@@ -187,11 +190,7 @@ def train_dit(
             hq, lq = vae.encode(clean), vae.encode(degraded)
         noise = torch.randn(hq.shape, generator=torch.Generator().manual_seed(seed * 7919 + step))
         loss = (restore_latent(dit, lq, text, noise) - hq).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, dit, opt, sched)
         ema.update(dit)
         step += 1
         _log(out, {"step": step, "loss": loss.item()})
@@ -232,6 +231,7 @@ def evaluate(
     clips: int = 16,
     frames: int = 17,
     batch_frames: int = 5,
+    overlap: int = 0,
     size: int = 64,
     seed: int = 2026,
     color_fix: str = "none",
@@ -239,20 +239,27 @@ def evaluate(
     """Held-out restoration quality of a SeedVR2 pipeline (clips from a seed training never uses).
 
     PSNR of the restored clip and of the bicubic-upscaled degraded input (the restorer's own input)
-    against the clean clip, and flicker at batch boundaries: with `batch_frames` per DiT call, the mean
-    absolute frame-to-frame change of the restored clip across a boundary and inside a batch, each minus
-    the clean clip's (the motion), plus the same error of the temporal differences."""
+    against the clean clip, and flicker at batch boundaries: with `batch_frames` per DiT call (sharing
+    `overlap` frames), the mean absolute error of the restored clip's frame-to-frame change against the
+    clean clip's (which is the motion) for the frame pairs where the batches making the frames change
+    (the boundaries) and for the pairs inside a batch; `flicker_ratio` is boundary over inside."""
     import statistics
 
     from seed_mini.clips import psnr
+    from seed_video.pipeline import batch_starts
 
-    gains, restored_psnr, input_psnr = [], [], []
+    starts = batch_starts(frames, batch_frames, overlap)
+    makers = [frozenset(i for i, s in enumerate(starts) if s <= t < s + batch_frames) for t in range(frames)]
+
+    gains, restored_psnr, input_psnr, vae_psnr = [], [], [], []
     cross, inside = [], []
     for i in range(clips):
         clean, degraded = restoration_batch(seed, i, 1, frames, size)
+        with torch.no_grad():  # the VAE's own ceiling: the clean clip encoded and decoded
+            vae_psnr.append(psnr(pipeline.vae.decode(pipeline.vae.encode(clean)), clean))
         lq = (degraded[0].transpose(0, 1) + 1) / 2  # (T, 3, S, S) in [0, 1]
         out = pipeline.restore_frames(
-            lq, resolution=size, batch_frames=batch_frames, color_fix=color_fix, seed=i
+            lq, resolution=size, batch_frames=batch_frames, overlap=overlap, color_fix=color_fix, seed=i
         )
         restored = out.transpose(0, 1)[None] * 2 - 1  # (1, 3, T, S, S)
         restored_psnr.append(psnr(restored, clean))
@@ -261,14 +268,16 @@ def evaluate(
         d_out = (restored[:, :, 1:] - restored[:, :, :-1]) / 2  # (1, 3, T - 1, S, S), pixel units
         d_ref = (clean[:, :, 1:] - clean[:, :, :-1]) / 2
         error = (d_out - d_ref).abs().mean(dim=(0, 1, 3, 4))  # per frame pair
-        for t in range(frames - 1):  # pair (t, t + 1) crosses a boundary when t + 1 starts a batch
-            (cross if (t + 1) % batch_frames == 0 else inside).append(float(error[t]))
+        for t in range(frames - 1):
+            (cross if makers[t] != makers[t + 1] else inside).append(float(error[t]))
     return {
         "clips": clips,
         "frames": frames,
         "size": size,
         "batch_frames": batch_frames,
+        "overlap": overlap,
         "color_fix": color_fix,
+        "psnr_vae_clean": statistics.mean(vae_psnr),
         "psnr_restored": statistics.mean(restored_psnr),
         "psnr_input": statistics.mean(input_psnr),
         "psnr_gain": statistics.mean(gains),
@@ -276,6 +285,28 @@ def evaluate(
         "temporal_error_boundary": statistics.mean(cross),
         "temporal_error_inside": statistics.mean(inside),
         "flicker_ratio": statistics.mean(cross) / statistics.mean(inside),
+    }
+
+
+def vae_tiling(vae: CausalVideoVAE, size: tuple[int, int] = (128, 256), tile: int = 16) -> dict[str, float]:
+    """Tiled against whole decoding of a clean clip's latents (tiles of `tile` latent pixels overlapping
+    by a quarter): PSNR between the two and the largest pixel difference, in [0, 1] units."""
+    import random
+
+    from seed_mini import world
+    from seed_mini.clips import psnr, sample_clip
+    from seed_vae.video import tiled_decode_video
+
+    h, w = size
+    clip = world.render_batch(sample_clip(random.Random(5), FRAMES), (w, h)) * 2 - 1  # (T, 3, H, W)
+    with torch.no_grad():
+        z = vae.encode(clip.transpose(0, 1)[None])
+        whole = vae.decode(z)
+        tiled = tiled_decode_video(vae, z, tile=tile, overlap=tile // 4, margin=tile // 8)
+    return {
+        "tile_latent_px": tile,
+        "psnr_tiled_vs_whole": psnr(tiled, whole),
+        "max_abs_difference": float((tiled - whole).abs().max()) / 2,
     }
 
 
@@ -288,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--model", type=Path, required=True)
     ev.add_argument("--clips", type=int, default=16)
     ev.add_argument("--color-fix", default="none")
+    ev.add_argument("--overlap", type=int, default=0)
     ev.add_argument("--json", type=Path)
     for name in ("vae", "dit", "export"):
         p = sub.add_parser(name)
@@ -311,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         from seed_video.pipeline import SeedVR2Pipeline
 
         pipe = SeedVR2Pipeline.from_pretrained(_spec(), args.model, LoadOptions())
-        result = evaluate(pipe, clips=args.clips, color_fix=args.color_fix)
+        result = evaluate(pipe, clips=args.clips, color_fix=args.color_fix, overlap=args.overlap)
+        result["vae_tiling"] = vae_tiling(pipe.vae)
         print(json.dumps(result, indent=2))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")

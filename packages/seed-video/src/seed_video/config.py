@@ -27,10 +27,11 @@ class NaDiTConfig(Config):
             "mm_layers": 1,
             "txt_in_dim": 48,
         },
-        # seedvr2-mini: the 3B's design at 2.9M parameters, trained on the shapes world
+        # seedvr2-mini: the 3B's design at 3.9M parameters, trained on the shapes world (width 192: the
+        # residual stream carries the noise and the low-quality latent, 64 values each per token)
         "mini": {
-            "dim": 128,
-            "heads": 4,
+            "dim": 192,
+            "heads": 6,
             "head_dim": 32,
             "layers": 6,
             "mm_layers": 2,

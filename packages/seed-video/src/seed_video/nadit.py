@@ -23,6 +23,12 @@ from seed_video.config import NaDiTConfig
 Window = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # [start, end) on t, h, w
 
 
+def float_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype inputs are cast to: the first floating parameter's (quantized layers hold integer codes
+    in their weights, so a layer's `.weight` cannot say)."""
+    return next(p.dtype for p in module.parameters() if p.is_floating_point())
+
+
 # --- windows ----------------------------------------------------------------------------------------------
 
 
@@ -281,7 +287,7 @@ class _TimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         freqs = torch.exp(-math.log(10000.0) * torch.arange(128, device=t.device, dtype=torch.float32) / 128)
         arg = t.float()[:, None] * freqs
-        e = torch.cat((arg.sin(), arg.cos()), dim=1).to(self.proj_in.weight.dtype)  # sin first
+        e = torch.cat((arg.sin(), arg.cos()), dim=1).to(float_dtype(self))  # sin first
         return self.proj_out(F.silu(self.proj_hid(F.silu(self.proj_in(e)))))
 
 
@@ -324,7 +330,7 @@ class NaDiT(nn.Module):
     def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, 33, T, H, W): noise, condition latents, mask; text (B, L, txt_in_dim); t (B,), 0 - 1000."""
         cfg = self.cfg
-        dtype = self.txt_in.weight.dtype
+        dtype = float_dtype(self)
         b, _, tt, hh, ww = x.shape
         pt, ph, pw = cfg.patch
         if tt % pt or hh % ph or ww % pw:

@@ -24,7 +24,7 @@ from seed_core.specs import LoadOptions, ModelSpec
 from seed_core.weights import build_on_meta, load_component, load_safetensors, save_safetensors
 from seed_vae.video import CausalVideoVAE, VideoVAEConfig, tiled_decode_video, tiled_encode_video
 from seed_video.config import NaDiTConfig
-from seed_video.nadit import NaDiT
+from seed_video.nadit import NaDiT, float_dtype
 from seed_video.restore import COLOR_FIXES, restore_clip
 
 UNIT = 16  # output sides of the official models: VAE factor 8 x patch 2
@@ -266,7 +266,7 @@ class SeedVR2Pipeline(Pipeline):
         for i, start in enumerate(starts):
             clip = video[start : start + batch_frames]
             n = clip.shape[0]
-            batch = clip.permute(1, 0, 2, 3)[None].to(self.device, _dtype(self.dit))  # (1, 3, n, h, w)
+            batch = clip.permute(1, 0, 2, 3)[None].to(self.device, float_dtype(self.dit))  # (1, 3, n, h, w)
             generator = torch.Generator().manual_seed(seed + i)
 
             def phase(name: str, batch_index: int = i) -> None:
@@ -330,10 +330,6 @@ def official_preset(state: dict[str, torch.Tensor]) -> str | None:
         if weight.shape[0] == NaDiTConfig.preset(name).dim:
             return name
     return None
-
-
-def _dtype(module: torch.nn.Module) -> torch.dtype:
-    return next(p.dtype for p in module.parameters() if p.is_floating_point())
 
 
 def random_pipeline(spec: ModelSpec, options: LoadOptions, seed: int = 0) -> SeedVR2Pipeline:

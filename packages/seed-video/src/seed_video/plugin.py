@@ -120,6 +120,14 @@ def seed_register_commands(app: Any) -> None:
         offload_blocks: Annotated[
             int, typer.Option(help="DiT blocks kept in CPU memory and streamed to the device per call.")
         ] = 0,
+        accel: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--accel",
+                "-a",
+                help="Accelerator, repeatable: NAME or NAME:key=value (e.g. int8). See `seed accelerators`.",
+            ),
+        ] = None,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
@@ -139,7 +147,13 @@ def seed_register_commands(app: Any) -> None:
         else:
             frames = read_frames(source)
         where = "cpu" if offload_blocks else device  # offloaded blocks must never all sit on the device
-        pipeline = load(model, device=where, dtype=dtype, weights=str(weights) if weights else None)
+        pipeline = load(
+            model,
+            accelerators=accel or [],
+            device=where,
+            dtype=dtype,
+            weights=str(weights) if weights else None,
+        )
         if not hasattr(pipeline, "restore_frames"):
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
         if offload_blocks:
@@ -175,6 +189,7 @@ def seed_register_commands(app: Any) -> None:
                 "offload_blocks": offload_blocks,
                 "dtype": dtype,
             },
+            "accelerators": [{"name": a.name, "options": a.options} for a in pipeline.accelerators],
         }
         audio = source if source.suffix.lower() in VIDEOS else None  # its audio is copied over
         write_frames(out, output, meta, force=force, fps=fps, audio_from=audio)
