@@ -61,13 +61,14 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _jpeg(frame: torch.Tensor, quality: int) -> torch.Tensor:
     """(3, H, W) in [0, 1] through a JPEG round trip."""
+    import numpy as np
     from PIL import Image
 
     array = (frame.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
-    decoded = torch.from_numpy(__import__("numpy").asarray(Image.open(buffer).convert("RGB")).copy())
+    decoded = torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB")).copy())
     return decoded.permute(2, 0, 1).float() / 255
 
 

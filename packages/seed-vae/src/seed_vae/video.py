@@ -66,7 +66,18 @@ def _per_frame(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     return y.view(b, t, c, h, w).transpose(1, 2)
 
 
-class CausalConv3d(nn.Conv3d):
+class _Streamable:
+    """A module that can continue one clip across calls (see `streaming`): `started` once it has seen
+    the clip's first chunk."""
+
+    streaming = False
+    started = False
+
+    def stream(self, on: bool) -> None:
+        self.streaming, self.started = on, False
+
+
+class CausalConv3d(nn.Conv3d, _Streamable):
     """Conv3d whose temporal padding is the first frame repeated in front (none at the end); spatial
     padding as usual (`pad=False`: none, for the padded stride-2 downsamplers).
 
@@ -85,8 +96,11 @@ class CausalConv3d(nn.Conv3d):
         kt, kh, kw = kernel
         super().__init__(cin, cout, kernel, stride, padding=(0, kh // 2, kw // 2) if pad else 0)
         self.front = kt - 1  # frames of history a kernel needs
-        self.streaming = False
         self.history: torch.Tensor | None = None
+
+    def stream(self, on: bool) -> None:
+        super().stream(on)
+        self.history = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.front:
@@ -133,13 +147,12 @@ class FrameAttention(nn.Module):
         return x + o
 
 
-class Downsample(nn.Module):
+class Downsample(nn.Module, _Streamable):
     def __init__(self, dim: int, temporal: bool, shortcut: bool = False) -> None:
         super().__init__()
         kernel, stride = ((3, 3, 3), (2, 2, 2)) if temporal else ((1, 3, 3), (1, 2, 2))
         self.conv = CausalConv3d(dim, dim, kernel, stride, pad=False)
         self.temporal, self.shortcut = temporal, shortcut
-        self.streaming, self.started = False, False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(F.pad(x, (0, 1, 0, 1)))  # zero pad right and bottom, then stride 2
@@ -151,7 +164,7 @@ class Downsample(nn.Module):
         return out
 
 
-class Upsample(nn.Module):
+class Upsample(nn.Module, _Streamable):
     """1x1x1 conv to C·r channels, depth-to-space with channels laid out (x y z c) for (h, w, t) factors,
     the second frame dropped after a temporal doubling (T -> 2T - 1), then a causal 3x3x3 conv."""
 
@@ -160,7 +173,6 @@ class Upsample(nn.Module):
         self.t, self.shortcut = (2 if temporal else 1), shortcut
         self.upscale_conv = nn.Conv3d(dim, dim * 4 * self.t, 1)
         self.conv = CausalConv3d(dim, dim, (3, 3, 3))
-        self.streaming, self.started = False, False  # a streamed clip drops a frame in its first chunk only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -180,21 +192,14 @@ class Upsample(nn.Module):
 @contextmanager
 def streaming(module: nn.Module) -> Iterator[None]:
     """Within the block, calls of `module` (an encoder or decoder) continue one clip chunk by chunk."""
-    parts = [m for m in module.modules() if isinstance(m, (CausalConv3d, Upsample, Downsample))]
-
-    def reset(on: bool) -> None:
-        for m in parts:
-            m.streaming = on
-            if isinstance(m, CausalConv3d):
-                m.history = None
-            else:
-                m.started = False
-
-    reset(True)
+    parts = [m for m in module.modules() if isinstance(m, _Streamable)]
+    for m in parts:
+        m.stream(True)
     try:
         yield
     finally:
-        reset(False)
+        for m in parts:
+            m.stream(False)
 
 
 class _Block(nn.Module):

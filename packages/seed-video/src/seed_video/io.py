@@ -81,7 +81,7 @@ def write_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-        if source is not None and audio:
+        if audio:  # after the video: the muxer interleaves by timestamp
             for packet in source.demux([source.streams[i] for i in audio]):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
