@@ -70,7 +70,7 @@ def test_seed_core_never_imports_a_sibling():
     assert imported & FIRST_PARTY == {"seed_core"}
 
 
-BACKBONES = {"seed_dit", "seed_video"}
+BACKBONES = {"seed_dit", "seed_video", "seed_diffusers"}
 ACCELERATORS = {"seed_attn", "seed_quant", "seed_distill"}
 # DESIGN.md: backbones never import an accelerator package; accelerators never import a backbone package;
 # the VAE package only needs the core

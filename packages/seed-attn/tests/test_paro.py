@@ -192,3 +192,20 @@ def test_calibrate_refuses_bad_settings_before_sampling(registry, tmp_path):
         assert result.exit_code == 2 and "groups >= 1" in result.output, result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL])  # no model directory: name --out at once
     assert result.exit_code == 2 and "--out DIR" in result.output
+
+
+def test_flex_and_int8_attention_accelerators_on_a_native_backbone(registry):
+    dense = _image(MODEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # FlexAttention is unfused off CUDA
+        assert np.abs(_image(MODEL, ["flex"]) - dense).max() <= 1
+    for accel in ("int8-attn", "int8-attn:pv_bits=8"):
+        pipeline = load(MODEL, accelerators=[accel])
+        assert {m.attention_backend for m in pipeline.dit.modules() if hasattr(m, "attention_backend")} == {
+            "int8" if accel == "int8-attn" else "int8-pv8"
+        }
+        assert np.abs(_image(pipeline) - dense).mean() < 2
+    with pytest.raises(AcceleratorError, match="pv_bits must be 16 or 8"):
+        load(MODEL, accelerators=["int8-attn:pv_bits=4"])
+    with pytest.raises(AcceleratorError, match="conflict|both change"):
+        load(MODEL, accelerators=["flex", "int8-attn"])

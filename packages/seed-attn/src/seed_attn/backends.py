@@ -130,8 +130,19 @@ def backbone(pipeline: Any) -> torch.nn.Module:
         if isinstance(components.get(name), torch.nn.Module) and attention_layers(components[name]):
             return components[name]  # type: ignore[no-any-return]
     raise AcceleratorError(
-        f"paro: model '{pipeline.spec.name}' has no diffusion transformer that calls seed-core's attention"
+        f"model '{pipeline.spec.name}' has no diffusion transformer that calls seed-core's attention, so "
+        "attention accelerators cannot reach it"
     )
+
+
+def apply_backend(pipeline: Any, name: str, pv_bits: int = 16) -> Any:
+    """The `flex` and `int8-attn` accelerators: every attention layer of the backbone uses backend `name`."""
+    from seed_core.attention import set_attention_backend
+
+    if pv_bits not in (16, 8):
+        raise AcceleratorError(f"int8-attn: pv_bits must be 16 or 8, got {pv_bits}")
+    set_attention_backend(backbone(pipeline), "int8-pv8" if name == "int8" and pv_bits == 8 else name)
+    return pipeline
 
 
 def plan_directory(pipeline: Any, plan: str | None) -> Path:

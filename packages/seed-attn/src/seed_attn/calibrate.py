@@ -10,7 +10,6 @@ from seed_attn.paro import Calibrator, ParoPlan, install
 from seed_core.errors import UsageError
 from seed_core.files import check_writable
 from seed_core.pipeline import load
-from seed_core.requests import GenerateRequest
 
 PROMPTS = (
     "a red circle left of a blue square",
@@ -35,10 +34,12 @@ def calibrate(
     device: str = "cpu",
     tick: Callable[[str], None] | None = None,
     accelerators: Sequence[str] = (),
+    frames: int | None = None,
 ) -> tuple[Path, ParoPlan]:
     """Calibrate PARO for `model` at `size` (width, height; default: the model's); returns the plan's JSON
     path (beside the model unless `out`) and the plan. `accelerators` are applied first (a distilled
-    student, quantized weights): the plan then fits the model as it will run."""
+    student, quantized weights): the plan then fits the model as it will run. A text-to-video model makes
+    `frames` frames (default: the model's)."""
     calibrator = Calibrator(groups=groups, alpha=alpha)  # checks its settings before any work
     if accelerators and out is None:
         raise UsageError(
@@ -55,7 +56,9 @@ def calibrate(
     installed = install(dit, calibrator, "paro-calibrate")
     try:
         for i, prompt in enumerate(prompts):
-            pipeline.run(GenerateRequest(prompt, width=width, height=height, seed=i, steps=steps))
+            pipeline.run(
+                pipeline.text_request(prompt, width=width, height=height, seed=i, steps=steps, frames=frames)
+            )
             if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
                 check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
             if tick:
@@ -66,6 +69,11 @@ def calibrate(
         pipeline.spec.name,
         density,
         bits,
-        meta={"prompts": list(prompts), "size": [width, height], "steps": steps or pipeline.default_steps},
+        meta={
+            "prompts": list(prompts),
+            "size": [width, height],
+            "steps": steps or pipeline.default_steps,
+            "frames": frames,
+        },
     )
     return plan.save(directory, force=force), plan

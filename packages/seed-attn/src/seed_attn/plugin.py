@@ -49,8 +49,35 @@ def _apply_paro(pipeline: Any, **options: Any) -> Any:
     return apply_paro(pipeline, **options)
 
 
+def _apply_backend(name: str) -> Callable[..., Any]:
+    def apply(pipeline: Any, **options: Any) -> Any:
+        from seed_attn.backends import apply_backend
+
+        return apply_backend(pipeline, name, **options)
+
+    return apply
+
+
 @hookimpl
 def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> None:
+    register(
+        AcceleratorSpec(
+            name="flex",
+            kind=AcceleratorKind.ATTENTION,
+            apply=_apply_backend("flex"),
+            description="dense attention through PyTorch FlexAttention (block-sparse with a plan: --accel "
+            "paro:kernel=flex)",
+        )
+    )
+    register(
+        AcceleratorSpec(
+            name="int8-attn",
+            kind=AcceleratorKind.ATTENTION,
+            apply=_apply_backend("int8"),
+            description="dense attention with INT8 Q·Kᵀ (K smoothed, per-block scales); P·V in 16 or 8 bits",
+            options=(AcceleratorOption("pv_bits", int, 16, "P·V bits: 16 or 8"),),
+        )
+    )
     register(
         AcceleratorSpec(
             name="paro",
@@ -93,6 +120,9 @@ def seed_register_commands(app: Any) -> None:
         ] = 0.5,
         out: Annotated[Path | None, typer.Option(help="Plan directory [MODEL_DIR/paro].")] = None,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        frames: Annotated[
+            int | None, typer.Option(help="Frames per video (text-to-video models) [the model's].")
+        ] = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing plan.")] = False,
         with_accel: Annotated[
             list[str] | None,
@@ -134,6 +164,7 @@ def seed_register_commands(app: Any) -> None:
                 device=device,
                 tick=lambda _: bar.update(task, advance=1),
                 accelerators=with_accel or (),
+                frames=frames,
             )
         reordered = int((plan.orders != 0).sum())
         typer.echo(

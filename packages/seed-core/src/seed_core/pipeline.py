@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from seed_core.errors import AcceleratorError, ConfigError, UnsupportedTaskError, UsageError
 from seed_core.registry import Registry, get_registry
-from seed_core.requests import AppliedAccelerator, EditRequest, GenerateRequest, GenerationResult
+from seed_core.requests import (
+    AppliedAccelerator,
+    EditRequest,
+    GenerateRequest,
+    GenerationResult,
+    VideoRequest,
+)
 from seed_core.specs import AcceleratorKind, AcceleratorSpec, LoadOptions, ModelSpec
 
 if TYPE_CHECKING:
@@ -23,6 +29,8 @@ if TYPE_CHECKING:
 
 #: called with (step, total) while a pipeline samples; the CLI passes a progress bar
 Progress = Callable[[int, int], None]
+#: the command that serves each task (named when a model is asked for a task it does not serve)
+COMMANDS = {"t2i": "seed generate", "edit": "seed edit", "t2v": "seed video", "restore": "seed restore"}
 
 
 class Pipeline:
@@ -59,6 +67,9 @@ class Pipeline:
     def edit(self, request: EditRequest, progress: Progress | None = None) -> GenerationResult:
         raise UnsupportedTaskError(f"model '{self.spec.name}' cannot edit images")
 
+    def video(self, request: VideoRequest, progress: Progress | None = None) -> GenerationResult:
+        raise UnsupportedTaskError(f"model '{self.spec.name}' cannot make videos")
+
     def distill_target(self, prompts: Sequence[str], size: tuple[int, int] | None = None) -> DistillTarget:
         """This model as a teacher for `seed distill` (see seed_core.distill), trained on `prompts`."""
         raise UnsupportedTaskError(
@@ -70,16 +81,27 @@ class Pipeline:
         """Swap in a distilled student saved by `DistillTarget.save_student`; returns its info."""
         raise UnsupportedTaskError(f"model '{self.spec.name}' cannot load distilled students")
 
+    def text_request(self, prompt: str, **options: Any) -> GenerateRequest:
+        """A text request of the kind this model serves: a `VideoRequest` for a text-to-video model (then
+        `frames` counts), else a `GenerateRequest`. For tools that only need to run a model (calibration)."""
+        if "t2i" not in self.spec.tasks and "t2v" in self.spec.tasks:
+            return VideoRequest(prompt, **options)
+        options.pop("frames", None)
+        return GenerateRequest(prompt, **options)
+
     def run(self, request: GenerateRequest, progress: Progress | None = None) -> GenerationResult:
         """Validate `request` and dispatch it to the task method."""
         if request.task not in self.spec.tasks:
+            hint = next((COMMANDS[t] for t in self.spec.tasks if t in COMMANDS), None)
             raise UnsupportedTaskError(
                 f"model '{self.spec.name}' does not support the '{request.task}' task "
-                f"(it supports: {', '.join(self.spec.tasks)})"
+                f"(it supports: {', '.join(self.spec.tasks)})" + (f"; use `{hint}`" if hint else "")
             )
         request.validate()
         if isinstance(request, EditRequest):
             return self.edit(request, progress)
+        if isinstance(request, VideoRequest):
+            return self.video(request, progress)
         return self.generate(request, progress)
 
 
@@ -199,12 +221,18 @@ def stored_models() -> list[str]:
 
 
 def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[ModelSpec, str | None]:
-    """A registered name or alias, a model directory whose config.json names its model, or the name of
-    a directory in the local store (`models_home()`).
+    """A registered name or alias, a model directory whose config.json names its model, the name of a
+    directory in the local store (`models_home()`), or `NAME:PATH`: registered model NAME with the
+    weights in PATH (e.g. `diffusers:./sd3-medium`).
 
     Returns the spec and the weights path (None: the spec's own default).
     """
     registry = registry or get_registry()
+    prefix, colon, rest = name_or_path.partition(":")
+    if colon and rest and prefix in registry.models and name_or_path not in registry.models:
+        if not Path(rest).exists():
+            raise UsageError(f"{name_or_path}: {rest} does not exist; give the folder of the model's files")
+        return registry.models.get(prefix), rest
     path = Path(name_or_path)
     if name_or_path not in registry.models and not path.is_dir() and "/" not in name_or_path:
         stored = models_home() / name_or_path
@@ -213,7 +241,12 @@ def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[
     if name_or_path not in registry.models and path.is_dir():
         config = path / "config.json"
         if not config.exists():
-            raise UsageError(f"{path} is a directory without config.json; it is not a model directory")
+            hint = (
+                f"; for a diffusers pipeline use -m diffusers:{path}"
+                if (path / "model_index.json").is_file()
+                else ""
+            )
+            raise UsageError(f"{path} is a directory without config.json; it is not a model directory{hint}")
         try:
             data = json.loads(config.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:

@@ -88,6 +88,23 @@ class EditRequest(GenerateRequest):
 
 
 @dataclass
+class VideoRequest(GenerateRequest):
+    """Text to video. `frames` and `fps` None take the model's defaults."""
+
+    frames: int | None = None
+    fps: float | None = None
+
+    task = "t2v"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.frames is not None and not 1 <= self.frames <= 1000:
+            raise InvalidRequestError(f"frames must be between 1 and 1000, got {self.frames}")
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+            raise InvalidRequestError(f"fps must be in (0, 240], got {self.fps}")
+
+
+@dataclass
 class AppliedAccelerator:
     name: str
     kind: str
@@ -100,7 +117,8 @@ class AppliedAccelerator:
 
 @dataclass
 class GenerationResult:
-    """Images (PIL) with what produced them. `seeds[i]` reproduces `images[i]` with num_images=1."""
+    """Images (PIL) with what produced them. `seeds[i]` reproduces `images[i]` with num_images=1. A video
+    request fills `videos` instead: each (frames, height, width, 3) uint8."""
 
     images: list[Any]
     request: GenerateRequest
@@ -109,6 +127,7 @@ class GenerationResult:
     seeds: list[int] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # resolved steps, size, sampler, shift, ...
     seconds: float = 0.0
+    videos: list[Any] = field(default_factory=list)
 
     def metadata(self, index: int = 0) -> dict[str, Any]:
         from seed_core.versions import versions

@@ -139,8 +139,6 @@ def calibrate_inputs(
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Run `prompts` through the pipeline and record max |input| per channel of the named Linear layers
     ({component: [layer names]}): the statistics SmoothQuant's scales come from."""
-    from seed_core.requests import GenerateRequest
-
     stats: dict[str, dict[str, torch.Tensor]] = {c: {} for c in names}
     hooks = []
     components = pipeline.components()
@@ -155,7 +153,7 @@ def calibrate_inputs(
             hooks.append(components[comp].get_submodule(name).register_forward_pre_hook(record))
     try:
         for i, prompt in enumerate(prompts):
-            pipeline.run(GenerateRequest(prompt=prompt, seed=i, steps=steps))
+            pipeline.run(pipeline.text_request(prompt, seed=i, steps=steps))
     finally:
         for hook in hooks:
             hook.remove()

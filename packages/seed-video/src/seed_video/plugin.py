@@ -198,3 +198,71 @@ def seed_register_commands(app: Any) -> None:
         typer.echo(
             f"{output}: {out.shape[0]} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
         )
+
+    @app.command("video")
+    def video_command(
+        prompt: Annotated[str, typer.Argument(help="What the video should show.")],
+        model: Annotated[
+            str,
+            typer.Option("--model", "-m", help="A text-to-video model, e.g. diffusers:PATH (a Wan folder)."),
+        ],
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "--output", "-o", help="A video file (.mp4, .webm, ...) or a folder for PNG frames."
+            ),
+        ] = None,
+        frames: Annotated[int | None, typer.Option(help="Frames to make [the model's].")] = None,
+        fps: Annotated[
+            float | None, typer.Option(help="Frames per second of the file [the model's].")
+        ] = None,
+        size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT [the model's].")] = None,
+        steps: Annotated[int | None, typer.Option(help="Sampling steps [the model's].")] = None,
+        guidance: Annotated[
+            float | None, typer.Option("--guidance", "-g", help="CFG scale [the model's].")
+        ] = None,
+        negative: Annotated[str, typer.Option(help="Negative prompt.")] = "",
+        seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; video i uses seed + i.")] = 0,
+        num_videos: Annotated[int, typer.Option("--num-videos", "-n", help="Videos to make.")] = 1,
+        accel: Annotated[
+            list[str] | None,
+            typer.Option("--accel", "-a", help="Accelerator, repeatable: NAME or NAME:key=value."),
+        ] = None,
+        device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+        dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
+        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+    ) -> None:
+        """Generate a video from a text prompt with a text-to-video model (and any accelerators); the file
+        carries the request, the model and the accelerators as metadata."""
+        import torch
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from seed_core.files import check_writable
+        from seed_core.pipeline import load
+        from seed_core.requests import VideoRequest, parse_size
+        from seed_video.io import write_frames
+
+        width, height = parse_size(size) if size else (None, None)
+        request = VideoRequest(
+            prompt, negative_prompt=negative, width=width, height=height, steps=steps, guidance=guidance,
+            seed=seed, num_images=num_videos, frames=frames, fps=fps,
+        )  # fmt: skip
+        request.validate()
+        out = output or Path(f"seed-video-{seed}.mp4")
+        paths = (
+            [out]
+            if num_videos == 1
+            else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(num_videos)]
+        )
+        for path in paths:
+            check_writable(path, force)
+        pipeline = load(model, accelerators=accel or [], device=device, dtype=dtype)
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("video", total=None)
+            result = pipeline.run(request, lambda done, total: bar.update(task, completed=done, total=total))
+        rate = float(result.settings.get("fps") or fps or 16.0)
+        for i, (video, path) in enumerate(zip(result.videos, paths, strict=True)):
+            tensor = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255.0  # (F, 3, H, W)
+            write_frames(tensor, path, result.metadata(i), force=force, fps=rate)
+            typer.echo(str(path))

@@ -1,0 +1,1 @@
+"""Seed backbones from local diffusers pipelines."""

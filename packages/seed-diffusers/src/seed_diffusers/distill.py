@@ -1,0 +1,277 @@
+"""diffusers flow-matching transformers (SD3, Flux, Wan) as distillation teachers, and their students.
+
+The protocol's convention is diffusers' own: ``x_t = (1 - t) x0 + t noise`` and the transformer predicts
+``noise - x0``; only the time scale differs (SD3 and Wan take t x 1000, Flux takes t). Latents are kept
+unpacked ((B, C, H, W), or (B, C, F, H, W) for Wan) and Flux's 2x2 packing happens inside `velocity`.
+
+A student is written as a complete diffusers pipeline folder (the teacher's components, the student's
+transformer) whose scheduler carries the teacher's shift without dynamic shifting, plus `seed_student.json`
+with its steps and the unshifted `sigmas`: diffusers runs it with ``pipe(..., num_inference_steps=N,
+sigmas=SIGMAS, guidance_scale=1)``; `-m diffusers:DIR` and `--accel METHOD:path=DIR` do that themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seed_core.distill import DistillTarget
+from seed_core.errors import ConfigError
+from seed_core.files import atomic_dir
+from seed_core.samplers import cfg as cfg_combine
+from seed_diffusers.attention import route
+
+if TYPE_CHECKING:
+    from seed_diffusers.pipeline import DiffusersPipeline
+
+STUDENT_FILE = "seed_student.json"
+VIDEO_FRAMES = 17  # frames of a Wan training clip (4n + 1)
+
+
+@dataclass
+class Condition:
+    """Encoded prompts: the transformer's text keyword arguments, for the prompts and the empty prompt."""
+
+    full: dict[str, torch.Tensor]
+    null: dict[str, torch.Tensor] | None
+    prompts: list[str] = field(default_factory=list)
+
+
+def _cat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v if k == "txt_ids" else torch.cat((v, b[k])) for k, v in a.items()}
+
+
+def teacher_shift(pipe: Any, tokens: int) -> float:
+    """The shift of the pipeline's scheduler at `tokens` image tokens (Flux's dynamic shift is exp(mu))."""
+    config = pipe.scheduler.config
+    if not config.get("use_dynamic_shifting", False):
+        return float(config.get("shift", 1.0))
+    base, top = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    lo, hi = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    mu = lo + (hi - lo) / (top - base) * (tokens - base)
+    return math.exp(mu)
+
+
+class DiffusersDistillTarget(DistillTarget):
+    def __init__(self, pipeline: DiffusersPipeline, prompts: Sequence[str], size: tuple[int, int]) -> None:
+        if not prompts:
+            raise ConfigError("distillation needs at least one training prompt")
+        self.pipeline, self.pipe, self.family = pipeline, pipeline.pipe, pipeline.family.short
+        self.prompts_pool = list(prompts)
+        self.teacher = self.pipe.transformer.requires_grad_(False)
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+            if getattr(self.pipe, name, None) is not None:
+                getattr(self.pipe, name).requires_grad_(False)
+        width, height = size
+        cfg = self.teacher.config
+        if self.family == "wan":
+            f, ft = self.pipe.vae_scale_factor_spatial, self.pipe.vae_scale_factor_temporal
+            self.latent: tuple[int, ...] = (
+                cfg.in_channels,
+                (VIDEO_FRAMES - 1) // ft + 1,
+                height // f,
+                width // f,
+            )
+            tokens = math.prod(self.latent[1:]) // math.prod(cfg.patch_size)
+        elif self.family == "flux":
+            f = self.pipe.vae_scale_factor * 2  # latents are packed 2x2
+            self.latent = (cfg.in_channels // 4, height // f * 2, width // f * 2)
+            tokens = (height // f) * (width // f)
+        else:
+            f = self.pipe.vae_scale_factor
+            self.latent = (cfg.in_channels, height // f, width // f)
+            tokens = (height // f // cfg.patch_size) * (width // f // cfg.patch_size)
+        self.size = (width, height)
+        self.shift = teacher_shift(self.pipe, tokens)
+        # Flux-dev's guidance is an embedded input, not CFG: its teacher is sampled without a null branch
+        self.default_guidance = 1.0 if self.family == "flux" else pipeline.family.default_guidance
+        blocks = self._blocks(self.teacher)
+        self.depths = sorted({max(1, round(len(blocks) * k / 3)) for k in (1, 2, 3)})
+
+    # --- conditions ---------------------------------------------------------------------------------
+
+    def _encode(self, prompts: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        device, n = self.device, len(prompts)
+        # the text length the pipeline's own call uses (Wan's encode_prompt defaults to a shorter one)
+        length = inspect.signature(self.pipe.__call__).parameters["max_sequence_length"].default
+        with torch.no_grad():
+            if self.family == "sd3":
+                emb, neg, pooled, neg_pooled = self.pipe.encode_prompt(
+                    prompt=prompts, prompt_2=None, prompt_3=None, device=device,
+                    do_classifier_free_guidance=True, negative_prompt=[""] * n, max_sequence_length=length,
+                )  # fmt: skip
+                return (
+                    {"encoder_hidden_states": emb, "pooled_projections": pooled},
+                    {"encoder_hidden_states": neg, "pooled_projections": neg_pooled},
+                )
+            if self.family == "flux":
+                emb, pooled, ids = self.pipe.encode_prompt(
+                    prompt=prompts, prompt_2=None, device=device, max_sequence_length=length
+                )
+                return {"encoder_hidden_states": emb, "pooled_projections": pooled, "txt_ids": ids}, None
+            emb, neg = self.pipe.encode_prompt(
+                prompt=prompts, negative_prompt=[""] * n, do_classifier_free_guidance=True, device=device,
+                max_sequence_length=length,
+            )  # fmt: skip
+            return {"encoder_hidden_states": emb}, {"encoder_hidden_states": neg}
+
+    def sample_conditions(self, n: int, generator: torch.Generator) -> Condition:
+        rng = random.Random(int(torch.randint(0, 2**62, (), generator=generator)))
+        return self.conditions([rng.choice(self.prompts_pool) for _ in range(n)])
+
+    def conditions(self, prompts: Sequence[str]) -> Condition:
+        full, null = self._encode(list(prompts))
+        return Condition(full, null, list(prompts))
+
+    def prompts(self, cond: Any) -> list[str]:
+        return list(cond.prompts)
+
+    def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn((n, *self.latent), generator=generator).to(self.device)
+
+    # --- networks -----------------------------------------------------------------------------------
+
+    def _call(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, text: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        dtype = next(net.parameters()).dtype
+        text = {k: v.to(dtype) if v.is_floating_point() and k != "txt_ids" else v for k, v in text.items()}
+        if self.family == "flux":
+            b, c, h, w = x.shape
+            packed = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * 4)
+            ids = torch.zeros(h // 2, w // 2, 3, device=x.device)
+            ids[..., 1] += torch.arange(h // 2, device=x.device)[:, None]
+            ids[..., 2] += torch.arange(w // 2, device=x.device)[None, :]
+            embed = getattr(net.config, "guidance_embeds", False)
+            guidance = (
+                torch.full((b,), self.pipeline.family.default_guidance, device=x.device) if embed else None
+            )
+            out = net(
+                hidden_states=packed.to(dtype), timestep=t.to(dtype), guidance=guidance,
+                img_ids=ids.reshape(-1, 3).to(dtype), return_dict=False, **text,
+            )[0]  # fmt: skip
+            return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w).float()
+        out = net(hidden_states=x.to(dtype), timestep=(t * 1000).to(dtype), return_dict=False, **text)[0]
+        return out.float()
+
+    def velocity(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Any,
+        guidance: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        assert isinstance(cond, Condition)
+        if cond.null is not None and (isinstance(guidance, torch.Tensor) or guidance != 1.0):
+            both = self._call(net, torch.cat((x, x)), torch.cat((t, t)), _cat(cond.full, cond.null))
+            c, u = both.chunk(2)
+            scale = guidance.view(-1, *[1] * (x.ndim - 1)) if isinstance(guidance, torch.Tensor) else guidance
+            return cfg_combine(c, u, scale)
+        return self._call(net, x, t, cond.full)
+
+    def _blocks(self, net: nn.Module) -> list[nn.Module]:
+        return list(getattr(net, "transformer_blocks", None) or net.blocks)
+
+    def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
+        n_img = math.prod(self.latent[1:]) // math.prod(self._patch(net))
+        found: dict[int, torch.Tensor] = {}
+        handles = []
+        blocks = self._blocks(net)
+        for depth in self.depths:
+
+            def keep(_m: nn.Module, _i: Any, out: Any, depth: int = depth) -> None:
+                parts = out if isinstance(out, tuple) else (out,)
+                image = [
+                    p for p in parts if p is not None and p.ndim == 3 and p.shape[1] == n_img
+                ]  # the image stream
+                found[depth] = image[0] if image else parts[-1][:, -n_img:]
+
+            handles.append(blocks[depth - 1].register_forward_hook(keep))
+        try:
+            self._call(net, x, t, cond.full)
+        finally:
+            for h in handles:
+                h.remove()
+        return [found[d].float() for d in self.depths]
+
+    def _patch(self, net: nn.Module) -> tuple[int, ...]:
+        p = net.config.patch_size
+        if self.family == "flux":
+            return (2, 2)
+        return tuple(p) if isinstance(p, (list, tuple)) else (p, p)
+
+    def feature_dims(self) -> list[int]:
+        cfg = self.teacher.config
+        return [cfg.num_attention_heads * cfg.attention_head_dim] * len(self.depths)
+
+    def make_student(self, guidance_embed: bool = False) -> nn.Module:
+        if guidance_embed:
+            raise NotImplementedError("diffusers transformers are not given a guidance embedding here")
+        student = type(self.teacher).from_config(self.teacher.config)  # a fresh module: no routing wrappers
+        student.load_state_dict(self.teacher.state_dict())
+        return student.to(self.device).float().requires_grad_(True).train()
+
+    def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
+        steps = int(info["steps"])
+        sigmas = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1].tolist()
+        record = {
+            **info,
+            "family": self.family,
+            "shift": self.shift,
+            "sigmas": sigmas,
+            "size": list(self.size),
+        }
+        dtype = self.teacher.dtype
+        with atomic_dir(directory, force=True) as tmp:
+            shutil.copytree(
+                self.pipeline.path, tmp, dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("transformer", "paro", "students", STUDENT_FILE),
+            )  # fmt: skip
+            net.to(dtype).save_pretrained(str(tmp / "transformer"), safe_serialization=True)
+            net.float()
+            scheduler = tmp / "scheduler" / "scheduler_config.json"
+            config = json.loads(scheduler.read_text(encoding="utf-8"))
+            config.update(shift=self.shift, use_dynamic_shifting=False)
+            scheduler.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            (tmp / STUDENT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        vae = self.pipe.vae
+        if self.family == "wan":
+            raise NotImplementedError("Wan latents are not decoded for pixel-space terms")
+        z = x / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        return vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
+
+
+def load_student(pipeline: DiffusersPipeline, directory: Path) -> dict[str, Any]:
+    """`--accel METHOD:path=DIR`: swap in the student's transformer, scheduler shift and sampling grid."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    info_file = directory / STUDENT_FILE
+    if not info_file.is_file():
+        raise ConfigError(f"{directory}: no {STUDENT_FILE}; not a student made by `seed distill`")
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    if info.get("family") != pipeline.family.short:
+        raise ConfigError(
+            f"{directory}: a {info.get('family')} student cannot run in a {pipeline.family.pipeline}"
+        )
+    old = pipeline.pipe.transformer
+    student = type(old).from_pretrained(str(directory / "transformer"), local_files_only=True)
+    pipeline.pipe.transformer = student.to(device=pipeline.device, dtype=old.dtype).eval()
+    route(pipeline.pipe.transformer, pipeline.family)
+    pipeline.pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        pipeline.pipe.scheduler.config, shift=info["shift"], use_dynamic_shifting=False
+    )
+    pipeline.use_student_info(info)
+    return dict(info)

@@ -1,0 +1,94 @@
+"""The diffusers pipeline classes Seed adapts, and what it must know about each.
+
+A `Family` says which task the pipeline serves, which attention layers are self-attention over the whole
+sequence (those are routed to seed-core's dispatch, so `--accel paro|flex|int8-attn` reach them), where the
+text tokens sit in that sequence, and how to read the latent grid and the flow time from the transformer's
+arguments (for `seed_core.attention.AttentionContext`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the transformer's call tells the attention layers: text tokens, latent grid, flow time."""
+
+    text: int  # text tokens in the routed self-attention sequence
+    grid: tuple[int, ...]  # (rows, cols) or (frames, rows, cols) of image tokens, row-major
+    t: torch.Tensor | None  # (B,) flow time in [0, 1] (1 = noise)
+
+
+@dataclass(frozen=True)
+class Family:
+    pipeline: str  # the diffusers pipeline class name (model_index.json's _class_name)
+    short: str
+    task: str  # "t2i" or "t2v"
+    routed: tuple[str, ...]  # fnmatch patterns of the self-attention modules
+    text_first: bool  # whether the routed sequence is [text, image] (False: [image, text])
+    layout: Callable[[Mapping[str, Any], Any], Layout]  # (transformer call arguments, its config)
+    required: tuple[str, ...]  # components that must be present
+    default_guidance: float
+    default_steps: int = 28
+
+
+def _sd3(args: Mapping[str, Any], cfg: Any) -> Layout:
+    x = args["hidden_states"]  # (B, C, H, W) latents
+    p = cfg.patch_size
+    t = args.get("timestep")
+    return Layout(
+        args["encoder_hidden_states"].shape[1],
+        (x.shape[-2] // p, x.shape[-1] // p),
+        None if t is None else t.float() / 1000.0,
+    )
+
+
+def _flux(args: Mapping[str, Any], cfg: Any) -> Layout:
+    ids = args["img_ids"]  # (L, 3) or (B, L, 3): (0, row, col) of each packed latent token
+    ids = ids[0] if ids.ndim == 3 else ids
+    rows, cols = int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1
+    if rows * cols != ids.shape[0]:  # not one row-major grid (reference images, ...): no layout
+        rows, cols = 1, ids.shape[0]
+    t = args.get("timestep")  # the Flux pipelines pass sigma (timestep / 1000)
+    return Layout(args["encoder_hidden_states"].shape[1], (rows, cols), None if t is None else t.float())
+
+
+def _wan(args: Mapping[str, Any], cfg: Any) -> Layout:
+    x = args["hidden_states"]  # (B, C, F, H, W)
+    pf, ph, pw = cfg.patch_size
+    t = args.get("timestep")
+    if t is not None and t.ndim > 1:  # Wan 2.2 TI2V: one time per token; the first is the frame's
+        t = t[:, 0]
+    grid = (x.shape[2] // pf, x.shape[3] // ph, x.shape[4] // pw)
+    return Layout(0, grid, None if t is None else t.float() / 1000.0)
+
+
+FAMILIES: dict[str, Family] = {
+    f.pipeline: f
+    for f in (
+        Family(
+            "StableDiffusion3Pipeline", "sd3", "t2i", ("transformer_blocks.*.attn",), False, _sd3,
+            ("transformer", "vae", "scheduler", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+            7.0,
+        ),
+        Family(
+            "FluxPipeline", "flux", "t2i", ("transformer_blocks.*.attn", "single_transformer_blocks.*.attn"),
+            True, _flux, ("transformer", "vae", "scheduler", "text_encoder", "tokenizer", "text_encoder_2",
+                          "tokenizer_2"),
+            3.5,
+        ),
+        Family(
+            "WanPipeline", "wan", "t2v", ("blocks.*.attn1",), True, _wan,
+            ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"), 5.0, 50,
+        ),
+    )
+}  # fmt: skip
+
+
+def supported() -> str:
+    return ", ".join(FAMILIES)
