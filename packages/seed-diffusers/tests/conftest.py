@@ -20,8 +20,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def copy(tiny: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
-    """`copy(family)`: a private copy of a tiny pipeline folder (tests that write plans or break it)."""
+def clone(tiny: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`clone(family)`: a private copy of a tiny pipeline folder (tests that write plans or break it)."""
 
     made: list[Path] = []
 

@@ -33,10 +33,10 @@ def test_routed_pipeline_gives_diffusers_own_output(tiny: dict[str, Path], famil
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_attention_accelerators_against_diffusers(copy, family: str) -> None:  # type: ignore[no-untyped-def]
+def test_attention_accelerators_against_diffusers(clone, family: str) -> None:  # type: ignore[no-untyped-def]
     from seed_attn.calibrate import calibrate
 
-    path = copy(family)
+    path = clone(family)
     reference = _reference(path, family)
     calibrate(f"diffusers:{path}", size=(SIZE, SIZE), prompts=["a red circle"], steps=2, frames=FRAMES)
     # full density at 16 bits (reordered, block by block) and dense FlexAttention: diffusers' output
@@ -82,14 +82,15 @@ def test_seed_generate_end_to_end(run, tiny: dict[str, Path], tmp_path: Path, fa
         "--steps",
         "2",
     ]
-    result = run(*args, "-n", "2", "--seed", "5", "-g", "4", "-o", str(out), "--negative", "blurry")
+    negative = ["--negative", "blurry"] if family == "sd3" else []  # Flux refuses one (see below)
+    result = run(*args, "-n", "2", "--seed", "5", "-g", "4", "-o", str(out), *negative)
     assert result.exit_code == 0, result.output
     meta = read_metadata(tmp_path / "x-1.png")
     assert meta["model"] == f"diffusers:{tiny[family]}" and meta["seed"] == 6
     assert meta["settings"]["steps"] == 2 and meta["settings"]["guidance"] == 4.0
     # image 1 of the batch is what seed 6 alone makes
     single = tmp_path / "single.png"
-    assert run(*args, "--seed", "6", "-g", "4", "-o", str(single), "--negative", "blurry").exit_code == 0
+    assert run(*args, "--seed", "6", "-g", "4", "-o", str(single), *negative).exit_code == 0
     from PIL import Image
 
     a = np.asarray(Image.open(single), dtype=float)
@@ -109,7 +110,7 @@ def test_seed_video_end_to_end_and_generate_points_to_it(run, tiny: dict[str, Pa
     assert again.exit_code != 0 and "use `seed video`" in again.output
 
 
-def test_bad_pipeline_folders_get_one_line(run, copy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_pipeline_folders_get_one_line(run, clone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     def error(model: str) -> str:
         result = run("generate", "a red circle", "-m", model, "-o", str(tmp_path / "x.png"))
         assert result.exit_code == 2, result.output
@@ -119,18 +120,23 @@ def test_bad_pipeline_folders_get_one_line(run, copy, tmp_path: Path) -> None:  
 
     assert "not a diffusers pipeline (no model_index.json)" in error(f"diffusers:{tmp_path}")
     assert "does not exist" in error(f"diffusers:{tmp_path / 'nothing'}")
-    unsupported = copy("sd3")
+    unsupported = clone("sd3")
     index = json.loads((unsupported / "model_index.json").read_text())
     (unsupported / "model_index.json").write_text(json.dumps({**index, "_class_name": "KandinskyPipeline"}))
     line = error(f"diffusers:{unsupported}")
     assert "KandinskyPipeline is not supported" in line and "FluxPipeline" in line
-    missing = copy("flux")
+    missing = clone("flux")
     import shutil
 
     shutil.rmtree(missing / "vae")
     assert "needs the component 'vae'" in error(f"diffusers:{missing}")
     assert "use -m diffusers:" in error(str(missing))
-    corrupt = copy("sd3")
+    experts = clone("wan")
+    index = json.loads((experts / "model_index.json").read_text())
+    index["transformer_2"] = ["diffusers", "WanTransformer3DModel"]
+    (experts / "model_index.json").write_text(json.dumps(index))
+    assert "two-expert Wan 2.2 pipelines" in error(f"diffusers:{experts}")
+    corrupt = clone("sd3")
     weights = next((corrupt / "transformer").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:100])
     assert "diffusers cannot load this pipeline" in error(f"diffusers:{corrupt}")
@@ -143,6 +149,8 @@ def test_requests_a_diffusers_pipeline_cannot_serve_are_refused(tiny: dict[str, 
     pipeline = load(f"diffusers:{tiny['flux']}")
     with pytest.raises(InvalidRequestError, match="not a multiple of 2"):
         pipeline.run(GenerateRequest("a cat", width=33, height=32, steps=1))
+    with pytest.raises(InvalidRequestError, match="ignores a negative prompt"):
+        pipeline.run(GenerateRequest("a cat", negative_prompt="a dog", width=32, height=32))
     with pytest.raises(InvalidRequestError, match="own scheduler"):
         pipeline.run(GenerateRequest("a cat", width=32, height=32, sampler="heun"))
     wan = load(f"diffusers:{tiny['wan']}")
@@ -154,11 +162,16 @@ def test_requests_a_diffusers_pipeline_cannot_serve_are_refused(tiny: dict[str, 
 def test_distill_target_samples_like_diffusers(tiny: dict[str, Path], family: str) -> None:
     """The protocol's Euler steps with the target's velocity reproduce diffusers' latents (same noise,
     same sigmas, CFG included): conditioning, time scale and packing are diffusers' own."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     from seed_core.samplers import flow_timesteps
     from seed_diffusers.pipeline import _student_grid
 
     pipeline = load(f"diffusers:{tiny[family]}")
     target = pipeline.distill_target(["a red circle"], (SIZE, SIZE))
+    if family == "wan":  # Wan samples with UniPC; compare single Euler steps at the same shift
+        assert target.shift == pipeline.pipe.scheduler.config.flow_shift
+        pipeline.pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=target.shift)
     cond = target.conditions(["a red circle"])
     latent = (16, 2, 4, 4) if family == "wan" else target.latent
     x = torch.randn((1, *latent), generator=torch.Generator().manual_seed(5))
@@ -174,8 +187,10 @@ def test_distill_target_samples_like_diffusers(tiny: dict[str, Path], family: st
     if family == "flux":  # the pipeline takes packed latents
         b, c, h, w = x.shape
         given = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * 4)
+    # Flux-dev's guidance is the transformer's input: the target gives it the family default, not CFG
+    embedded = pipeline.family.default_guidance if family == "flux" else guidance
     kwargs = dict(
-        height=SIZE, width=SIZE, num_inference_steps=2, guidance_scale=guidance, output_type="latent"
+        height=SIZE, width=SIZE, num_inference_steps=2, guidance_scale=embedded, output_type="latent"
     )
     if family == "wan":
         kwargs["num_frames"] = FRAMES
@@ -191,24 +206,31 @@ def test_distill_target_samples_like_diffusers(tiny: dict[str, Path], family: st
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_distilled_student_loads_and_runs_in_diffusers(run, copy, tmp_path: Path, family: str) -> None:  # type: ignore[no-untyped-def]
+def test_distilled_student_loads_and_runs_in_diffusers(run, clone, tmp_path: Path, family: str) -> None:  # type: ignore[no-untyped-def]
     from diffusers import DiffusionPipeline
 
-    teacher = copy(family)
+    teacher = clone(family)
     (teacher / "prompts.txt").write_text("a red circle\na blue square left of a green star\n")
     out = tmp_path / "run"
     args = ["--method", "dmd2", "--steps", "2", "--student-steps", "2", "--batch", "2", "--ratio", "1"]
     result = run("distill", "--teacher", f"diffusers:{teacher}", *args, "--size", "32x32", "-o", str(out))
     assert result.exit_code == 0, result.output
     student = out / "student"
-    info = json.loads((student / "seed_student.json").read_text())
+    info = json.loads((student / "student.json").read_text())
     assert info["steps"] == 2 and info["sigmas"] == [1.0, 0.5] and info["family"] == family
+    assert info["guidance"] == (3.5 if family == "flux" else 1.0)  # Flux-dev's embedded guidance
+    assert (
+        json.loads((student / "model_index.json").read_text())["scheduler"][1]
+        == "FlowMatchEulerDiscreteScheduler"
+    )
 
     # diffusers itself loads the folder and runs the student (on its grid where the call takes sigmas)
     pipe = DiffusionPipeline.from_pretrained(str(student), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(1)
-    kwargs: dict = dict(height=SIZE, width=SIZE, guidance_scale=1.0, generator=generator, output_type="np")
+    kwargs: dict = dict(
+        height=SIZE, width=SIZE, guidance_scale=info["guidance"], generator=generator, output_type="np"
+    )
     if family == "wan":
         frames = pipe("a red circle", num_inference_steps=2, num_frames=FRAMES, **kwargs).frames[0]
         assert frames.shape == (FRAMES, SIZE, SIZE, 3) and np.isfinite(frames).all()
@@ -217,7 +239,7 @@ def test_distilled_student_loads_and_runs_in_diffusers(run, copy, tmp_path: Path
         assert np.isfinite(theirs).all()
     # ... and Seed runs the same student, by folder and as a step accelerator on the teacher
     by_folder = load(f"diffusers:{student}")
-    assert by_folder.default_steps == 2 and by_folder.default_guidance == 1.0
+    assert by_folder.default_steps == 2 and by_folder.default_guidance == info["guidance"]
     request = by_folder.text_request("a red circle", width=SIZE, height=SIZE, seed=1, frames=FRAMES)
 
     def pixels(pipeline) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -225,6 +247,8 @@ def test_distilled_student_loads_and_runs_in_diffusers(run, copy, tmp_path: Path
         return np.asarray(result.videos[0] if result.videos else result.images[0], dtype=float) / 255
 
     a = pixels(by_folder)
+    with pytest.raises(AcceleratorError, match="made by 'dmd2'"):
+        load(f"diffusers:{teacher}", accelerators=[f"adm:steps=2,path={out}"])
     b = pixels(load(f"diffusers:{teacher}", accelerators=[f"dmd2:steps=2,path={out}"]))
     assert np.abs(a - b).max() <= 1 / 255 + 1e-6
     if family != "wan":

@@ -10,12 +10,25 @@ which knows how to condition them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+
+def batched_cfg(
+    call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    guidance: float | torch.Tensor,
+) -> torch.Tensor:
+    """Classifier-free guidance in one network call on ``[x; x]``: `call(x2, t2)` must condition the first
+    half and not the second. `guidance` is a scale or one per sample (B,)."""
+    c, u = call(torch.cat((x, x)), torch.cat((t, t))).chunk(2)
+    scale = guidance.view(-1, *[1] * (x.ndim - 1)) if isinstance(guidance, torch.Tensor) else guidance
+    return u + scale * (c - u)
 
 
 class DistillTarget(abc.ABC):

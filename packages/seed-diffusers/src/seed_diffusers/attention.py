@@ -45,6 +45,9 @@ class _Route:
 
 _ROUTE: contextvars.ContextVar[_Route | None] = contextvars.ContextVar("seed_diffusers_route", default=None)
 _TEXT: contextvars.ContextVar[int] = contextvars.ContextVar("seed_diffusers_text", default=0)
+_ENTERED: contextvars.ContextVar[tuple[tuple[Any, Any], ...]] = contextvars.ContextVar(
+    "seed_diffusers_layouts", default=()
+)
 
 
 def _seed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, route: _Route, mask: Any,
@@ -171,18 +174,20 @@ def route(transformer: nn.Module, family: Family) -> int:
         # hooks, not a wrapped forward: they survive copy.deepcopy (distillation copies the teacher) and
         # stay bound to the copy; the post hook runs even when the forward raises (always_call)
         signature = inspect.signature(type(transformer).forward)
-        entered: list[tuple[Any, Any]] = []
 
         def enter(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             bound = signature.bind_partial(module, *args, **kwargs).arguments
             layout = family.layout(bound, module.config)
             block = attention_context(AttentionContext(layout.text, (layout.grid,), layout.t))
             block.__enter__()
-            entered.append((block, _TEXT.set(layout.text)))
+            # a stack per thread / task (a context variable): calls in other threads never see this one
+            _ENTERED.set((*_ENTERED.get(), (block, _TEXT.set(layout.text))))
 
         def leave(_module: nn.Module, _args: Any, _out: Any) -> None:
-            if entered:
-                block, text = entered.pop()
+            stack = _ENTERED.get()
+            if stack:
+                block, text = stack[-1]
+                _ENTERED.set(stack[:-1])
                 _TEXT.reset(text)
                 block.__exit__(None, None, None)
 

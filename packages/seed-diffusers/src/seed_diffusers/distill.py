@@ -5,7 +5,7 @@ The protocol's convention is diffusers' own: ``x_t = (1 - t) x0 + t noise`` and 
 unpacked ((B, C, H, W), or (B, C, F, H, W) for Wan) and Flux's 2x2 packing happens inside `velocity`.
 
 A student is written as a complete diffusers pipeline folder (the teacher's components, the student's
-transformer) whose scheduler carries the teacher's shift without dynamic shifting, plus `seed_student.json`
+transformer) whose scheduler is Euler at the teacher's shift without dynamic shifting, plus `student.json`
 with its steps and the unshifted `sigmas`: diffusers runs it with ``pipe(..., num_inference_steps=N,
 sigmas=SIGMAS, guidance_scale=1)``; `-m diffusers:DIR` and `--accel METHOD:path=DIR` do that themselves.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -25,16 +26,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from seed_core.distill import DistillTarget
+from seed_core.distill import DistillTarget, batched_cfg
 from seed_core.errors import ConfigError
 from seed_core.files import atomic_dir
-from seed_core.samplers import cfg as cfg_combine
 from seed_diffusers.attention import route
 
 if TYPE_CHECKING:
     from seed_diffusers.pipeline import DiffusersPipeline
 
-STUDENT_FILE = "seed_student.json"
+STUDENT_FILE = "student.json"  # the name `--accel METHOD:path=` checks (method, steps)
 VIDEO_FRAMES = 17  # frames of a Wan training clip (4n + 1)
 
 
@@ -54,6 +54,8 @@ def _cat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, to
 def teacher_shift(pipe: Any, tokens: int) -> float:
     """The shift of the pipeline's scheduler at `tokens` image tokens (Flux's dynamic shift is exp(mu))."""
     config = pipe.scheduler.config
+    if "flow_shift" in config and config.get("use_flow_sigmas", True):  # UniPC / DPM++ (Wan folders)
+        return float(config["flow_shift"] or 1.0)
     if not config.get("use_dynamic_shifting", False):
         return float(config.get("shift", 1.0))
     base, top = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
@@ -172,12 +174,11 @@ class DiffusersDistillTarget(DistillTarget):
         cond: Any,
         guidance: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
-        assert isinstance(cond, Condition)
+        if not isinstance(cond, Condition):
+            raise TypeError(f"expected a Condition from sample_conditions, got {type(cond).__name__}")
         if cond.null is not None and (isinstance(guidance, torch.Tensor) or guidance != 1.0):
-            both = self._call(net, torch.cat((x, x)), torch.cat((t, t)), _cat(cond.full, cond.null))
-            c, u = both.chunk(2)
-            scale = guidance.view(-1, *[1] * (x.ndim - 1)) if isinstance(guidance, torch.Tensor) else guidance
-            return cfg_combine(c, u, scale)
+            both = _cat(cond.full, cond.null)
+            return batched_cfg(lambda x2, t2: self._call(net, x2, t2, both), x, t, guidance)
         return self._call(net, x, t, cond.full)
 
     def _blocks(self, net: nn.Module) -> list[nn.Module]:
@@ -191,11 +192,9 @@ class DiffusersDistillTarget(DistillTarget):
         for depth in self.depths:
 
             def keep(_m: nn.Module, _i: Any, out: Any, depth: int = depth) -> None:
-                parts = out if isinstance(out, tuple) else (out,)
-                image = [
-                    p for p in parts if p is not None and p.ndim == 3 and p.shape[1] == n_img
-                ]  # the image stream
-                found[depth] = image[0] if image else parts[-1][:, -n_img:]
+                # SD3 / Flux blocks return (text, image), Wan blocks the image tokens
+                image = out[-1] if isinstance(out, tuple) else out
+                found[depth] = image[:, -n_img:]
 
             handles.append(blocks[depth - 1].register_forward_hook(keep))
         try:
@@ -218,11 +217,12 @@ class DiffusersDistillTarget(DistillTarget):
     def make_student(self, guidance_embed: bool = False) -> nn.Module:
         if guidance_embed:
             raise NotImplementedError("diffusers transformers are not given a guidance embedding here")
-        student = type(self.teacher).from_config(self.teacher.config)  # a fresh module: no routing wrappers
-        student.load_state_dict(self.teacher.state_dict())
-        return student.to(self.device).float().requires_grad_(True).train()
+        # a fresh module (no routing hooks), built on the meta device and given float32 copies
+        return _rebuild(self.teacher, torch.float32).to(self.device).requires_grad_(True).train()
 
     def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
         steps = int(info["steps"])
         sigmas = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1].tolist()
         record = {
@@ -232,46 +232,104 @@ class DiffusersDistillTarget(DistillTarget):
             "sigmas": sigmas,
             "size": list(self.size),
         }
-        dtype = self.teacher.dtype
+        if getattr(
+            self.teacher.config, "guidance_embeds", False
+        ):  # what the student saw as its guidance input
+            record["guidance"] = self.pipeline.family.default_guidance
+        source = self.pipeline.path
         with atomic_dir(directory, force=True) as tmp:
             shutil.copytree(
-                self.pipeline.path, tmp, dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("transformer", "paro", "students", STUDENT_FILE),
+                source, tmp, dirs_exist_ok=True, copy_function=_link_or_copy,
+                ignore=shutil.ignore_patterns("transformer", "scheduler", "paro", "students", STUDENT_FILE),
             )  # fmt: skip
-            net.to(dtype).save_pretrained(str(tmp / "transformer"), safe_serialization=True)
-            net.float()
-            scheduler = tmp / "scheduler" / "scheduler_config.json"
-            config = json.loads(scheduler.read_text(encoding="utf-8"))
-            config.update(shift=self.shift, use_dynamic_shifting=False)
-            scheduler.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            _rebuild(net, stored_dtype(source / "transformer")).save_pretrained(
+                str(tmp / "transformer"), safe_serialization=True
+            )
+            # Euler at the teacher's shift: the sampler the student was trained for (Wan ships UniPC)
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+                self.pipe.scheduler.config, shift=self.shift, use_dynamic_shifting=False
+            )
+            scheduler.save_pretrained(str(tmp / "scheduler"))
+            index = json.loads((tmp / "model_index.json").read_text(encoding="utf-8"))
+            index["scheduler"] = ["diffusers", "FlowMatchEulerDiscreteScheduler"]
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
             (tmp / STUDENT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+class ImageDistillTarget(DiffusersDistillTarget):
+    """SD3 and Flux: their VAE decodes latents for pixel-space terms (rewards)."""
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.pipe.vae
-        if self.family == "wan":
-            raise NotImplementedError("Wan latents are not decoded for pixel-space terms")
         z = x / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         return vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
 
 
+def _rebuild(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A new module of `net`'s class and config holding copies of its weights in `dtype`."""
+    with torch.device("meta"):
+        fresh = type(net).from_config(net.config)
+    state = {k: v.detach().to(dtype=dtype, copy=True) for k, v in net.state_dict().items()}
+    fresh.load_state_dict(state, assign=True)
+    for name, buffer in net.named_buffers():  # non-persistent buffers (Wan's rotary tables)
+        if name not in state:
+            owner, _, leaf = name.rpartition(".")
+            fresh.get_submodule(owner).register_buffer(leaf, buffer.clone(), persistent=False)
+    return fresh
+
+
+def stored_dtype(folder: Path) -> torch.dtype:
+    """The dtype of the first floating tensor in a model folder's safetensors (students keep it)."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                tensor = f.get_slice(key)
+                dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(
+                    tensor.get_dtype()
+                )
+                if dtype is not None:
+                    return dtype
+    return torch.float32
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """Hard-link the teacher's unchanged files (text encoders are gigabytes); copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
 def load_student(pipeline: DiffusersPipeline, directory: Path) -> dict[str, Any]:
-    """`--accel METHOD:path=DIR`: swap in the student's transformer, scheduler shift and sampling grid."""
+    """`--accel METHOD:path=DIR`: swap in the student's transformer, its Euler scheduler and its grid."""
     from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from seed_diffusers.pipeline import _dtype_key, read_json
 
     info_file = directory / STUDENT_FILE
     if not info_file.is_file():
         raise ConfigError(f"{directory}: no {STUDENT_FILE}; not a student made by `seed distill`")
-    info = json.loads(info_file.read_text(encoding="utf-8"))
+    info = read_json(info_file)
     if info.get("family") != pipeline.family.short:
         raise ConfigError(
             f"{directory}: a {info.get('family')} student cannot run in a {pipeline.family.pipeline}"
         )
     old = pipeline.pipe.transformer
-    student = type(old).from_pretrained(str(directory / "transformer"), local_files_only=True)
-    pipeline.pipe.transformer = student.to(device=pipeline.device, dtype=old.dtype).eval()
+    try:
+        student = type(old).from_pretrained(
+            str(directory / "transformer"), local_files_only=True, **{_dtype_key(): old.dtype}
+        )
+    except Exception as exc:  # corrupt or mismatched files
+        raise ConfigError(
+            f"{directory}: cannot load the student's transformer ({type(exc).__name__})"
+        ) from None
+    pipeline.use_student_info(info, info_file)  # checks the record before anything is swapped
+    pipeline.pipe.transformer = student.to(pipeline.device).eval()
     route(pipeline.pipe.transformer, pipeline.family)
     pipeline.pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        pipeline.pipe.scheduler.config, shift=info["shift"], use_dynamic_shifting=False
+        pipeline.pipe.scheduler.config, shift=float(info.get("shift", 1.0)), use_dynamic_shifting=False
     )
-    pipeline.use_student_info(info)
     return dict(info)

@@ -68,26 +68,52 @@ def _wan(args: Mapping[str, Any], cfg: Any) -> Layout:
     return Layout(0, grid, None if t is None else t.float() / 1000.0)
 
 
+_IMAGE_PARTS = (
+    "transformer",
+    "vae",
+    "scheduler",
+    "text_encoder",
+    "tokenizer",
+    "text_encoder_2",
+    "tokenizer_2",
+)
+
 FAMILIES: dict[str, Family] = {
     f.pipeline: f
     for f in (
         Family(
-            "StableDiffusion3Pipeline", "sd3", "t2i", ("transformer_blocks.*.attn",), False, _sd3,
-            ("transformer", "vae", "scheduler", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
-            7.0,
+            pipeline="StableDiffusion3Pipeline",
+            short="sd3",
+            task="t2i",
+            routed=("transformer_blocks.*.attn",),  # SD3.5's image-only `attn2` stays with diffusers
+            text_first=False,
+            layout=_sd3,
+            required=_IMAGE_PARTS,
+            default_guidance=7.0,
         ),
         Family(
-            "FluxPipeline", "flux", "t2i", ("transformer_blocks.*.attn", "single_transformer_blocks.*.attn"),
-            True, _flux, ("transformer", "vae", "scheduler", "text_encoder", "tokenizer", "text_encoder_2",
-                          "tokenizer_2"),
-            3.5,
+            pipeline="FluxPipeline",
+            short="flux",
+            task="t2i",
+            routed=("transformer_blocks.*.attn", "single_transformer_blocks.*.attn"),
+            text_first=True,
+            layout=_flux,
+            required=_IMAGE_PARTS,
+            default_guidance=3.5,  # embedded guidance (Flux-dev); Flux-schnell has none
         ),
         Family(
-            "WanPipeline", "wan", "t2v", ("blocks.*.attn1",), True, _wan,
-            ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"), 5.0, 50,
+            pipeline="WanPipeline",
+            short="wan",
+            task="t2v",
+            routed=("blocks.*.attn1",),  # attn2 is cross-attention to the text: it stays with diffusers
+            text_first=True,
+            layout=_wan,
+            required=("transformer", "vae", "scheduler", "text_encoder", "tokenizer"),
+            default_guidance=5.0,
+            default_steps=50,
         ),
     )
-}  # fmt: skip
+}
 
 
 def supported() -> str:

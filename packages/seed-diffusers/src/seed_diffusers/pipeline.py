@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -39,11 +40,8 @@ def read_index(path: Path) -> tuple[dict[str, Any], Family]:
         raise UsageError(
             f"{path} is not a diffusers pipeline (no model_index.json); supported pipelines: {supported()}"
         )
-    try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{index_file}: not readable JSON ({exc})") from None
-    name = index.get("_class_name") if isinstance(index, dict) else None
+    index = read_json(index_file)
+    name = index.get("_class_name")
     family = FAMILIES.get(str(name))
     if family is None:
         raise UsageError(
@@ -51,12 +49,41 @@ def read_index(path: Path) -> tuple[dict[str, Any], Family]:
         )
     for part in family.required:
         entry = index.get(part)
-        if not isinstance(entry, list) or entry[0] is None or not (path / part).is_dir():
+        if not _present(entry) or not (path / part).is_dir():
             raise UsageError(
                 f"{path}: {name} needs the component '{part}' (folder {part}/ and its entry in "
                 f"model_index.json); required: {', '.join(family.required)}"
             )
+    if _present(index.get("transformer_2")):
+        raise UsageError(
+            f"{path}: two-expert Wan 2.2 pipelines (transformer_2) are not supported yet; "
+            f"supported pipelines: {supported()}"
+        )
     return index, family
+
+
+def _present(entry: Any) -> bool:
+    """A model_index.json component entry: [library, class], both set."""
+    return isinstance(entry, list) and len(entry) == 2 and None not in entry
+
+
+def _dtype_key() -> str:
+    """diffusers 0.42 renamed from_pretrained's torch_dtype to dtype (the old name warns)."""
+    import diffusers
+
+    major, minor = (int(p) for p in diffusers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, or one clear line (ConfigError) saying why not."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
 
 
 class DiffusersPipeline(Pipeline):
@@ -70,6 +97,8 @@ class DiffusersPipeline(Pipeline):
         self.device = torch.device(device)
         self.default_steps = family.default_steps
         self.default_guidance = family.default_guidance
+        if family.short == "flux" and not pipe.transformer.config.guidance_embeds:
+            self.default_steps, self.default_guidance = 4, 0.0  # Flux-schnell: few steps, no guidance input
         side = int(getattr(pipe, "default_sample_size", 0) or 0) * int(getattr(pipe, "vae_scale_factor", 1))
         if family.task == "t2v":
             self.default_size = (832, 480)
@@ -86,16 +115,12 @@ class DiffusersPipeline(Pipeline):
 
         path = Path(path)
         index, family = read_index(path)
-        absent = {k: None for k, v in index.items() if isinstance(v, list) and (v[0] is None or v[1] is None)}
-        from packaging.version import Version
-
-        # diffusers 0.42 renamed torch_dtype to dtype (the old name warns)
-        dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"
+        absent = {k: None for k, v in index.items() if isinstance(v, list) and not _present(v)}
         diffusers.utils.logging.disable_progress_bar()  # Seed shows its own progress
         transformers.utils.logging.disable_progress_bar()
         try:
             pipe = getattr(diffusers, family.pipeline).from_pretrained(
-                str(path), local_files_only=True, **{dtype_key: getattr(torch, options.dtype)}, **absent
+                str(path), local_files_only=True, **{_dtype_key(): getattr(torch, options.dtype)}, **absent
             )
         except Exception as exc:  # corrupt or mismatched files: diffusers and safetensors raise many types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -109,7 +134,7 @@ class DiffusersPipeline(Pipeline):
         )
         pipeline = cls(own, pipe, family, path, options.device)
         if (path / STUDENT_FILE).is_file():  # a student saved by `seed distill`: its steps become defaults
-            pipeline.use_student_info(json.loads((path / STUDENT_FILE).read_text(encoding="utf-8")))
+            pipeline.use_student_info(read_json(path / STUDENT_FILE), path / STUDENT_FILE)
         return pipeline
 
     # --- what accelerators see ----------------------------------------------------------------------
@@ -132,10 +157,14 @@ class DiffusersPipeline(Pipeline):
 
     # --- requests -----------------------------------------------------------------------------------
 
-    def use_student_info(self, info: dict[str, Any]) -> None:
-        self.student = info
-        self.default_steps = int(info["steps"])
-        self.default_guidance = float(info.get("guidance", 1.0))
+    def use_student_info(self, info: dict[str, Any], source: Path) -> None:
+        try:
+            steps, sigmas = int(info["steps"]), [float(s) for s in info["sigmas"]]
+            guidance = float(info.get("guidance", 1.0))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{source}: not a student record (needs 'steps' and 'sigmas')") from None
+        self.student = {**info, "sigmas": sigmas}
+        self.default_steps, self.default_guidance = steps, guidance
 
     def _sigmas(self, steps: int) -> list[float] | None:
         """A distilled student samples on its own grid (unshifted here: the scheduler applies the shift)."""
@@ -150,6 +179,10 @@ class DiffusersPipeline(Pipeline):
             raise InvalidRequestError(
                 f"a diffusers pipeline samples with its own scheduler "
                 f"({type(self.pipe.scheduler).__name__}); drop --sampler"
+            )
+        if request.negative_prompt and self.family.short == "flux":
+            raise InvalidRequestError(
+                "FluxPipeline ignores a negative prompt (its guidance is an input, not CFG); drop --negative"
             )
         if request.shift is not None:
             raise InvalidRequestError("a diffusers pipeline takes its shift from its scheduler; drop --shift")
@@ -182,6 +215,9 @@ class DiffusersPipeline(Pipeline):
         if request.negative_prompt:
             kwargs["negative_prompt"] = request.negative_prompt
         sigmas = self._sigmas(steps)
+        takes_sigmas = "sigmas" in inspect.signature(type(self.pipe).__call__).parameters
+        if sigmas is not None and takes_sigmas:
+            kwargs["sigmas"] = sigmas
         if progress is not None:
 
             def on_step(_pipe: Any, i: int, _t: Any, _kw: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +225,7 @@ class DiffusersPipeline(Pipeline):
                 return {}
 
             kwargs["callback_on_step_end"] = on_step
-        with torch.inference_mode(), _student_grid(self.pipe.scheduler, sigmas):
+        with torch.inference_mode(), _student_grid(self.pipe.scheduler, None if takes_sigmas else sigmas):
             out = self.pipe(**kwargs)
         settings = {
             "width": width, "height": height, "steps": steps, "guidance": guidance,
@@ -230,9 +266,10 @@ class DiffusersPipeline(Pipeline):
     # --- distillation -------------------------------------------------------------------------------
 
     def distill_target(self, prompts: Any, size: tuple[int, int] | None = None) -> DistillTarget:
-        from seed_diffusers.distill import DiffusersDistillTarget
+        from seed_diffusers.distill import DiffusersDistillTarget, ImageDistillTarget
 
-        return DiffusersDistillTarget(self, list(prompts), size or self.distill_size())
+        kind = DiffusersDistillTarget if self.family.task == "t2v" else ImageDistillTarget
+        return kind(self, list(prompts), size or self.distill_size())
 
     def distill_size(self) -> tuple[int, int]:
         return self.default_size
@@ -245,7 +282,8 @@ class DiffusersPipeline(Pipeline):
 
 @contextlib.contextmanager
 def _student_grid(scheduler: Any, sigmas: list[float] | None) -> Iterator[None]:
-    """Make the scheduler sample on `sigmas` whatever the pipeline asks (Wan's call takes no sigmas)."""
+    """Make the scheduler sample on `sigmas` whatever the pipeline asks: for pipelines whose call takes no
+    `sigmas` (Wan)."""
     if sigmas is None:
         yield
         return
@@ -261,8 +299,12 @@ def _student_grid(scheduler: Any, sigmas: list[float] | None) -> Iterator[None]:
     ) -> Any:
         return original(device=device, sigmas=own, **kw)
 
+    previous = vars(scheduler).get("set_timesteps")  # restore exactly what was there (nesting)
     scheduler.set_timesteps = set_timesteps
     try:
         yield
     finally:
-        del scheduler.set_timesteps
+        if previous is None:
+            del scheduler.set_timesteps
+        else:
+            scheduler.set_timesteps = previous

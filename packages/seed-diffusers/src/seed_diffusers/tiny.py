@@ -60,8 +60,9 @@ def clip_tokenizer(directory: Path) -> Any:
     return CLIPTokenizer.from_pretrained(str(directory))
 
 
-def t5_tokenizer(directory: Path) -> Any:
-    """A T5-style Unigram tokenizer (WORDS as pieces, letters as fallback), written as tokenizer.json."""
+def t5_tokenizer(directory: Path) -> tuple[Any, int]:
+    """A T5-style Unigram tokenizer (WORDS as pieces, letters as fallback), written as tokenizer.json;
+    returns it and its vocabulary size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast
 
@@ -154,6 +155,7 @@ def components(family: str, work: Path, *, layers: int = 1) -> dict[str, Any]:
         transformer = FluxTransformer2DModel(
             patch_size=1, in_channels=4, num_layers=layers, num_single_layers=layers, attention_head_dim=16,
             num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+            guidance_embeds=True,  # like Flux-dev: guidance is an input of the transformer
         )  # fmt: skip
         return dict(
             transformer=transformer, vae=_image_vae(1), scheduler=FlowMatchEulerDiscreteScheduler(),
@@ -161,7 +163,7 @@ def components(family: str, work: Path, *, layers: int = 1) -> dict[str, Any]:
             text_encoder_2=_t5(t5_vocab), tokenizer_2=t5_tok, image_encoder=None, feature_extractor=None,
         )  # fmt: skip
     if family == "wan":
-        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 
         transformer = WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
@@ -172,8 +174,12 @@ def components(family: str, work: Path, *, layers: int = 1) -> dict[str, Any]:
             base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
             temperal_downsample=[False, True, True],
         )  # fmt: skip
+        # the scheduler the Wan 2.1 Diffusers folders ship: UniPC on flow sigmas
+        scheduler = UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+        )
         return dict(
-            transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+            transformer=transformer, vae=vae, scheduler=scheduler,
             text_encoder=_t5(t5_vocab, umt5=True), tokenizer=t5_tok, transformer_2=None,
         )  # fmt: skip
     raise ValueError(f"unknown tiny family {family!r}; use one of {', '.join(FAMILIES)}")

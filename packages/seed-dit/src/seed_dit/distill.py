@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from seed_core.distill import DistillTarget
+from seed_core.distill import DistillTarget, batched_cfg
 from seed_core.errors import ConfigError
 from seed_core.files import atomic_write_bytes
-from seed_core.samplers import cfg as cfg_combine
 from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
 from seed_dit.config import TASKS, MMDiTConfig
 from seed_dit.model import Conditioning, MMDiT
@@ -98,10 +97,7 @@ class SeedreamDistillTarget(DistillTarget):
             return net(x, t, dataclasses.replace(cond.full, guidance=g)).float()
         if isinstance(guidance, torch.Tensor) or guidance != 1.0:
             both = _cat(cond.full, cond.null)
-            out = net(torch.cat((x, x)), torch.cat((t, t)), both).float()
-            c, u = out.chunk(2)
-            scale = guidance.view(-1, *[1] * (x.ndim - 1)) if isinstance(guidance, torch.Tensor) else guidance
-            return cfg_combine(c, u, scale)
+            return batched_cfg(lambda x2, t2: net(x2, t2, both).float(), x, t, guidance)
         return net(x, t, cond.full).float()
 
     def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
