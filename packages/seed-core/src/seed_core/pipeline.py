@@ -230,9 +230,10 @@ def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[
     registry = registry or get_registry()
     prefix, colon, rest = name_or_path.partition(":")
     if colon and rest and prefix in registry.models and name_or_path not in registry.models:
-        if not Path(rest).exists():
+        where = Path(rest).expanduser()  # the shell does not expand ~ after the colon
+        if not where.exists():
             raise UsageError(f"{name_or_path}: {rest} does not exist; give the folder of the model's files")
-        return registry.models.get(prefix), rest
+        return registry.models.get(prefix), str(where)
     path = Path(name_or_path)
     if name_or_path not in registry.models and not path.is_dir() and "/" not in name_or_path:
         stored = models_home() / name_or_path

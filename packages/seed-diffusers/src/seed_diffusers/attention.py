@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seed_core.attention import AttentionContext, attention, attention_context
+from seed_core.errors import AttentionInputError
 from seed_diffusers.families import Family
 
 
@@ -57,7 +58,10 @@ def _seed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, route: _R
     if route.text_first or text == 0:
         return attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale, backend=route.backend)
     if mask is not None or is_causal:
-        raise NotImplementedError("masked attention over an [image, text] sequence is not routed")
+        raise AttentionInputError(
+            "a masked attention call over an [image, text] sequence cannot be routed; drop the attention "
+            "accelerator for this pipeline"
+        )
     n = q.shape[2] - text
 
     def front(x: torch.Tensor) -> torch.Tensor:

@@ -209,7 +209,9 @@ def seed_register_commands(app: Any) -> None:
         output: Annotated[
             Path | None,
             typer.Option(
-                "--output", "-o", help="A video file (.mp4, .webm, ...) or a folder for PNG frames."
+                "--output",
+                "-o",
+                help="A video file (.mp4, .webm, ...) or a folder for PNG frames [seed-video-SEED.mp4].",
             ),
         ] = None,
         frames: Annotated[int | None, typer.Option(help="Frames to make [the model's].")] = None,
