@@ -159,7 +159,7 @@ def _random_transformer(model: str, small: bool, device: str, dtype: torch.dtype
     return net.to(dtype).eval()
 
 
-def _inputs(model: str, small: bool, device: str, dtype: torch.dtype) -> dict[str, Any]:
+def _inputs(model: str, small: bool, device: str, dtype: torch.dtype, frames: int = 81) -> dict[str, Any]:
     g = torch.Generator(device).manual_seed(1)
 
     def randn(*shape: int) -> torch.Tensor:
@@ -180,9 +180,9 @@ def _inputs(model: str, small: bool, device: str, dtype: torch.dtype) -> dict[st
             txt_ids=torch.zeros(text, 3, device=device, dtype=dtype),
             return_dict=False,
         )
-    frames, h, w = (3, 16, 16) if small else (21, 60, 104)  # 81 frames at 480x832
+    latent_frames, h, w = (3, 16, 16) if small else ((frames - 1) // 4 + 1, 60, 104)  # 480x832
     return dict(
-        hidden_states=randn(1, 16, frames, h, w),
+        hidden_states=randn(1, 16, latent_frames, h, w),
         timestep=torch.full((1,), 700.0, device=device, dtype=dtype),
         encoder_hidden_states=randn(1, 512 if not small else 16, 64 if small else 4096),
         return_dict=False,
@@ -198,7 +198,7 @@ def gpu_run(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     family = FAMILIES["FluxPipeline" if args.model == "flux" else "WanPipeline"]
-    inputs = _inputs(args.model, args.small, device, dtype)
+    inputs = _inputs(args.model, args.small, device, dtype, args.frames)
 
     def timed(net: Any, repeats: int) -> tuple[float, torch.Tensor]:
         with torch.no_grad():
@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="--gpu path at a CPU size (checks the script)")
     parser.add_argument("--density", type=float, default=0.3)
+    parser.add_argument("--frames", type=int, default=81, help="--gpu --model wan: video frames (4n + 1)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--families", nargs="+", default=["sd3", "flux", "wan"])
     parser.add_argument("--size", type=int, default=64, help="CPU: image side in pixels")

@@ -34,6 +34,6 @@ part quant 100 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.jso
 part restore 140 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8
 part diffusers-flux 110 python3 benchmarks/diffusers_interop.py --gpu --model flux \
     --json "$OUT/diffusers-gpu-flux.json"                                                           # issue 9
-part diffusers-wan 100 python3 benchmarks/diffusers_interop.py --gpu --model wan \
+part diffusers-wan 100 python3 benchmarks/diffusers_interop.py --gpu --model wan --frames 33 \
     --json "$OUT/diffusers-gpu-wan.json"                                                            # issue 9
 cat "$OUT/summary.txt"
