@@ -160,6 +160,8 @@ def _random_transformer(model: str, small: bool, device: str, dtype: torch.dtype
 
 
 def _inputs(model: str, small: bool, device: str, dtype: torch.dtype, frames: int = 81) -> dict[str, Any]:
+    from seed_diffusers.families import flux_image_ids
+
     g = torch.Generator(device).manual_seed(1)
 
     def randn(*shape: int) -> torch.Tensor:
@@ -167,16 +169,14 @@ def _inputs(model: str, small: bool, device: str, dtype: torch.dtype, frames: in
 
     if model == "flux":
         side, text, width = (16, 64, 64) if small else (64, 512, 4096)  # 1024 px: 64x64 packed tokens
-        ids = torch.zeros(side, side, 3, device=device)
-        ids[..., 1] += torch.arange(side, device=device)[:, None]
-        ids[..., 2] += torch.arange(side, device=device)[None, :]
+        ids = flux_image_ids(side, side, device)
         return dict(
             hidden_states=randn(1, side * side, 64),
             encoder_hidden_states=randn(1, text, width),
             pooled_projections=randn(1, 32 if small else 768),
             timestep=torch.full((1,), 0.7, device=device, dtype=dtype),
             guidance=torch.full((1,), 3.5, device=device, dtype=dtype),
-            img_ids=ids.reshape(-1, 3).to(dtype),
+            img_ids=ids.to(dtype),
             txt_ids=torch.zeros(text, 3, device=device, dtype=dtype),
             return_dict=False,
         )

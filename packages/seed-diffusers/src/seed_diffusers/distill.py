@@ -29,7 +29,9 @@ from torch import nn
 from seed_core.distill import DistillTarget, batched_cfg
 from seed_core.errors import ConfigError
 from seed_core.files import atomic_dir
+from seed_core.weights import list_tensors
 from seed_diffusers.attention import route
+from seed_diffusers.families import flux_image_ids
 
 if TYPE_CHECKING:
     from seed_diffusers.pipeline import DiffusersPipeline
@@ -151,16 +153,14 @@ class DiffusersDistillTarget(DistillTarget):
         if self.family == "flux":
             b, c, h, w = x.shape
             packed = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * 4)
-            ids = torch.zeros(h // 2, w // 2, 3, device=x.device)
-            ids[..., 1] += torch.arange(h // 2, device=x.device)[:, None]
-            ids[..., 2] += torch.arange(w // 2, device=x.device)[None, :]
+            ids = flux_image_ids(h // 2, w // 2, x.device)
             embed = getattr(net.config, "guidance_embeds", False)
             guidance = (
                 torch.full((b,), self.pipeline.family.default_guidance, device=x.device) if embed else None
             )
             out = net(
                 hidden_states=packed.to(dtype), timestep=t.to(dtype), guidance=guidance,
-                img_ids=ids.reshape(-1, 3).to(dtype), return_dict=False, **text,
+                img_ids=ids.to(dtype), return_dict=False, **text,
             )[0]  # fmt: skip
             return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w).float()
         out = net(hidden_states=x.to(dtype), timestep=(t * 1000).to(dtype), return_dict=False, **text)[0]
@@ -280,17 +280,10 @@ def _rebuild(net: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def stored_dtype(folder: Path) -> torch.dtype:
     """The dtype of the first floating tensor in a model folder's safetensors (students keep it)."""
-    from safetensors import safe_open
-
     for path in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                tensor = f.get_slice(key)
-                dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(
-                    tensor.get_dtype()
-                )
-                if dtype is not None:
-                    return dtype
+        for _, _, dtype in list_tensors(path):
+            if dtype in ("float32", "float16", "bfloat16"):
+                return getattr(torch, dtype)  # type: ignore[no-any-return]
     return torch.float32
 
 

@@ -58,6 +58,14 @@ def _flux(args: Mapping[str, Any], cfg: Any) -> Layout:
     return Layout(args["encoder_hidden_states"].shape[1], (rows, cols), None if t is None else t.float())
 
 
+def flux_image_ids(rows: int, cols: int, device: torch.device | str) -> torch.Tensor:
+    """(rows * cols, 3) position ids of Flux's packed latent tokens: (0, row, col), row-major."""
+    ids = torch.zeros(rows, cols, 3, device=device)
+    ids[..., 1] += torch.arange(rows, device=device)[:, None]
+    ids[..., 2] += torch.arange(cols, device=device)[None, :]
+    return ids.reshape(-1, 3)
+
+
 def _wan(args: Mapping[str, Any], cfg: Any) -> Layout:
     x = args["hidden_states"]  # (B, C, F, H, W)
     pf, ph, pw = cfg.patch_size

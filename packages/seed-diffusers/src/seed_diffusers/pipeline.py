@@ -106,6 +106,8 @@ class DiffusersPipeline(Pipeline):
         else:
             self.default_size = (side, side) if side else (1024, 1024)
         self.routed = route(pipe.transformer, family)
+        # SD3 and Flux take a student's grid as `sigmas`; Wan's call does not (see _student_grid)
+        self.takes_sigmas = "sigmas" in inspect.signature(type(pipe).__call__).parameters
         self.student: dict[str, Any] | None = None
 
     @classmethod
@@ -170,7 +172,7 @@ class DiffusersPipeline(Pipeline):
         """A distilled student samples on its own grid (unshifted here: the scheduler applies the shift)."""
         if self.student is None or steps != int(self.student["steps"]):
             return None
-        return [float(s) for s in self.student["sigmas"]]
+        return list(self.student["sigmas"])
 
     def _check(self, request: GenerateRequest) -> tuple[int, int]:
         if request.references:
@@ -215,8 +217,7 @@ class DiffusersPipeline(Pipeline):
         if request.negative_prompt:
             kwargs["negative_prompt"] = request.negative_prompt
         sigmas = self._sigmas(steps)
-        takes_sigmas = "sigmas" in inspect.signature(type(self.pipe).__call__).parameters
-        if sigmas is not None and takes_sigmas:
+        if sigmas is not None and self.takes_sigmas:
             kwargs["sigmas"] = sigmas
         if progress is not None:
 
@@ -225,7 +226,10 @@ class DiffusersPipeline(Pipeline):
                 return {}
 
             kwargs["callback_on_step_end"] = on_step
-        with torch.inference_mode(), _student_grid(self.pipe.scheduler, None if takes_sigmas else sigmas):
+        with (
+            torch.inference_mode(),
+            _student_grid(self.pipe.scheduler, None if self.takes_sigmas else sigmas),
+        ):
             out = self.pipe(**kwargs)
         settings = {
             "width": width, "height": height, "steps": steps, "guidance": guidance,
@@ -269,10 +273,7 @@ class DiffusersPipeline(Pipeline):
         from seed_diffusers.distill import DiffusersDistillTarget, ImageDistillTarget
 
         kind = DiffusersDistillTarget if self.family.task == "t2v" else ImageDistillTarget
-        return kind(self, list(prompts), size or self.distill_size())
-
-    def distill_size(self) -> tuple[int, int]:
-        return self.default_size
+        return kind(self, list(prompts), size or self.default_size)
 
     def load_student(self, directory: Path) -> dict[str, Any]:
         from seed_diffusers.distill import load_student
