@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Every GPU measurement the open issues wait for, in one device call (about 9 minutes), from the repository
-# root on the device machine. Each part has its own time limit, so one failure does not cost the others.
-# What comes back ($OUT, at most 8 files): summary.txt (the card, each part's exit code), log.txt (all
-# output) and one JSON per part, to be copied into benchmarks/results/ and benchmarks/RESULTS.md.
+# Every GPU job the open issues wait for, in one device call (about 9.5 minutes), from the repository root
+# on the device machine. Each part has its own time limit, so one failure does not cost the others.
 #
-# The device image has torch and triton but not diffusers: before the call, here,
+#   train      issue 4: seedream-mini continues from training/seedream-mini/live for 3 minutes (batch 256,
+#              scenes drawn by 8 worker processes, warmup then a decay over the last 20%); its EMA and
+#              live weights come back as two fp16 bundles (about 13 MB each)
+#   attention  issue 5, quant issue 7, restore issue 8: the GPU benchmarks, one JSON each
+#
+# What comes back ($OUT, 8 files): summary.txt (the card, each part's exit code), log.txt (all output),
+# dit-log.jsonl (the training loss curve), the two bundles and the three JSONs. Afterwards, here:
+#   uv run python -m seed_mini.train unbundle --bundle FILES/seedream-mini-live.safetensors \
+#       --vae training/seedream-mini --to training/seedream-mini/live       # to continue from
+#   uv run python -m seed_mini.train unbundle --bundle FILES/seedream-mini-ema.safetensors \
+#       --vae training/seedream-mini --to runs/ema-gpu && uv run seed eval -m runs/ema-gpu
+# and copy the JSONs into benchmarks/results/ and their numbers into benchmarks/RESULTS.md.
+#
+# The diffusers interop benchmark (issue 9, resolved) needs wheels the device image lacks; run it in a
+# separate call when there is device time to spare: `python3 benchmarks/diffusers_interop.py --gpu --model
+# flux|wan` with carry [".whl"] made by
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
 #       diffusers==0.42.1 importlib_metadata
-# and call the device with carry [".whl"] and the command `bash benchmarks/gpu_session.sh`.
 set -u
 OUT=${OUT:-/tmp/seed-gpu}
 mkdir -p "$OUT"
@@ -29,11 +41,12 @@ part() {  # part NAME SECONDS COMMAND...
     echo "$name exit $? in $((SECONDS - start)) s" >>"$OUT/summary.txt"
 }
 
+part train 220 python3 -m seed_mini.train dit --out /tmp/dit --vae training/seedream-mini \
+    --init training/seedream-mini/live --steps 10000000 --batch 256 --lr 8e-4 --warmup 200 --decay 20% \
+    --minutes 3.0 --workers 8 --device cuda                                                           # issue 4
+part bundle 30 python3 -m seed_mini.train bundle --out /tmp/dit --to "$OUT"
+cp /tmp/dit/log.jsonl "$OUT/dit-log.jsonl" 2>/dev/null
 part attention 110 python3 benchmarks/attention.py --gpu-only --json "$OUT/attention-gpu.json"   # issue 5
 part quant 100 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.json"                 # issue 7
 part restore 140 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8
-part diffusers-flux 110 python3 benchmarks/diffusers_interop.py --gpu --model flux \
-    --json "$OUT/diffusers-gpu-flux.json"                                                           # issue 9
-part diffusers-wan 100 python3 benchmarks/diffusers_interop.py --gpu --model wan --frames 33 \
-    --json "$OUT/diffusers-gpu-wan.json"                                                            # issue 9
 cat "$OUT/summary.txt"

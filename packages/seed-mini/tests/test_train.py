@@ -3,10 +3,12 @@ same as an uninterrupted run's."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from seed_mini import train
 
@@ -39,6 +41,8 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
         "checkpoint_every": 2,
         "export_every": 4,
         "log": lambda _: None,
+        "warmup": 3,  # the resumed run must continue the warmup and the decay where they were
+        "decay": 2,
     }
     train.train_dit(tmp_path / "a", tmp_path / "vae", **kwargs)
     train.train_dit(tmp_path / "b", tmp_path / "vae", stop_after=3, **kwargs)
@@ -56,6 +60,19 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
     assert pipeline.spec.name == "seedream"
     assert pipeline.run(GenerateRequest("a red circle", steps=2)).images[0].size == (64, 64)
 
+    # the two-file bundle (what comes back from a GPU machine) unpacks into the same model
+    from seed_core.weights import load_safetensors
+
+    bundles = train.bundle_checkpoint(tmp_path / "a", tmp_path / "bundle", preset="tiny")
+    assert sorted(p.name for p in bundles) == sorted(train.BUNDLES.values())
+    step = train.unbundle(tmp_path / "bundle" / train.BUNDLES["ema"], tmp_path / "vae", tmp_path / "unpacked")
+    assert step == 4
+    for name in ("dit.safetensors", "text_encoder.safetensors"):
+        exported = load_safetensors(tmp_path / "a" / "model" / name)
+        unpacked = load_safetensors(tmp_path / "unpacked" / name)
+        assert exported.keys() == unpacked.keys()
+        assert all(torch.equal(exported[k], unpacked[k]) for k in exported)
+
 
 def test_mixed_resolutions_keep_the_token_count():
     sizes = {train.dit_batch(0, step, 32, resolutions=train.RESOLUTIONS).size for step in range(60)}
@@ -66,3 +83,51 @@ def test_mixed_resolutions_keep_the_token_count():
     for bad in ("64", "64:0.5", "60:1", "64:x"):
         with pytest.raises(ValueError, match="--resolutions"):
             train.parse_resolutions(bad)
+
+
+def test_learning_rate_warms_up_holds_and_decays_to_zero():
+    factors = [train.learning_rate_factor(step, step, 10, warmup=4, decay=4) for step in range(10)]
+    assert factors == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25])
+    # a fresh optimizer on an initialised model (step 100, its first update) warms up again
+    assert train.learning_rate_factor(100, 0, 1000, warmup=4, decay=0) == pytest.approx(0.25)
+    assert train.learning_rate_factor(5, 5, 10, warmup=0, decay=0) == 1.0
+    assert train.parse_decay("1200") == 1200 and train.parse_decay("20%") == pytest.approx(0.2)
+    assert train.parse_decay("100%") == 1.0
+    for bad in ("-5", "120%", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="decay|steps"):
+            train.parse_decay(bad)
+
+
+def test_a_time_budget_ends_the_run_with_a_checkpoint_and_an_export(tmp_path):
+    train.train_vae(tmp_path / "vae", steps=2, batch=2, preset="tiny-f8", log=lambda _: None)
+    lines: list[str] = []
+    train.train_dit(
+        tmp_path / "run",
+        tmp_path / "vae",
+        steps=100_000,
+        batch=2,
+        preset="tiny",
+        decay=0.2,  # a share of the steps the budget allows
+        minutes=0.05,
+        log=lines.append,
+    )
+    last = max(_losses(tmp_path / "run"))
+    assert 1 <= last < 100_000
+    assert any("time budget" in line for line in lines)
+    assert train.load_checkpoint(tmp_path / "run" / train.CHECKPOINT)["step"] == last  # type: ignore[index]
+    assert json.loads((tmp_path / "run" / "model" / "training.json").read_text())["step"] == last
+
+
+def test_worker_processes_draw_the_same_batches():
+    resolutions = train.RESOLUTIONS
+    alone = train.dit_batches(0, 5, 8, resolutions)
+    pooled = train.dit_batches(0, 5, 8, resolutions, workers=2)
+    try:
+        for _ in range(6):
+            a, b = next(alone), next(pooled)
+            assert (a.task, a.prompts) == (b.task, b.prompts)
+            assert torch.equal(a.target, b.target)
+            assert len(a.references) == len(b.references)
+            assert all(torch.equal(x, y) for x, y in zip(a.references, b.references, strict=True))
+    finally:
+        pooled.close()

@@ -94,11 +94,15 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
+        averaged: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         for ema, live in zip(self.shadow.state_dict().values(), model.state_dict().values(), strict=True):
             if ema.is_floating_point():
-                ema.lerp_(live.detach().to(ema.dtype), 1 - decay)
+                averaged[0].append(ema)
+                averaged[1].append(live.detach().to(ema.dtype))
             else:
                 ema.copy_(live)
+        if averaged[0]:  # one fused call: on a GPU, a launch per tensor would cost more than the math
+            torch._foreach_lerp_(averaged[0], averaged[1], 1 - decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.shadow.state_dict()

@@ -8,17 +8,23 @@ it stopped and follows the same loss curve. The same code runs on a GPU (`--devi
     python -m seed_mini.train vae --out runs/vae --steps 4000
     python -m seed_mini.train dit --out runs/dit --vae runs/vae --steps 100000
     python -m seed_mini.train export --out runs/dit --vae runs/vae --to DIR   # EMA of the last checkpoint
+    python -m seed_mini.train bundle --out runs/dit --to DIR       # EMA + live weights as two fp16 files
+    python -m seed_mini.train unbundle --bundle FILE --vae runs/vae --to DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import multiprocessing
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,15 +222,26 @@ def parse_resolutions(text: str) -> tuple[tuple[int, float], ...]:
     return pairs
 
 
-def dit_batch(
+@dataclass(frozen=True)
+class DitScenes:
+    """The scenes and prompts of one step, before rendering: plain Python, so worker processes can draw
+    them ahead of the training loop."""
+
+    size: int
+    task: str
+    targets: list[world.Scene]
+    prompts: list[str]
+    references: list[list[world.Scene]]  # per reference slot, one scene per batch item
+
+
+def dit_scenes(
     seed: int,
     step: int,
     batch: int,
     size: int | None = None,
     drop_text: float = 0.1,
     resolutions: tuple[tuple[int, float], ...] = ((BASE_SIZE, 1.0),),
-    device: torch.device | str = "cpu",
-) -> DitBatch:
+) -> DitScenes:
     """One task and one resolution per step (the batch shares its number of references and its size).
 
     The size is drawn from `resolutions` (unless `size` is given) and the batch shrinks with the square of
@@ -263,8 +280,79 @@ def dit_batch(
             refs.append(list(comp.references))
     prompts = ["" if rng.random() < drop_text else p for p in prompts]
     n_refs = len(refs[0]) if refs else 0
-    references = [world.render_batch([r[i] for r in refs], size, device) * 2 - 1 for i in range(n_refs)]
-    return DitBatch(world.render_batch(targets, size, device) * 2 - 1, prompts, references, task)
+    return DitScenes(size, task, targets, prompts, [[r[i] for r in refs] for i in range(n_refs)])
+
+
+def render_scenes(scenes: DitScenes, device: torch.device | str = "cpu") -> DitBatch:
+    """Render a step's scenes (on `device`, in one pass per shape kind) into pixels in [-1, 1]."""
+    references = [world.render_batch(r, scenes.size, device) * 2 - 1 for r in scenes.references]
+    target = world.render_batch(scenes.targets, scenes.size, device) * 2 - 1
+    return DitBatch(target, scenes.prompts, references, scenes.task)
+
+
+def dit_batch(
+    seed: int,
+    step: int,
+    batch: int,
+    size: int | None = None,
+    drop_text: float = 0.1,
+    resolutions: tuple[tuple[int, float], ...] = ((BASE_SIZE, 1.0),),
+    device: torch.device | str = "cpu",
+) -> DitBatch:
+    """The rendered batch of step `step` (see `dit_scenes`)."""
+    return render_scenes(dit_scenes(seed, step, batch, size, drop_text, resolutions), device)
+
+
+def dit_batches(
+    seed: int,
+    start: int,
+    batch: int,
+    resolutions: tuple[tuple[int, float], ...],
+    device: torch.device | str = "cpu",
+    workers: int = 0,
+) -> Iterator[DitBatch]:
+    """The batches of steps start, start + 1, ... With `workers`, that many processes draw the scenes
+    ahead of the loop (on a GPU one Python thread cannot keep up); the batches are the same either way."""
+    if workers <= 0:
+        for step in itertools.count(start):
+            yield dit_batch(seed, step, batch, resolutions=resolutions, device=device)
+        return
+    # spawn, not fork: the parent may hold a CUDA context, which a forked child must not inherit
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        ahead = 4 * workers
+        pending = deque(
+            pool.submit(dit_scenes, seed, step, batch, None, 0.1, resolutions)
+            for step in range(start, start + ahead)
+        )
+        for step in itertools.count(start + ahead):
+            scenes = pending.popleft().result()
+            pending.append(pool.submit(dit_scenes, seed, step, batch, None, 0.1, resolutions))
+            yield render_scenes(scenes, device)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def parse_decay(text: str) -> int | float:
+    """ "1200" -> 1200 steps; "20%" -> 0.2 of the run."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a number of steps or a percentage such as 20%"
+        ) from None
+    if value < 0 or (isinstance(value, float) and value > 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: the decay must be >= 0 steps or at most 100%")
+    return value
+
+
+def learning_rate_factor(step: int, updates: int, steps: int, warmup: int, decay: int) -> float:
+    """Warmup-stable-decay: the factor on the learning rate of the update from `step` to `step` + 1, the
+    optimizer's `updates`-th."""
+    factor = min(1.0, (updates + 1) / warmup) if warmup > 0 else 1.0
+    if decay > 0 and step >= steps - decay:
+        factor *= (steps - step) / decay
+    return factor
 
 
 def build_dit(preset: str, latent_channels: int) -> tuple[MMDiT, MiniTextEncoder]:
@@ -290,11 +378,25 @@ def train_dit(
     init: Path | None = None,
     resolutions: tuple[tuple[int, float], ...] = RESOLUTIONS,
     precision: str = "bf16",
+    warmup: int = 0,
+    decay: int | float = 0,
+    minutes: float | None = None,
+    workers: int = 0,
 ) -> None:
     """Train (or resume) seedream-mini on frozen VAE latents; exports a model directory to `out/model`.
 
     `precision="bf16"` runs the forward passes under bfloat16 autocast (master weights and the optimizer
-    stay float32): 1.4x faster on a CPU with AMX, and the usual choice on a GPU."""
+    stay float32): 1.4x faster on a CPU with AMX, and the usual choice on a GPU.
+
+    The learning rate is warmup-stable-decay: it rises linearly over the first `warmup` updates of a fresh
+    optimizer (from scratch or `init`; a resumed checkpoint keeps its count), stays at `lr`, and falls
+    linearly to zero over the last `decay` steps before `steps` (a float: that share, at most 1, of the
+    steps this run makes). With `minutes`, the run ends within that
+    wall time: at each tenth of it, `steps` is set to what the measured rate reaches (at most the `steps`
+    given), so a decay still lands on the last step. `workers` processes draw the scenes ahead (for a GPU).
+
+    Losses stay on the device until the log is written (every 50 steps and at each checkpoint), so a GPU
+    step does not wait for the host."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=precision == "bf16")
@@ -306,7 +408,7 @@ def train_dit(
     params = [*dit.parameters(), *text.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
-    step = 0
+    step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
     if state is None and init is not None:  # continue from an exported model (its optimizer state is gone)
         from seed_core.weights import load_into, load_safetensors
@@ -329,11 +431,41 @@ def train_dit(
         ema_dit.load_state_dict(state["ema_dit"])
         ema_text.load_state_dict(state["ema_text"])
         step = int(state["step"])
+        updates = int(state.get("updates", step))
         ema_dit.updates = ema_text.updates = step
         log(f"resumed from step {step}")
-    progress = Progress(steps, step)
+    progress, max_steps = Progress(steps, step), steps
+
+    def decay_steps() -> int:
+        return round(decay * (steps - progress.start_step)) if isinstance(decay, float) else decay
+
+    started, budget = time.perf_counter(), None if minutes is None else 60 * minutes
+    plan_at, warm = 0.1, (progress.start_step + 20, 0.0)  # (step, seconds): rates are timed from here
+    stream = dit_batches(seed, step, batch, resolutions, device, workers)
+    losses: list[tuple[int, torch.Tensor, str, int]] = []
+
+    def write_log() -> float:
+        values = torch.stack([loss for _, loss, _, _ in losses]).tolist() if losses else []
+        for (at, _, task, size), value in zip(losses, values, strict=True):
+            _log(out, {"step": at, "loss": value, "task": task, "size": size})
+        losses.clear()
+        return values[-1] if values else math.nan
+
     while step < steps:
-        data = dit_batch(seed, step, batch, resolutions=resolutions, device=device)  # rendered on device
+        elapsed = time.perf_counter() - started
+        if step == warm[0] and warm[1] == 0.0:
+            warm = (step, elapsed)
+        if budget is not None and elapsed >= plan_at * budget and step >= warm[0] + 20:
+            # re-planned at each tenth of the budget from the rate since the last plan, so a machine that
+            # slows down or frees up is followed
+            rate = (step - warm[0]) / (elapsed - warm[1])
+            warm = (step, elapsed)
+            steps = progress.total = min(max_steps, step + max(1, int(rate * (budget - elapsed))))
+            plan_at += 0.1
+            log(f"time budget {minutes} min: {rate:.2f} steps/s, ending at step {steps}")
+        for group in opt.param_groups:
+            group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
+        data = next(stream)  # rendered on the device
         n = data.target.shape[0]
         gen = torch.Generator().manual_seed(seed * 7919 + step)
         with torch.no_grad(), autocast:
@@ -361,11 +493,15 @@ def train_dit(
         opt.step()
         ema_dit.update(dit)
         ema_text.update(text)
-        step += 1
-        _log(out, {"step": step, "loss": loss.item(), "task": data.task, "size": data.size})
+        step, updates = step + 1, updates + 1
+        if budget is not None and time.perf_counter() - started > budget and step < steps:
+            log(f"time budget {minutes} min spent at step {step}")
+            steps = progress.total = step  # so this step is checkpointed and exported
+        losses.append((step, loss.detach(), data.task, data.size))
         if step % 50 == 0:
-            log(progress.line(step, loss.item()))
+            log(progress.line(step, write_log()))
         if step % checkpoint_every == 0 or step == steps:
+            write_log()
             save_checkpoint(
                 out / CHECKPOINT,
                 {
@@ -375,12 +511,15 @@ def train_dit(
                     "ema_dit": ema_dit.state_dict(),
                     "ema_text": ema_text.state_dict(),
                     "step": step,
+                    "updates": updates,
                 },
             )
         if step % export_every == 0 or step == steps:
             export_model(ema_dit.shadow, ema_text.shadow, vae, out / "model", step)
         if stop_after is not None and step >= stop_after:
-            return
+            break
+    write_log()
+    stream.close()
 
 
 def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path, step: int) -> None:
@@ -433,6 +572,47 @@ def export_checkpoint(out: Path, vae_dir: Path, path: Path, preset: str = "mini"
     return int(state["step"])
 
 
+BUNDLES = {"ema": "seedream-mini-ema.safetensors", "live": "seedream-mini-live.safetensors"}
+
+
+def bundle_checkpoint(out: Path, to: Path, preset: str = "mini") -> list[Path]:
+    """Write the EMA and the live weights of the last DiT checkpoint in `out` as two fp16 files in `to`
+    (DiT and text encoder in one file each, the step in the metadata): small enough to come back from a
+    machine that returns a few files of limited size. `unbundle` turns one back into a model directory."""
+    from seed_core.weights import save_safetensors
+
+    state = load_checkpoint(out / CHECKPOINT)
+    if state is None:
+        raise FileNotFoundError(f"no {CHECKPOINT} in {out}")
+    written = []
+    for kind, name in BUNDLES.items():
+        prefix = "ema_" if kind == "ema" else ""
+        tensors = {f"dit.{k}": v for k, v in state[f"{prefix}dit"].items()}
+        tensors |= {f"text_encoder.{k}": v for k, v in state[f"{prefix}text"].items()}
+        metadata = {"step": str(int(state["step"])), "weights": kind, "preset": preset}
+        written += save_safetensors(tensors, to / name, metadata=metadata, dtype="float16", force=True)
+    return written
+
+
+def unbundle(bundle: Path, vae_dir: Path, to: Path) -> int:
+    """A bundle file (see `bundle_checkpoint`) + the autoencoder -> a model directory; returns its step."""
+    from safetensors import safe_open
+
+    from seed_core.weights import load_into, load_safetensors
+
+    with safe_open(str(bundle), "pt") as handle:
+        metadata = handle.metadata() or {}
+    step, preset = int(metadata.get("step", 0)), metadata.get("preset", "mini")
+    state = load_safetensors(bundle, dtype="float32")
+    vae = load_vae(vae_dir)
+    dit, text = build_dit(preset, vae.cfg.latent_channels)
+    for module, prefix in ((dit, "dit."), (text, "text_encoder.")):
+        part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        load_into(module, part, source=str(bundle))
+    export_model(dit.eval(), text.eval(), vae, to, step)
+    return step
+
+
 def write_dataset(out: Path, count: int, *, size: int = 64, seed: int = 0) -> int:
     """Render `count` scenes with one caption each into an image folder (PNG + metadata.jsonl, the layout
     `seed distill --data` reads): real data for adversarial post-training."""
@@ -463,13 +643,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", choices=("vae", "dit", "export", "data"))
+    parser.add_argument("stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--vae", type=Path, help="trained autoencoder directory (for the dit stage)")
     parser.add_argument("--steps", type=int, default=0)
     parser.add_argument("--to", type=Path, help="model directory to write (for the export stage)")
     parser.add_argument("--init", type=Path, help="start the dit stage from an exported model directory")
     parser.add_argument("--live", action="store_true", help="export the raw weights instead of the EMA")
+    parser.add_argument("--bundle", type=Path, help="unbundle stage: the bundle file to turn into --to DIR")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
@@ -480,6 +661,26 @@ def main(argv: list[str] | None = None) -> int:
         help="dit stage: mixed-resolution schedule SIZE:SHARE,... (default %(default)s)",
     )
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="dit stage autocast")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="dit stage: linear warmup over the first N updates of a fresh optimizer",
+    )
+    parser.add_argument(
+        "--decay",
+        type=parse_decay,
+        default=0,
+        help="dit stage: lower the learning rate linearly to 0 over the last N steps (or N%% of this run's)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="dit stage: processes drawing scenes ahead (for a GPU)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="dit stage: end within this wall time (the step count adapts, decay included)",
+    )
     parser.add_argument("--count", type=int, default=512, help="data stage: scenes to render")
     parser.add_argument("--size", type=int, default=64, help="data stage: image side in pixels")
     args = parser.parse_args(argv)
@@ -491,6 +692,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "data":
         written = write_dataset(args.out, args.count, size=args.size, seed=args.seed)
         print(f"wrote {written} captioned images and metadata.jsonl to {args.out}")
+        return 0
+    if args.stage == "bundle":
+        if args.to is None:
+            parser.error("the bundle stage needs --to DIR")
+        args.to.mkdir(parents=True, exist_ok=True)
+        for path in bundle_checkpoint(args.out, args.to):
+            print(f"wrote {path}")
+        return 0
+    if args.stage == "unbundle":
+        if args.bundle is None or args.vae is None or args.to is None:
+            parser.error("the unbundle stage needs --bundle FILE, --vae DIR and --to DIR")
+        step = unbundle(args.bundle, args.vae, args.to)
+        print(f"wrote the weights of step {step} from {args.bundle} to {args.to}")
         return 0
     if args.stage == "export":
         if args.vae is None or args.to is None:
@@ -517,6 +731,10 @@ def main(argv: list[str] | None = None) -> int:
             init=args.init,
             resolutions=resolutions,
             precision=args.precision,
+            warmup=args.warmup,
+            decay=args.decay,
+            minutes=args.minutes,
+            workers=args.workers,
             **extra,
         )
     return 0
