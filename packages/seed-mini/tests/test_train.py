@@ -75,9 +75,9 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
 
 
 def test_mixed_resolutions_keep_the_token_count():
-    sizes = {train.dit_batch(0, step, 32, resolutions=train.RESOLUTIONS).size for step in range(60)}
+    sizes = {train.dit_scenes(0, step, 32, resolutions=train.RESOLUTIONS).size for step in range(60)}
     assert sizes == {64, 128, 256}
-    big = train.dit_batch(0, 0, 32, size=256)
+    big = train.render_scenes(train.dit_scenes(0, 0, 32, size=256))
     assert big.target.shape == (2, 3, 256, 256) and big.task == "generate" and not big.references
     assert train.parse_resolutions("64:0.5,256:0.5") == ((64, 0.5), (256, 0.5))
     for bad in ("64", "64:0.5", "60:1", "64:x"):

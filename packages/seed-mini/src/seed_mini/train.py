@@ -290,19 +290,6 @@ def render_scenes(scenes: DitScenes, device: torch.device | str = "cpu") -> DitB
     return DitBatch(target, scenes.prompts, references, scenes.task)
 
 
-def dit_batch(
-    seed: int,
-    step: int,
-    batch: int,
-    size: int | None = None,
-    drop_text: float = 0.1,
-    resolutions: tuple[tuple[int, float], ...] = ((BASE_SIZE, 1.0),),
-    device: torch.device | str = "cpu",
-) -> DitBatch:
-    """The rendered batch of step `step` (see `dit_scenes`)."""
-    return render_scenes(dit_scenes(seed, step, batch, size, drop_text, resolutions), device)
-
-
 def dit_batches(
     seed: int,
     start: int,
@@ -315,7 +302,7 @@ def dit_batches(
     ahead of the loop (on a GPU one Python thread cannot keep up); the batches are the same either way."""
     if workers <= 0:
         for step in itertools.count(start):
-            yield dit_batch(seed, step, batch, resolutions=resolutions, device=device)
+            yield render_scenes(dit_scenes(seed, step, batch, resolutions=resolutions), device)
         return
     # spawn, not fork: the parent may hold a CUDA context, which a forked child must not inherit
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
