@@ -438,75 +438,77 @@ def train_dit(
         losses.clear()
         return values[-1] if values else math.nan
 
-    while step < steps:
-        elapsed = time.perf_counter() - started
-        if step == warm[0] and warm[1] == 0.0:
-            warm = (step, elapsed)
-        if budget is not None and elapsed >= plan_at * budget and step >= warm[0] + 20:
-            # re-planned at each tenth of the budget from the rate since the last plan, so a machine that
-            # slows down or frees up is followed
-            rate = (step - warm[0]) / (elapsed - warm[1])
-            warm = (step, elapsed)
-            steps = progress.total = min(max_steps, step + max(1, int(rate * (budget - elapsed))))
-            plan_at += 0.1
-            log(f"time budget {minutes} min: {rate:.2f} steps/s, ending at step {steps}")
-        for group in opt.param_groups:
-            group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
-        data = next(stream)  # rendered on the device
-        n = data.target.shape[0]
-        gen = torch.Generator().manual_seed(seed * 7919 + step)
-        with torch.no_grad(), autocast:
-            x0 = vae.encode(data.target.to(device)).float()
-            refs = tuple(vae.encode(r.to(device)).float() for r in data.references)
-            if data.task == "edit" and torch.rand((), generator=gen) < 0.1:  # image-guidance dropout
-                refs = tuple(torch.zeros_like(r) for r in refs)
-        # SD3's resolution shift: sqrt(tokens / base tokens) keeps the per-pixel noise level of 64 px
-        t = logit_normal_timesteps(n, shift=data.size / BASE_SIZE, generator=gen).to(device)
-        flow = make_flow_batch(x0, t, torch.randn(x0.shape, generator=gen).to(device))
-        with autocast:
-            emb = text.encode(data.prompts, device=device)
-            cond = Conditioning(
-                emb.tokens,
-                emb.mask,
-                emb.pooled,
-                torch.full((n,), TASKS[data.task], device=device),
-                references=refs,
-            )
-            prediction = dit(flow.x_t, flow.t, cond)
-        loss = flow_matching_loss(prediction.float(), flow)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_dit.update(dit)
-        ema_text.update(text)
-        step, updates = step + 1, updates + 1
-        if budget is not None and time.perf_counter() - started > budget and step < steps:
-            log(f"time budget {minutes} min spent at step {step}")
-            steps = progress.total = step  # so this step is checkpointed and exported
-        losses.append((step, loss.detach(), data.task, data.size))
-        if step % 50 == 0:
-            log(progress.line(step, write_log()))
-        if step % checkpoint_every == 0 or step == steps:
-            write_log()
-            save_checkpoint(
-                out / CHECKPOINT,
-                {
-                    "dit": dit.state_dict(),
-                    "text": text.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "ema_dit": ema_dit.state_dict(),
-                    "ema_text": ema_text.state_dict(),
-                    "step": step,
-                    "updates": updates,
-                },
-            )
-        if step % export_every == 0 or step == steps:
-            export_model(ema_dit.shadow, ema_text.shadow, vae, out / "model", step)
-        if stop_after is not None and step >= stop_after:
-            break
+    try:
+        while step < steps:
+            elapsed = time.perf_counter() - started
+            if step == warm[0] and warm[1] == 0.0:
+                warm = (step, elapsed)
+            if budget is not None and elapsed >= plan_at * budget and step >= warm[0] + 20:
+                # re-planned at each tenth of the budget from the rate since the last plan, so a machine that
+                # slows down or frees up is followed
+                rate = (step - warm[0]) / (elapsed - warm[1])
+                warm = (step, elapsed)
+                steps = progress.total = min(max_steps, step + max(1, int(rate * (budget - elapsed))))
+                plan_at += 0.1
+                log(f"time budget {minutes} min: {rate:.2f} steps/s, ending at step {steps}")
+            for group in opt.param_groups:
+                group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
+            data = next(stream)  # rendered on the device
+            n = data.target.shape[0]
+            gen = torch.Generator().manual_seed(seed * 7919 + step)
+            with torch.no_grad(), autocast:
+                x0 = vae.encode(data.target.to(device)).float()
+                refs = tuple(vae.encode(r.to(device)).float() for r in data.references)
+                if data.task == "edit" and torch.rand((), generator=gen) < 0.1:  # image-guidance dropout
+                    refs = tuple(torch.zeros_like(r) for r in refs)
+            # SD3's resolution shift: sqrt(tokens / base tokens) keeps the per-pixel noise level of 64 px
+            t = logit_normal_timesteps(n, shift=data.size / BASE_SIZE, generator=gen).to(device)
+            flow = make_flow_batch(x0, t, torch.randn(x0.shape, generator=gen).to(device))
+            with autocast:
+                emb = text.encode(data.prompts, device=device)
+                cond = Conditioning(
+                    emb.tokens,
+                    emb.mask,
+                    emb.pooled,
+                    torch.full((n,), TASKS[data.task], device=device),
+                    references=refs,
+                )
+                prediction = dit(flow.x_t, flow.t, cond)
+            loss = flow_matching_loss(prediction.float(), flow)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema_dit.update(dit)
+            ema_text.update(text)
+            step, updates = step + 1, updates + 1
+            if budget is not None and time.perf_counter() - started > budget and step < steps:
+                log(f"time budget {minutes} min spent at step {step}")
+                steps = progress.total = step  # so this step is checkpointed and exported
+            losses.append((step, loss.detach(), data.task, data.size))
+            if step % 50 == 0:
+                log(progress.line(step, write_log()))
+            if step % checkpoint_every == 0 or step == steps:
+                write_log()
+                save_checkpoint(
+                    out / CHECKPOINT,
+                    {
+                        "dit": dit.state_dict(),
+                        "text": text.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "ema_dit": ema_dit.state_dict(),
+                        "ema_text": ema_text.state_dict(),
+                        "step": step,
+                        "updates": updates,
+                    },
+                )
+            if step % export_every == 0 or step == steps:
+                export_model(ema_dit.shadow, ema_text.shadow, vae, out / "model", step)
+            if stop_after is not None and step >= stop_after:
+                break
+    finally:  # the worker processes end with the run, also when it fails
+        stream.close()
     write_log()
-    stream.close()
 
 
 def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path, step: int) -> None:
