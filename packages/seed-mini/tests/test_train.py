@@ -131,3 +131,43 @@ def test_worker_processes_draw_the_same_batches():
             assert all(torch.equal(x, y) for x, y in zip(a.references, b.references, strict=True))
     finally:
         pooled.close()
+
+
+def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
+    """The recipe's GPU path without a GPU: the step runs on fake CUDA tensors (shapes and devices only),
+    so a tensor made on the CPU inside rendering, the encoders or the DiT fails here as it would there."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from seed_dit.training import EMA
+    from seed_vae import Autoencoder, AutoencoderConfig
+
+    by_task = {}
+    for step in range(40):  # one batch of each task, and one of a larger size
+        scenes = train.dit_scenes(0, step, 4, resolutions=train.RESOLUTIONS)
+        by_task.setdefault((scenes.task, scenes.size), scenes)
+    assert {task for task, _ in by_task} == {"generate", "edit", "compose"}
+    assert {size for _, size in by_task} > {64}
+    vae = Autoencoder(AutoencoderConfig.preset("tiny-f8"))
+    dit, text = train.build_dit("tiny", vae.cfg.latent_channels)
+    # a data-dependent branch (all-real key mask?) cannot be decided on fake values: take the general one
+    monkeypatch.setattr(FakeTensor, "__bool__", lambda self: False, raising=False)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def to_fake_cuda(module: torch.nn.Module) -> None:
+        for m in module.modules():
+            for name, p in list(m._parameters.items()):
+                if p is not None:
+                    m._parameters[name] = torch.nn.Parameter(mode.from_tensor(p.detach()).to("cuda"))
+            for name, b in list(m._buffers.items()):
+                if b is not None:
+                    m._buffers[name] = mode.from_tensor(b).to("cuda")
+
+    with mode:
+        for module in (vae, dit, text):
+            to_fake_cuda(module)
+        ema = EMA(dit)
+        for scenes in by_task.values():
+            data = train.render_scenes(scenes, "cuda")
+            loss = train.dit_loss(dit, text, vae, data, torch.Generator().manual_seed(0))
+            assert loss.device.type == "cuda" and loss.shape == ()
+            ema.update(dit)  # the backward pass needs a real CUDA context; the forward is where devices mix

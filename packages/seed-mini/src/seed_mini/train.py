@@ -347,6 +347,36 @@ def build_dit(preset: str, latent_channels: int) -> tuple[MMDiT, MiniTextEncoder
     return MMDiT(cfg), MiniTextEncoder(dim=cfg.text_dim, layers=2, heads=cfg.heads, max_length=24)
 
 
+def dit_loss(
+    dit: MMDiT,
+    text: MiniTextEncoder,
+    vae: Autoencoder,
+    data: DitBatch,
+    generator: torch.Generator,
+    precision: str = "bf16",
+) -> torch.Tensor:
+    """The flow-matching loss of one step on `data` (rendered on the models' device); the time steps,
+    the noise and the image-guidance dropout come from `generator` (a CPU one, so every device draws the
+    same)."""
+    device = data.target.device
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+    n = data.target.shape[0]
+    with torch.no_grad(), autocast:
+        x0 = vae.encode(data.target).float()
+        refs = tuple(vae.encode(r).float() for r in data.references)
+        if data.task == "edit" and torch.rand((), generator=generator) < 0.1:  # image-guidance dropout
+            refs = tuple(torch.zeros_like(r) for r in refs)
+    # SD3's resolution shift: sqrt(tokens / base tokens) keeps the per-pixel noise level of 64 px
+    t = logit_normal_timesteps(n, shift=data.size / BASE_SIZE, generator=generator).to(device)
+    flow = make_flow_batch(x0, t, torch.randn(x0.shape, generator=generator).to(device))
+    with autocast:
+        emb = text.encode(data.prompts, device=device)
+        task = torch.full((n,), TASKS[data.task], device=device)
+        cond = Conditioning(emb.tokens, emb.mask, emb.pooled, task, references=refs)
+        prediction = dit(flow.x_t, flow.t, cond)
+    return flow_matching_loss(prediction.float(), flow)
+
+
 def train_dit(
     out: Path,
     vae_dir: Path,
@@ -386,7 +416,6 @@ def train_dit(
     step does not wait for the host."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
-    autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=precision == "bf16")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
@@ -454,27 +483,8 @@ def train_dit(
             for group in opt.param_groups:
                 group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
             data = next(stream)  # rendered on the device
-            n = data.target.shape[0]
             gen = torch.Generator().manual_seed(seed * 7919 + step)
-            with torch.no_grad(), autocast:
-                x0 = vae.encode(data.target.to(device)).float()
-                refs = tuple(vae.encode(r.to(device)).float() for r in data.references)
-                if data.task == "edit" and torch.rand((), generator=gen) < 0.1:  # image-guidance dropout
-                    refs = tuple(torch.zeros_like(r) for r in refs)
-            # SD3's resolution shift: sqrt(tokens / base tokens) keeps the per-pixel noise level of 64 px
-            t = logit_normal_timesteps(n, shift=data.size / BASE_SIZE, generator=gen).to(device)
-            flow = make_flow_batch(x0, t, torch.randn(x0.shape, generator=gen).to(device))
-            with autocast:
-                emb = text.encode(data.prompts, device=device)
-                cond = Conditioning(
-                    emb.tokens,
-                    emb.mask,
-                    emb.pooled,
-                    torch.full((n,), TASKS[data.task], device=device),
-                    references=refs,
-                )
-                prediction = dit(flow.x_t, flow.t, cond)
-            loss = flow_matching_loss(prediction.float(), flow)
+            loss = dit_loss(dit, text, vae, data, gen, precision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
