@@ -75,7 +75,12 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
     from seed_attn.kernels import triton_block_sparse_attention
     from seed_attn.ops import _compiled_flex, _flex_block_mask
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:  # printed as measured: a part cut off by its time limit keeps them
+        rows.append(row)
+        print("row:", json.dumps(row), flush=True)
+
     name = torch.cuda.get_device_name()
     shapes = [(16384, 128)] if quick else [(16384, 64), (16384, 128), (32768, 64), (32768, 128)]
     for n, d in shapes:
@@ -96,7 +101,7 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
             print(f"check: triton dense {bits}-bit vs cuDNN, N={n} D={d}: relative error {error:.2e}")
             if error > (0.01 if bits == 16 else 0.05):
                 raise SystemExit(f"the Triton kernel is wrong at N={n} D={d} bits={bits}: error {error:.3f}")
-        rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "cuDNN SDPA", "density": 1.0,
+        add({"device": name, "n": n, "d": d, "heads": heads, "path": "cuDNN SDPA", "density": 1.0,
                      "bits": 16, "seconds": cudnn, "tflops": flops / cudnn / 1e12})  # fmt: skip
         for density in (1.0, 0.5, 0.25):
             for block in (64, 128):
@@ -108,13 +113,13 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
                             q, k, v, lists, qk_bits=bits, pv_bits=16
                         )
                     )
-                    rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": f"triton b{block}",
+                    add({"device": name, "n": n, "d": d, "heads": heads, "path": f"triton b{block}",
                                  "density": density, "bits": bits, "seconds": seconds,
                                  "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
                 if block == 128:
                     bm = _flex_block_mask(mask, block, n, n)
                     seconds = bench(lambda q=q, k=k, v=v, bm=bm: _compiled_flex()(q, k, v, block_mask=bm))
-                    rows.append({"device": name, "n": n, "d": d, "heads": heads, "path": "FlexAttention b128",
+                    add({"device": name, "n": n, "d": d, "heads": heads, "path": "FlexAttention b128",
                                  "density": density, "bits": 16, "seconds": seconds,
                                  "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds})  # fmt: skip
     return rows
