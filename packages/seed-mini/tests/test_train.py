@@ -65,8 +65,18 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
 
     bundles = train.bundle_checkpoint(tmp_path / "a", tmp_path / "bundle", preset="tiny")
     assert sorted(p.name for p in bundles) == sorted(train.BUNDLES.values())
-    step = train.unbundle(tmp_path / "bundle" / train.BUNDLES["ema"], tmp_path / "vae", tmp_path / "unpacked")
-    assert step == 4
+    bundle = tmp_path / "bundle" / train.BUNDLES["ema"]
+    args = [
+        "unbundle",
+        "--bundle",
+        str(bundle),
+        "--vae",
+        str(tmp_path / "vae"),
+        "--to",
+        str(tmp_path / "unpacked"),
+    ]
+    assert train.main(args) == 0  # the command line, which needs no run directory for this stage
+    assert json.loads((tmp_path / "unpacked" / "training.json").read_text())["step"] == 4
     for name in ("dit.safetensors", "text_encoder.safetensors"):
         exported = load_safetensors(tmp_path / "a" / "model" / name)
         unpacked = load_safetensors(tmp_path / "unpacked" / name)

@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data"))
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="the run directory (every stage but unbundle)")
     parser.add_argument("--vae", type=Path, help="trained autoencoder directory (for the dit stage)")
     parser.add_argument("--steps", type=int, default=0)
     parser.add_argument("--to", type=Path, help="model directory to write (for the export stage)")
@@ -688,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         True
     )  # tiny weights / activations late in training are denormal: 3x slower on CPU
     extra = {k: v for k, v in (("batch", args.batch), ("lr", args.lr)) if v is not None}
+    if args.out is None and args.stage != "unbundle":
+        parser.error(f"the {args.stage} stage needs --out DIR")
     if args.stage == "data":
         written = write_dataset(args.out, args.count, size=args.size, seed=args.seed)
         print(f"wrote {written} captioned images and metadata.jsonl to {args.out}")
