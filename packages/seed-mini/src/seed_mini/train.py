@@ -15,6 +15,7 @@ it stopped and follows the same loss curve. The same code runs on a GPU (`--devi
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -306,15 +307,13 @@ def dit_batches(
         return
     # spawn, not fork: the parent may hold a CUDA context, which a forked child must not inherit
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    draw = functools.partial(dit_scenes, seed, batch=batch, resolutions=resolutions)
     try:
         ahead = 4 * workers
-        pending = deque(
-            pool.submit(dit_scenes, seed, step, batch, None, 0.1, resolutions)
-            for step in range(start, start + ahead)
-        )
+        pending = deque(pool.submit(draw, step) for step in range(start, start + ahead))
         for step in itertools.count(start + ahead):
             scenes = pending.popleft().result()
-            pending.append(pool.submit(dit_scenes, seed, step, batch, None, 0.1, resolutions))
+            pending.append(pool.submit(draw, step))
             yield render_scenes(scenes, device)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -408,9 +407,9 @@ def train_dit(
     The learning rate is warmup-stable-decay: it rises linearly over the first `warmup` updates of a fresh
     optimizer (from scratch or `init`; a resumed checkpoint keeps its count), stays at `lr`, and falls
     linearly to zero over the last `decay` steps before `steps` (a float: that share, at most 1, of the
-    steps this run makes). With `minutes`, the run ends within that
-    wall time: at each tenth of it, `steps` is set to what the measured rate reaches (at most the `steps`
-    given), so a decay still lands on the last step. `workers` processes draw the scenes ahead (for a GPU).
+    steps this run makes). With `minutes`, the run ends within that wall time: at each tenth of it, `steps`
+    is set to what the measured rate reaches (at most the `steps` given), so a decay still lands on the
+    last step. `workers` processes draw the scenes ahead (for a GPU).
 
     Losses stay on the device until the log is written (every 50 steps and at each checkpoint), so a GPU
     step does not wait for the host."""
@@ -456,27 +455,34 @@ def train_dit(
         return round(decay * (steps - progress.start_step)) if isinstance(decay, float) else decay
 
     started, budget = time.perf_counter(), None if minutes is None else 60 * minutes
-    plan_at, warm = 0.1, (progress.start_step + 20, 0.0)  # (step, seconds): rates are timed from here
+    plan_at = 0.1
+    mark: tuple[int, float] | None = None  # (step, seconds) the rate is timed from, once 20 steps have run
     stream = dit_batches(seed, step, batch, resolutions, device, workers)
     losses: list[tuple[int, torch.Tensor, str, int]] = []
 
     def write_log() -> float:
         values = torch.stack([loss for _, loss, _, _ in losses]).tolist() if losses else []
-        for (at, _, task, size), value in zip(losses, values, strict=True):
-            _log(out, {"step": at, "loss": value, "task": task, "size": size})
+        with open(out / "log.jsonl", "a") as fh:  # one sync and one open for the steps since the last write
+            for (at, _, task, size), value in zip(losses, values, strict=True):
+                fh.write(json.dumps({"step": at, "loss": value, "task": task, "size": size}) + "\n")
         losses.clear()
         return values[-1] if values else math.nan
 
     try:
         while step < steps:
             elapsed = time.perf_counter() - started
-            if step == warm[0] and warm[1] == 0.0:
-                warm = (step, elapsed)
-            if budget is not None and elapsed >= plan_at * budget and step >= warm[0] + 20:
+            if mark is None and step == progress.start_step + 20:
+                mark = (step, elapsed)
+            if (
+                budget is not None
+                and mark is not None
+                and elapsed >= plan_at * budget
+                and step >= mark[0] + 20
+            ):
                 # re-planned at each tenth of the budget from the rate since the last plan, so a machine that
                 # slows down or frees up is followed
-                rate = (step - warm[0]) / (elapsed - warm[1])
-                warm = (step, elapsed)
+                rate = (step - mark[0]) / (elapsed - mark[1])
+                mark = (step, elapsed)
                 steps = progress.total = min(max_steps, step + max(1, int(rate * (budget - elapsed))))
                 plan_at += 0.1
                 log(f"time budget {minutes} min: {rate:.2f} steps/s, ending at step {steps}")
