@@ -8,23 +8,27 @@ import torch
 
 from seed_distill import toy
 from seed_distill.methods import Options
-from seed_distill.trainer import RunConfig, distill, init_world, recipe_stages
+from seed_distill.trainer import RunConfig, distill, init_world, leave_world, recipe_stages
 
 
 def run(out: Path, fsdp: bool = False, stop_after: int | None = None, resume: bool = False) -> None:
     torch.set_num_threads(1)
     mix = toy.ring()
     target = toy.ToyTarget(toy.train_teacher(mix, steps=50, batch=64), mix, guidance=2.0)
-    distill(
-        target,
-        out,
-        recipe_stages(os.environ.get("METHOD", "adm"), None),
-        Options(steps=2, lr=1e-3, ratio=2),
-        RunConfig(steps=6, batch=16, shards=2, checkpoint_every=3, fsdp=fsdp),
-        world=init_world(),
-        stop_after=stop_after,
-        resume=resume,
-    )
+    world = init_world()
+    try:
+        distill(
+            target,
+            out,
+            recipe_stages(os.environ.get("METHOD", "adm"), None),
+            Options(steps=2, lr=1e-3, ratio=2),
+            RunConfig(steps=6, batch=16, shards=2, checkpoint_every=3, fsdp=fsdp),
+            world=world,
+            stop_after=stop_after,
+            resume=resume,
+        )
+    finally:
+        leave_world(world)
 
 
 if __name__ == "__main__":

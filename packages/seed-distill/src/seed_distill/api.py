@@ -15,7 +15,16 @@ from seed_core.files import atomic_write_bytes
 from seed_core.pipeline import Pipeline, load
 from seed_core.requests import parse_size
 from seed_distill.methods import METHODS, Options
-from seed_distill.trainer import CHECKPOINT, LOG, RunConfig, World, distill, init_world, recipe_stages
+from seed_distill.trainer import (
+    CHECKPOINT,
+    LOG,
+    RunConfig,
+    World,
+    distill,
+    init_world,
+    leave_world,
+    recipe_stages,
+)
 
 #: methods whose critics are heads on the teacher's features
 NEEDS_FEATURES = ("adm", "adp", "apt")
@@ -273,21 +282,24 @@ def run_command(**kw: Any) -> Path | None:
             text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
             bar.update(task, completed=step, description=f"distilling {text}")
 
-        path = distill_model(
-            kw["teacher"],
-            out,
-            method=kw["method"],
-            recipe=kw["recipe"],
-            prompts=prompts,
-            size=parse_size(kw["size"]) if kw["size"] else None,
-            options=options,
-            run=run,
-            resume=kw["resume"],
-            device=kw["device"],
-            world=world,
-            progress=tick,
-            data=kw["data"],
-        )
+        try:
+            path = distill_model(
+                kw["teacher"],
+                out,
+                method=kw["method"],
+                recipe=kw["recipe"],
+                prompts=prompts,
+                size=parse_size(kw["size"]) if kw["size"] else None,
+                options=options,
+                run=run,
+                resume=kw["resume"],
+                device=kw["device"],
+                world=world,
+                progress=tick,
+                data=kw["data"],
+            )
+        finally:
+            leave_world(world)
     return path if world.main else None
 
 

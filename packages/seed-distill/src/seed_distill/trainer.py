@@ -108,6 +108,13 @@ def init_world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def leave_world(world: World) -> None:
+    """Leave the torchrun group cleanly: a rank that exits with gloo's threads still up can abort."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _all_sum(x: torch.Tensor, world: World) -> torch.Tensor:
     if world.size > 1:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
