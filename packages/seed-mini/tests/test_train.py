@@ -128,6 +128,13 @@ def test_a_time_budget_ends_the_run_with_a_checkpoint_and_an_export(tmp_path):
     assert json.loads((tmp_path / "run" / "model" / "training.json").read_text())["step"] == last
 
 
+def test_progress_under_a_time_budget_counts_down_the_budget():
+    free, budgeted = train.Progress(10_000_000, 0), train.Progress(10_000_000, 0, budget=120.0)
+    free.started = budgeted.started = free.started - 1.0  # one second in, one step done
+    assert float(free.line(1, 0.1).split("eta ")[1].split()[0]) > 1000  # minutes at one step a second
+    assert 1.9 <= float(budgeted.line(1, 0.1).split("eta ")[1].split()[0]) <= 2.0  # the budget left
+
+
 def test_worker_processes_draw_the_same_batches():
     resolutions = train.RESOLUTIONS
     alone = train.dit_batches(0, 5, 8, resolutions)

@@ -65,15 +65,18 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
 class Progress:
     total: int
     start_step: int
+    budget: float | None = None  # seconds (--minutes): the run ends by then, whatever the step count says
     started: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = time.perf_counter()
 
     def line(self, step: int, loss: float) -> str:
-        done = step - self.start_step
-        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        elapsed = time.perf_counter() - self.started
+        rate = (step - self.start_step) / max(elapsed, 1e-9)
         eta = (self.total - step) / max(rate, 1e-9)
+        if self.budget is not None:
+            eta = min(eta, max(self.budget - elapsed, 0.0))
         return f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  eta {eta / 60:.1f} min"
 
 
@@ -449,7 +452,7 @@ def train_dit(
         updates = int(state.get("updates", step))
         ema_dit.updates = ema_text.updates = step
         log(f"resumed from step {step}")
-    progress, max_steps = Progress(steps, step), steps
+    progress, max_steps = Progress(steps, step, None if minutes is None else 60 * minutes), steps
 
     def decay_steps() -> int:
         return round(decay * (steps - progress.start_step)) if isinstance(decay, float) else decay
