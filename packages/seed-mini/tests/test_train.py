@@ -135,6 +135,29 @@ def test_progress_under_a_time_budget_counts_down_the_budget():
     assert 1.9 <= float(budgeted.line(1, 0.1).split("eta ")[1].split()[0]) <= 2.0  # the budget left
 
 
+def test_the_word_loss_pulls_the_tokens_of_shape_words_apart():
+    from seed_dit.text import MiniTextEncoder
+
+    torch.manual_seed(0)
+    text = MiniTextEncoder(dim=32, layers=1, heads=2, vocab=512, max_length=8)
+    prompts = [f"a {c} {s}" for c in ("red", "blue") for s in ("circle", "square", "hexagon")]
+    circle, square = prompts.index("a red circle"), prompts.index("a red square")
+
+    def shape_token_cosine() -> float:  # the third token is the shape word
+        tokens = text.encode(prompts).tokens
+        return float(torch.nn.functional.cosine_similarity(tokens[circle, 2], tokens[square, 2], dim=0))
+
+    first, before = float(train.word_loss(text, prompts, text.encode(prompts).tokens)), shape_token_cosine()
+    opt = torch.optim.Adam(text.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        train.word_loss(text, prompts, text.encode(prompts).tokens).backward()
+        opt.step()
+    last = float(train.word_loss(text, prompts, text.encode(prompts).tokens))
+    assert last < 0.2 * first  # every word named from its own token
+    assert shape_token_cosine() < before - 0.3, (before, shape_token_cosine())
+
+
 def test_worker_processes_draw_the_same_batches():
     resolutions = train.RESOLUTIONS
     alone = train.dit_batches(0, 5, 8, resolutions)
@@ -185,6 +208,7 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
         ema = EMA(dit)
         for scenes in by_task.values():
             data = train.render_scenes(scenes, "cuda")
-            loss = train.dit_loss(dit, text, vae, data, torch.Generator().manual_seed(0))
+            loss, named = train.dit_loss(dit, text, vae, data, torch.Generator().manual_seed(0), words=True)
             assert loss.device.type == "cuda" and loss.shape == ()
+            assert named is not None and named.device.type == "cuda" and named.shape == ()
             ema.update(dit)  # the backward pass needs a real CUDA context; the forward is where devices mix

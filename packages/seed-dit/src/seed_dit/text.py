@@ -52,12 +52,17 @@ class HashWordTokenizer:
     def word_id(self, word: str) -> int:
         return 1 + zlib.crc32(word.encode()) % (self.vocab - 1)
 
+    def ids(self, prompt: str) -> list[int]:
+        """The ids of the prompt's words, at most `max_length` of them."""
+        words = prompt.lower().replace(",", " , ").replace(".", " ").split()[: self.max_length]
+        return [self.word_id(w) for w in words]
+
     def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> ids (B, max_length) long, mask (B, max_length) bool."""
         ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
         for i, prompt in enumerate(prompts):
-            words = prompt.lower().replace(",", " , ").replace(".", " ").split()[: self.max_length]
-            ids[i, : len(words)] = torch.tensor([self.word_id(w) for w in words], dtype=torch.long)
+            row = self.ids(prompt)
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return ids, ids != 0
 
 
