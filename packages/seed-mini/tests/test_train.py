@@ -14,8 +14,10 @@ from seed_mini import train
 
 
 def _losses(out: Path) -> dict[int, float]:
-    """Loss per step; a resumed run logs the replayed steps again, and the last record wins."""
+    """Loss per step; a resumed run drops the records past its checkpoint, so there is one per step."""
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)), "a step logged twice or out of order"
     return {r["step"]: r["loss"] for r in records}
 
 

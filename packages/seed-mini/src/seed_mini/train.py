@@ -92,6 +92,19 @@ def optimizer_step(
     sched.step()
 
 
+def trim_log(out: Path, step: int) -> None:
+    """Drop the log records after `step` (a killed run logged past its last checkpoint; the resumed run
+    logs those steps again), so the log holds one record per step."""
+    path = out / "log.jsonl"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) < len(lines):
+        with atomic_path(path, force=True) as tmp:
+            tmp.write_text("".join(kept))
+
+
 def _log(out: Path, record: dict[str, Any]) -> None:
     with open(out / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -139,6 +152,7 @@ def train_vae(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        trim_log(out, step)
         log(f"resumed from step {step}")
     progress = Progress(steps, step)
     while step < steps:
@@ -484,6 +498,7 @@ def train_dit(
         step = int(state["step"])
         updates = int(state.get("updates", step))
         ema_dit.updates = ema_text.updates = step
+        trim_log(out, step)
         log(f"resumed from step {step}")
     progress, max_steps = Progress(steps, step, None if minutes is None else 60 * minutes), steps
 

@@ -35,6 +35,7 @@ from seed_mini.train import (
     load_checkpoint,
     optimizer_step,
     save_checkpoint,
+    trim_log,
 )
 from seed_vae.loss import AutoencoderLoss
 from seed_vae.model import LatentDistribution
@@ -61,6 +62,7 @@ def _resume(out: Path, parts: dict[str, Any], log: Callable[[str], None]) -> int
         return 0
     for name, part in parts.items():
         part.load_state_dict(state[name])
+    trim_log(out, int(state["step"]))
     log(f"resumed from step {state['step']}")
     return int(state["step"])
 
