@@ -43,7 +43,7 @@ part() {  # part NAME SECONDS COMMAND...
 
 part train 220 python3 -m seed_mini.train dit --out /tmp/dit --vae training/seedream-mini \
     --init training/seedream-mini/live --steps 10000000 --batch 256 --lr 8e-4 --warmup 200 --decay 20% \
-    --minutes 3.0 --workers 8 --device cuda                                                           # issue 4
+    --minutes 3.0 --workers 8 --word-loss 0.1 --device cuda                                           # issue 4
 part bundle 30 python3 -m seed_mini.train bundle --out /tmp/dit --to "$OUT"
 cp /tmp/dit/log.jsonl "$OUT/dit-log.jsonl" 2>/dev/null
 part attention 110 python3 benchmarks/attention.py --gpu-only --json "$OUT/attention-gpu.json"   # issue 5
