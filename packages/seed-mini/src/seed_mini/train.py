@@ -376,17 +376,16 @@ def word_loss(
     """
     # the indexing is decided in Python from the prompts: no device sync, and no data-dependent shapes
     rows = [text.tokenizer.ids(p) for p in prompts]
-    words = sorted(
-        {w for row in rows for w in row}
-    )  # the batch's vocabulary (a softmax over 4096 costs more)
+    # the batch's vocabulary: a softmax over all 4096 ids would cost more
+    words = sorted({w for row in rows for w in row})
     index = {w: i for i, w in enumerate(words)}
-    length = tokens.shape[1]
-    real = [b * length + j for b, row in enumerate(rows) for j in range(len(row))]
-    target = torch.tensor([index[w] for row in rows for w in row], device=tokens.device)  # (T,)
-    out = F.normalize(
-        tokens.flatten(0, 1)[torch.tensor(real, device=tokens.device)].float(), dim=-1
-    )  # (T, D)
-    emb = F.normalize(text.embed.weight[torch.tensor(words, device=tokens.device)].float(), dim=-1)  # (W, D)
+    length, device = tokens.shape[1], tokens.device
+    real = torch.tensor(
+        [b * length + j for b, row in enumerate(rows) for j in range(len(row))], device=device
+    )
+    target = torch.tensor([index[w] for row in rows for w in row], device=device)  # (T,)
+    out = F.normalize(tokens.flatten(0, 1)[real].float(), dim=-1)  # (T, D)
+    emb = F.normalize(text.embed.weight[torch.tensor(words, device=device)].float(), dim=-1)  # (W, D)
     return F.cross_entropy(out @ emb.T / tau, target)
 
 
@@ -418,10 +417,10 @@ def dit_loss(
         task = torch.full((n,), TASKS[data.task], device=device)
         cond = Conditioning(emb.tokens, emb.mask, emb.pooled, task, references=refs)
         prediction = dit(flow.x_t, flow.t, cond)
-    named = words and any(data.prompts)  # a batch of empty prompts (guidance dropout) names no word
-    return flow_matching_loss(prediction.float(), flow), word_loss(
-        text, data.prompts, emb.tokens
-    ) if named else None
+    named = None
+    if words and any(data.prompts):  # a batch of empty prompts (guidance dropout) names no word
+        named = word_loss(text, data.prompts, emb.tokens)
+    return flow_matching_loss(prediction.float(), flow), named
 
 
 def train_dit(
