@@ -27,8 +27,10 @@ def run(out: Path, fsdp: bool = False, stop_after: int | None = None, resume: bo
             stop_after=stop_after,
             resume=resume,
         )
-    finally:
-        leave_world(world)
+    except BaseException:
+        leave_world(world, failed=True)
+        raise
+    leave_world(world)
 
 
 if __name__ == "__main__":

@@ -298,8 +298,10 @@ def run_command(**kw: Any) -> Path | None:
                 progress=tick,
                 data=kw["data"],
             )
-        finally:
-            leave_world(world)
+        except BaseException:
+            leave_world(world, failed=True)
+            raise
+        leave_world(world)
     return path if world.main else None
 
 

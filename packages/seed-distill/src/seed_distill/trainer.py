@@ -108,10 +108,12 @@ def init_world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
-def leave_world(world: World) -> None:
-    """Leave the torchrun group cleanly: a rank that exits with gloo's threads still up can abort."""
+def leave_world(world: World, failed: bool = False) -> None:
+    """Leave the torchrun group cleanly: a rank that exits with gloo's threads still up can abort. A
+    failed rank skips the barrier, since the other ranks may never reach it."""
     if world.size > 1 and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 
