@@ -7,7 +7,9 @@ Prints, for the prompt "a large red circle on a white background" and its varian
 - the mean distance between the text encoder's output tokens of the changed word (shape words against
   shape words, colour words against colour words);
 - the root-mean-square change of the DiT's velocity (8 noise draws at t = 0.6, 64 px) when the word is
-  changed in the text tokens only (the pooled vector kept), in the pooled vector only, and in both.
+  changed in the text tokens only (the pooled vector kept), in the pooled vector only, in both, and in
+  the tokens with the pooled vector zeroed on both sides (what a model trained with `--pooled-drop`
+  reads from the tokens alone).
 
 A model that draws every round shape alike shows shape words whose tokens sit close and a DiT that reads
 them through the pooled vector only.
@@ -60,7 +62,7 @@ def probe(model: str, draws: int = 8, t: float = 0.6) -> dict[str, dict[str, flo
             ]
             position = 3 if kind == "shape" else 2  # "a large red circle ..."
             emb = [encode([p]) for p in prompts]
-            token_distance, tokens_only, pooled_only, both = [], [], [], []
+            token_distance, tokens_only, pooled_only, both, no_pooled = [], [], [], [], []
             for i, j in itertools.combinations(range(len(words)), 2):
                 a, b = emb[i], emb[j]
                 token_distance.append(float((a.tokens[0, position] - b.tokens[0, position]).norm()))
@@ -71,12 +73,18 @@ def probe(model: str, draws: int = 8, t: float = 0.6) -> dict[str, dict[str, flo
                     (both, b),
                 ):
                     out.append(float((velocity(e) - base).pow(2).mean().sqrt()))
+                zero = torch.zeros_like(a.pooled)
+                change = velocity(TextEmbeddings(b.tokens, b.mask, zero)) - velocity(
+                    TextEmbeddings(a.tokens, a.mask, zero)
+                )
+                no_pooled.append(float(change.pow(2).mean().sqrt()))
             result[kind] = {
                 "token_distance": statistics.mean(token_distance),
                 "token_norm": float(emb[0].tokens[0, position].norm()),
                 "velocity_change_tokens_only": statistics.mean(tokens_only),
                 "velocity_change_pooled_only": statistics.mean(pooled_only),
                 "velocity_change_both": statistics.mean(both),
+                "velocity_change_tokens_no_pooled": statistics.mean(no_pooled),
             }
     return result
 
@@ -88,11 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = probe(args.model)
-    columns = ("token dist", "token norm", "dv tokens", "dv pooled", "dv both")
+    columns = ("token dist", "token norm", "dv tokens", "dv pooled", "dv both", "dv tok|p=0")
     print(f"{'word':8s} " + " ".join(f"{c:>10s}" for c in columns))
     for kind, r in result.items():
         values = (r["token_distance"], r["token_norm"])
-        changes = (r[f"velocity_change_{k}"] for k in ("tokens_only", "pooled_only", "both"))
+        changes = (
+            r[f"velocity_change_{k}"] for k in ("tokens_only", "pooled_only", "both", "tokens_no_pooled")
+        )
         print(
             f"{kind:8s} "
             + " ".join(f"{v:10.2f}" for v in values)

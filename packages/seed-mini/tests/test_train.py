@@ -85,6 +85,18 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
         assert exported.keys() == unpacked.keys()
         assert all(torch.equal(exported[k], unpacked[k]) for k in exported)
 
+    # continuing from an exported model trains it (an optimizer made before the weights were assigned
+    # once stepped tensors the model no longer held, and the weights never changed)
+    kwargs |= {"steps": 6, "warmup": 0, "decay": 0}
+    train.train_dit(tmp_path / "c", tmp_path / "vae", init=tmp_path / "a" / "model", **kwargs)
+    assert set(_losses(tmp_path / "c")) == {5, 6}  # the step count continues from the model's
+    train.export_checkpoint(tmp_path / "c", tmp_path / "vae", tmp_path / "c-live", preset="tiny", live=True)
+    for name in ("dit.safetensors", "text_encoder.safetensors"):
+        before = load_safetensors(tmp_path / "a" / "model" / name)
+        after = load_safetensors(tmp_path / "c-live" / name)
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        assert len(changed) > len(before) // 2, (name, changed)
+
 
 def test_mixed_resolutions_keep_the_token_count():
     sizes = {train.dit_scenes(0, step, 32, resolutions=train.RESOLUTIONS).size for step in range(60)}
@@ -160,6 +172,28 @@ def test_the_word_loss_pulls_the_tokens_of_shape_words_apart():
     assert shape_token_cosine() < before - 0.3, (before, shape_token_cosine())
 
 
+def test_pooled_dropout_zeroes_the_pooled_vector_of_that_share_of_samples():
+    from seed_vae import Autoencoder, AutoencoderConfig
+
+    torch.manual_seed(0)
+    vae = Autoencoder(AutoencoderConfig.preset("tiny-f8"))
+    dit, text = train.build_dit("tiny", vae.cfg.latent_channels)
+    data = train.render_scenes(train.dit_scenes(0, 0, 64, drop_text=0.0), "cpu")
+    assert all(data.prompts)
+    seen: list[torch.Tensor] = []
+    dit.pooled_in.register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
+
+    def zeroed(share: float) -> torch.Tensor:  # (B,) True where the pooled vector reached the DiT as 0
+        train.dit_loss(dit, text, vae, data, torch.Generator().manual_seed(1), pooled_drop=share)
+        return (seen[-1] == 0).all(dim=1)
+
+    assert not zeroed(0.0).any()
+    assert zeroed(1.0).all()
+    assert 0.25 < zeroed(0.5).float().mean() < 0.75  # about half of the batch
+    with pytest.raises(ValueError, match="pooled_drop"):
+        train.train_dit(Path("unused"), Path("unused"), steps=1, pooled_drop=1.5)
+
+
 def test_worker_processes_draw_the_same_batches():
     resolutions = train.RESOLUTIONS
     alone = train.dit_batches(0, 5, 8, resolutions)
@@ -210,7 +244,9 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
         ema = EMA(dit)
         for scenes in by_task.values():
             data = train.render_scenes(scenes, "cuda")
-            loss, named = train.dit_loss(dit, text, vae, data, torch.Generator().manual_seed(0), words=True)
+            loss, named = train.dit_loss(
+                dit, text, vae, data, torch.Generator().manual_seed(0), words=True, pooled_drop=0.5
+            )
             assert loss.device.type == "cuda" and loss.shape == ()
             assert named is not None and named.device.type == "cuda" and named.shape == ()
             ema.update(dit)  # the backward pass needs a real CUDA context; the forward is where devices mix

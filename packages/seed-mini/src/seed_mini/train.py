@@ -397,10 +397,15 @@ def dit_loss(
     generator: torch.Generator,
     precision: str = "bf16",
     words: bool = False,
+    pooled_drop: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The flow-matching loss of one step on `data` (rendered on the models' device) and, with `words`,
-    the `word_loss` of its prompts (else None); the time steps, the noise and the image-guidance dropout
-    come from `generator` (a CPU one, so every device draws the same)."""
+    the `word_loss` of its prompts (else None); the time steps, the noise, the image-guidance dropout and
+    the pooled-vector dropout come from `generator` (a CPU one, so every device draws the same).
+
+    `pooled_drop`: the share of samples whose pooled text vector is zeroed (as for the empty prompt), so
+    the DiT has to read the prompt from the text tokens; left alone, it took the shape word from the
+    pooled vector only, where the words of two objects cannot be told apart."""
     device = data.target.device
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
     n = data.target.shape[0]
@@ -415,7 +420,11 @@ def dit_loss(
     with autocast:
         emb = text.encode(data.prompts, device=device)
         task = torch.full((n,), TASKS[data.task], device=device)
-        cond = Conditioning(emb.tokens, emb.mask, emb.pooled, task, references=refs)
+        pooled = emb.pooled
+        if pooled_drop > 0:
+            keep = torch.rand(n, generator=generator) >= pooled_drop
+            pooled = pooled * keep.to(device=device, dtype=pooled.dtype)[:, None]
+        cond = Conditioning(emb.tokens, emb.mask, pooled, task, references=refs)
         prediction = dit(flow.x_t, flow.t, cond)
     named = None
     if words and any(data.prompts):  # a batch of empty prompts (guidance dropout) names no word
@@ -446,6 +455,7 @@ def train_dit(
     minutes: float | None = None,
     workers: int = 0,
     word_weight: float = 0.0,
+    pooled_drop: float = 0.0,
 ) -> None:
     """Train (or resume) seedream-mini on frozen VAE latents; exports a model directory to `out/model`.
 
@@ -458,19 +468,19 @@ def train_dit(
     steps this run makes). With `minutes`, the run ends within that wall time: at each tenth of it, `steps`
     is set to what the measured rate reaches (at most the `steps` given), so a decay still lands on the
     last step. `workers` processes draw the scenes ahead (for a GPU). `word_weight` adds that times
-    `word_loss` to the flow loss (logged as "words").
+    `word_loss` to the flow loss (logged as "words"); `pooled_drop` is `dit_loss`'s.
 
     Losses stay on the device until the log is written (every 50 steps and at each checkpoint), so a GPU
     step does not wait for the host."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    if not 0.0 <= pooled_drop <= 1.0:
+        raise ValueError(f"pooled_drop is a share of the samples, between 0 and 1; got {pooled_drop}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
     dit, text = build_dit(preset, vae.cfg.latent_channels)
     dit, text = dit.to(device), text.to(device)
-    params = [*dit.parameters(), *text.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
     step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
@@ -488,6 +498,10 @@ def train_dit(
             else 0
         )
         log(f"initialised from {init} (step {step}); the optimizer starts fresh")
+    # made after `init`: load_into assigns new parameter tensors, and an optimizer made before would
+    # step the replaced ones (the model would never change)
+    params = [*dit.parameters(), *text.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     if state is not None:
         dit.load_state_dict(state["dit"])
         text.load_state_dict(state["text"])
@@ -541,7 +555,9 @@ def train_dit(
                 group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
             data = next(stream)  # rendered on the device
             gen = torch.Generator().manual_seed(seed * 7919 + step)
-            loss, named = dit_loss(dit, text, vae, data, gen, precision, words=word_weight > 0)
+            loss, named = dit_loss(
+                dit, text, vae, data, gen, precision, words=word_weight > 0, pooled_drop=pooled_drop
+            )
             opt.zero_grad(set_to_none=True)
             (loss if named is None else loss + word_weight * named).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -744,6 +760,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="dit stage: weight of a loss that keeps the text encoder's word tokens apart (e.g. 0.02)",
     )
+    parser.add_argument(
+        "--pooled-drop",
+        type=float,
+        default=0.0,
+        help="dit stage: share of samples trained without the pooled text vector (e.g. 0.5), so the "
+        "DiT reads the words from the text tokens",
+    )
     parser.add_argument("--count", type=int, default=512, help="data stage: scenes to render")
     parser.add_argument("--size", type=int, default=64, help="data stage: image side in pixels")
     args = parser.parse_args(argv)
@@ -783,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.vae is None:
             parser.error("the dit stage needs --vae DIR")
+        if not 0.0 <= args.pooled_drop <= 1.0:
+            parser.error(f"--pooled-drop is a share of the samples, between 0 and 1; got {args.pooled_drop}")
         try:
             resolutions = parse_resolutions(args.resolutions)
         except ValueError as exc:
@@ -801,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
             minutes=args.minutes,
             workers=args.workers,
             word_weight=args.word_loss,
+            pooled_drop=args.pooled_drop,
             **extra,
         )
     return 0
