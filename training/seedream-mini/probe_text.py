@@ -62,22 +62,20 @@ def probe(model: str, draws: int = 8, t: float = 0.6) -> dict[str, dict[str, flo
             ]
             position = 3 if kind == "shape" else 2  # "a large red circle ..."
             emb = [encode([p]) for p in prompts]
+            # each word's velocity with its own pooled vector, and with none: computed once, not per pair
+            full = [velocity(e) for e in emb]
+            bare = [velocity(TextEmbeddings(e.tokens, e.mask, torch.zeros_like(e.pooled))) for e in emb]
             token_distance, tokens_only, pooled_only, both, no_pooled = [], [], [], [], []
             for i, j in itertools.combinations(range(len(words)), 2):
                 a, b = emb[i], emb[j]
                 token_distance.append(float((a.tokens[0, position] - b.tokens[0, position]).norm()))
-                base = velocity(a)
-                for out, e in (
-                    (tokens_only, TextEmbeddings(b.tokens, b.mask, a.pooled)),
-                    (pooled_only, TextEmbeddings(a.tokens, a.mask, b.pooled)),
-                    (both, b),
+                for out, change in (
+                    (tokens_only, velocity(TextEmbeddings(b.tokens, b.mask, a.pooled)) - full[i]),
+                    (pooled_only, velocity(TextEmbeddings(a.tokens, a.mask, b.pooled)) - full[i]),
+                    (both, full[j] - full[i]),
+                    (no_pooled, bare[j] - bare[i]),
                 ):
-                    out.append(float((velocity(e) - base).pow(2).mean().sqrt()))
-                zero = torch.zeros_like(a.pooled)
-                change = velocity(TextEmbeddings(b.tokens, b.mask, zero)) - velocity(
-                    TextEmbeddings(a.tokens, a.mask, zero)
-                )
-                no_pooled.append(float(change.pow(2).mean().sqrt()))
+                    out.append(float(change.pow(2).mean().sqrt()))
             result[kind] = {
                 "token_distance": statistics.mean(token_distance),
                 "token_norm": float(emb[0].tokens[0, position].norm()),

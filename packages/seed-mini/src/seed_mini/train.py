@@ -481,7 +481,6 @@ def train_dit(
     vae = load_vae(vae_dir, device)
     dit, text = build_dit(preset, vae.cfg.latent_channels)
     dit, text = dit.to(device), text.to(device)
-    ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
     step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
     if state is None and init is not None:  # continue from an exported model (its optimizer state is gone)
@@ -491,17 +490,17 @@ def train_dit(
         load_into(
             text, load_safetensors(init / "text_encoder.safetensors", dtype="float32"), source=str(init)
         )
-        ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
         step = (
             json.loads((init / "training.json").read_text()).get("step", 0)
             if (init / "training.json").exists()
             else 0
         )
         log(f"initialised from {init} (step {step}); the optimizer starts fresh")
-    # made after `init`: load_into assigns new parameter tensors, and an optimizer made before would
-    # step the replaced ones (the model would never change)
+    # made after `init`: load_into assigns new parameter tensors, so an optimizer made before would step
+    # the replaced ones (the model would never change), and an EMA would average from untrained weights
     params = [*dit.parameters(), *text.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+    ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
     if state is not None:
         dit.load_state_dict(state["dit"])
         text.load_state_dict(state["text"])
