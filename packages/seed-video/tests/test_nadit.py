@@ -4,6 +4,7 @@ rules, and a tiny model's forward pass."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,36 +13,29 @@ from seed_core.weights import build_on_meta
 from seed_video.config import NaDiTConfig
 from seed_video.nadit import NaDiT, axis_windows, partition, rotate, window_size
 
-# a few keys of the official files with their shapes (notes-seedvr2, appendix C)
-OFFICIAL = {
-    "3b": {
-        "vid_in.proj.weight": (2560, 132),
-        "txt_in.weight": (2560, 5120),
-        "emb_in.proj_out.weight": (15360, 2560),
-        "vid_out_norm.weight": (2560,),
-        "vid_out_ada.out_scale": (2560,),
-        "vid_out.proj.weight": (64, 2560),
-        "blocks.0.attn.proj_qkv.txt.weight": (7680, 2560),
-        "blocks.0.attn.norm_k.vid.weight": (128,),
-        "blocks.0.attn.rope.rope.freqs": (21,),
-        "blocks.0.mlp.vid.proj_in_gate.weight": (6912, 2560),
-        "blocks.0.ada.txt.mlp_gate": (2560,),
-        "blocks.10.attn.proj_qkv.all.weight": (7680, 2560),
-        "blocks.10.mlp.all.proj_out.weight": (2560, 6912),
-        "blocks.31.ada.all.attn_shift": (2560,),
-    },
-    "7b": {
-        "vid_in.proj.weight": (3072, 132),
-        "emb_in.proj_out.bias": (18432,),
-        "vid_out.proj.bias": (64,),
-        "blocks.0.attn.proj_qkv.vid.weight": (9216, 3072),
-        "blocks.0.attn.rope.rope.freqs": (10,),
-        "blocks.0.mlp.txt.proj_in.bias": (12288,),
-        "blocks.0.mlp.vid.proj_out.weight": (3072, 12288),
-        "blocks.35.mlp.txt.proj_out.bias": (3072,),
-        "blocks.35.ada.txt.mlp_scale": (3072,),
-    },
-}
+# notes-seedvr2 appendix C: the top-level keys and whole representative blocks (3B blocks 0 and 10, 7B
+# block 0) with their shapes; appendix A says which blocks share each one's layout
+KEYS = Path(__file__).parent / "data" / "seedvr2_dit_keys.txt"
+BLOCKS = {"3b": {0: range(0, 10), 10: range(10, 32)}, "7b": {0: range(0, 36)}}
+
+
+def official_layout(preset: str) -> dict[str, tuple[int, ...]]:
+    """Every key of the official file with its shape, expanded from the appendix's blocks."""
+    layout = {}
+    for line in KEYS.read_text().splitlines():
+        model, key, shape = line.split(" ", 2)
+        if model.lower() != preset:
+            continue
+        dims = tuple(int(n) for n in shape.strip("[]").split(", "))
+        if not key.startswith("blocks."):
+            layout[key] = dims
+            continue
+        _, index, rest = key.split(".", 2)
+        for block in BLOCKS[preset][int(index)]:
+            layout[f"blocks.{block}.{rest}"] = dims
+    return layout
+
+
 COUNTS = {"3b": (635, 3_391_476_448), "7b": (1128, 8_239_608_232)}
 
 
@@ -49,8 +43,9 @@ COUNTS = {"3b": (635, 3_391_476_448), "7b": (1128, 8_239_608_232)}
 def test_official_key_sets_and_sizes(preset: str) -> None:
     state = build_on_meta(lambda: NaDiT(NaDiTConfig.preset(preset))).state_dict()
     assert (len(state), sum(t.numel() for t in state.values())) == COUNTS[preset]
-    for key, shape in OFFICIAL[preset].items():
-        assert tuple(state[key].shape) == shape, key
+    expected = official_layout(preset)
+    assert len(expected) == COUNTS[preset][0]  # the expansion covers the whole file
+    assert {key: tuple(t.shape) for key, t in state.items()} == expected
     per_block = 29 if preset == "3b" else 31
     assert sum(k.startswith("blocks.0.") for k in state) == per_block
     if preset == "3b":

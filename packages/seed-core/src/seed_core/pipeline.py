@@ -295,12 +295,13 @@ def load(
     weights: str | None = None,
 ) -> Pipeline:
     """Build the pipeline for a model name or directory and apply `accelerators` to it. `weights` names
-    a directory of weights for the model (e.g. an official release's files) instead of its default."""
+    a directory of weights for the model (e.g. an official release's files) instead of its default, or
+    a file where the model takes one (e.g. one variant of a release)."""
     registry = registry or get_registry()
     check_device(device, dtype)
     spec, found = resolve_model(name_or_path, registry)
-    if weights is not None and not Path(weights).is_dir():
-        raise UsageError(f"--weights {weights}: no such directory")
+    if weights is not None and not Path(weights).exists():
+        raise UsageError(f"--weights {weights}: no such file or directory")
     weights = weights or found
     baked = baked_accelerators(weights or spec.weights)
     plan = plan_accelerators(accelerators, spec, registry, baked)  # refuse bad combinations before loading

@@ -292,23 +292,38 @@ def evaluate(
 
 def vae_tiling(vae: CausalVideoVAE, size: tuple[int, int] = (128, 256), tile: int = 16) -> dict[str, float]:
     """Tiled against whole decoding of a clean clip's latents (tiles of `tile` latent pixels overlapping
-    by a quarter): PSNR between the two and the largest pixel difference, in [0, 1] units."""
+    by a quarter): PSNR between the two, the largest pixel difference in [0, 1] units, and the seam ratio:
+    the mean difference in the bands where tiles are blended over the mean difference elsewhere (a
+    visible seam is a band that differs more than the rest)."""
     import random
 
     from seed_mini import world
     from seed_mini.clips import psnr, sample_clip
+    from seed_vae.tiling import tile_starts
     from seed_vae.video import tiled_decode_video
 
     h, w = size
     clip = world.render_batch(sample_clip(random.Random(5), FRAMES), (w, h)) * 2 - 1  # (T, 3, H, W)
+    overlap, f = tile // 4, vae.cfg.factor
     with torch.no_grad():
         z = vae.encode(clip.transpose(0, 1)[None])
         whole = vae.decode(z)
-        tiled = tiled_decode_video(vae, z, tile=tile, overlap=tile // 4, margin=tile // 8)
+        tiled = tiled_decode_video(vae, z, tile=tile, overlap=overlap, margin=tile // 8)
+    error = (tiled - whole).abs().mean(dim=(0, 1, 2))  # (H, W)
+
+    def bands(length: int) -> torch.Tensor:  # output pixels where two tiles overlap along an axis
+        near = torch.zeros(length * f, dtype=torch.bool)
+        starts = tile_starts(length, tile, tile - overlap)
+        for start, end in zip(starts[1:], starts[:-1], strict=True):
+            near[start * f : (end + tile) * f] = True
+        return near
+
+    seam = bands(z.shape[-2])[:, None] | bands(z.shape[-1])[None, :]
     return {
         "tile_latent_px": tile,
         "psnr_tiled_vs_whole": psnr(tiled, whole),
         "max_abs_difference": float((tiled - whole).abs().max()) / 2,
+        "seam_ratio": float(error[seam].mean() / error[~seam].mean()),
     }
 
 

@@ -16,7 +16,8 @@ import torch
 from seed_vae.model import Autoencoder
 
 
-def _starts(length: int, tile: int, stride: int, align: int) -> list[int]:
+def tile_starts(length: int, tile: int, stride: int, align: int = 1) -> list[int]:
+    """Where the tiles of `tiled_apply` start along an axis of `length` input pixels."""
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, stride))
@@ -60,7 +61,7 @@ def tiled_apply(
         return fn(x)
     out: torch.Tensor | None = None
     weight: torch.Tensor | None = None
-    ys, xs = _starts(h, tile, tile - overlap, align), _starts(w, tile, tile - overlap, align)
+    ys, xs = tile_starts(h, tile, tile - overlap, align), tile_starts(w, tile, tile - overlap, align)
     for iy, y in enumerate(ys):
         for ix, x0 in enumerate(xs):
             th, tw = min(tile, h - y), min(tile, w - x0)

@@ -159,7 +159,8 @@ class Downsample(nn.Module, _Streamable):
         if self.shortcut:  # average of each 2x2 (x 2 frames: (0, 0), (1, 2), (3, 4), ...) block
             if self.temporal and not self.started:
                 x = torch.cat((x[:, :, :1], x), dim=2)
-            out = out + F.avg_pool3d(x, (2 if self.temporal else 1, 2, 2))
+            # pooled in float32: avg_pool3d has no bfloat16 / float16 kernel on the CPU
+            out = out + F.avg_pool3d(x.float(), (2 if self.temporal else 1, 2, 2)).to(out.dtype)
         self.started = self.streaming
         return out
 

@@ -3,8 +3,9 @@
 (latents (B, 33, T, H, W), text (B, L, 5120), t (B,)) -> velocity (B, 16, T, H, W). Video tokens are
 (1, 2, 2) patches; every block attends within windows of the token grid, each window with all text tokens
 appended; plain and half-shifted windows alternate; the window size follows the resolution so that a
-720p frame always has (4, 3, 3) windows. Attention goes through `seed_core.attention`, so attention
-backends and accelerators apply.
+720p frame always has (4, 3, 3) windows. Attention goes through `seed_core.attention` with each
+`WindowAttention`'s `attention_backend`, so attention backends and accelerators apply (not PARO: see
+`LAYOUT_BACKENDS`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seed_core.attention import attention
+from seed_core.errors import AcceleratorError
 from seed_video.config import NaDiTConfig
 
 Window = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # [start, end) on t, h, w
@@ -180,9 +182,32 @@ class GeluMLP(nn.Module):
         return self.proj_out(F.gelu(self.proj_in(x), approximate="tanh"))
 
 
+# Backends that need one calibrated token layout per layer (seed-attn's PARO and its calibration). NaDiT has
+# none to give: each call is a batch of windows, video first and text appended, whose extent changes between
+# plain and shifted layers and at the grid's edges; so it declares no `attention_context` and refuses them.
+LAYOUT_BACKENDS = ("paro", "paro-calibrate")
+
+
 class WindowAttention(nn.Module):
     """Joint attention of each window's video tokens with all text tokens; video outputs go back to their
-    places, text outputs are averaged over the windows."""
+    places, text outputs are averaged over the windows. `attention_backend` (None: the dispatch's choice)
+    is this layer's backend, which attention accelerators set (seed_core.attention.set_attention_backend)."""
+
+    _backend: str | None = None
+
+    @property
+    def attention_backend(self) -> str | None:
+        return self._backend
+
+    @attention_backend.setter
+    def attention_backend(self, name: str | None) -> None:
+        if name in LAYOUT_BACKENDS:
+            raise AcceleratorError(
+                f"attention backend '{name}' needs one token layout per layer (a PARO plan), but SeedVR2 "
+                "attends within windows whose size varies by layer and position; use --accel flex or "
+                "int8-attn"
+            )
+        self._backend = name
 
     def __init__(self, cfg: NaDiTConfig, shared: bool) -> None:
         super().__init__()
@@ -227,7 +252,12 @@ class WindowAttention(nn.Module):
             tq, tk, tv = (x.repeat_interleave(nw, dim=0) for x in (qt, kt, vt))  # (B W, H, L, Dh)
             if ang_t is not None:
                 tq, tk = rotate(tq, ang_t), rotate(tk, ang_t)
-            o = attention(torch.cat((q, tq), 2), torch.cat((k, tk), 2), torch.cat((v, tv), 2))
+            o = attention(
+                torch.cat((q, tq), 2),
+                torch.cat((k, tk), 2),
+                torch.cat((v, tv), 2),
+                backend=self.attention_backend,
+            )
             o = o.view(b, nw, h, n + lt, dh)
             out_v[:, :, idx] = o[..., :n, :].permute(0, 2, 1, 3, 4)
             out_t += o[..., n:, :].float().sum(1)

@@ -11,6 +11,7 @@ frames in [0, 1]. A model directory holds `config.json` ({"dit": ..., "vae": ...
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from seed_video.nadit import NaDiT, float_dtype
 from seed_video.restore import COLOR_FIXES, restore_clip
 
 UNIT = 16  # output sides of the official models: VAE factor 8 x patch 2
+DIT_PREFIX = "seedvr2_ema_"  # seedvr2_ema_3b.pth, seedvr2_ema_7b.pth, seedvr2_ema_7b_sharp.pth, repacks
+CHECKPOINTS = (".pth", ".pt", ".safetensors")
 
 
 def output_size(height: int, width: int, resolution: str | int, unit: int = UNIT) -> tuple[int, int]:
@@ -86,6 +89,7 @@ class SeedVR2Pipeline(Pipeline):
         self.dit, self.vae, self.pos_emb, self.device = dit, vae, pos_emb, torch.device(device)
         self.peaks: dict[str, float] = {}  # phase -> peak memory in MiB, filled by restore_frames
         self._offload: list[Any] = []
+        self._runs: set[tuple[torch.device, torch.dtype]] = set()  # (device, dtype) that check_dtype passed
 
     def offload_blocks(self, count: int) -> int:
         """Keep the first `count` DiT blocks in CPU memory and move each to the device only while it runs
@@ -137,6 +141,26 @@ class SeedVR2Pipeline(Pipeline):
             value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.peaks[name] = max(self.peaks.get(name, 0.0), value)
 
+    def check_dtype(self) -> None:
+        """Refuse in one line, before the work, a half dtype that the device's kernels lack (torch has no
+        bfloat16 / float16 version of some ops on some backends): restore one frame of the smallest size."""
+        key = (self.device, float_dtype(self.dit))
+        if key[1] == torch.float32 or key in self._runs:
+            return
+        clip = torch.zeros(1, 3, 1, self.unit, self.unit, device=self.device, dtype=key[1])
+        try:
+            noise = torch.Generator().manual_seed(0)  # the caller's global RNG stays untouched
+            restore_clip(self.dit, self.vae, clip, self.pos_emb[None], generator=noise, color_fix="none")
+        except (NotImplementedError, RuntimeError) as exc:
+            if "not implemented for" not in str(exc) and "not supported" not in str(exc):
+                raise
+            name = str(key[1]).removeprefix("torch.")
+            raise UsageError(
+                f"--dtype {name} does not run on {self.device} with torch {torch.__version__} "
+                f"({str(exc).strip().splitlines()[0]}); use --dtype float32"
+            ) from None
+        self._runs.add(key)
+
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae}
 
@@ -151,7 +175,7 @@ class SeedVR2Pipeline(Pipeline):
         try:
             config = json.loads((path / "config.json").read_text())
             dit_cfg, vae_cfg = NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ConfigError(f"{path}: no config.json; not a SeedVR2 model directory") from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path / 'config.json'}: needs 'dit' and 'vae' sections ({exc})") from None
@@ -174,21 +198,25 @@ class SeedVR2Pipeline(Pipeline):
         cls, spec: ModelSpec, path: str | Path, dit_preset: str, options: LoadOptions
     ) -> SeedVR2Pipeline:
         """A folder of the official release's files (or repacks with the same keys): the DiT
-        `seedvr2_ema_*.pth|safetensors`, the VAE `ema_vae*.pth|safetensors` (either attention naming)
-        and the text embedding `pos_emb.pt`. `.pth` files are read with weights_only=True."""
+        `seedvr2_ema_<preset>*.pth|safetensors` (see `official_dit_file`), the VAE
+        `ema_vae*.pth|safetensors` (either attention naming) and the text embedding `pos_emb.pt`; or one
+        DiT file of such a folder (a variant, e.g. the 7B's `_sharp`), with the other files beside it.
+        `.pth` files are read with weights_only=True."""
         from seed_core.weights import load_into, read_state_dict
         from seed_vae.video import rename_legacy_attention
 
         path = Path(path)
-        found = {p.name: p for p in path.iterdir() if p.suffix in (".pth", ".pt", ".safetensors")}
-
-        def pick(prefix: str, what: str) -> Path:
-            names = sorted(n for n in found if n.startswith(prefix) and not n.startswith("pos_emb"))
-            if not names:
-                raise ConfigError(f"{path}: no {what} file ({prefix}*.pth or .safetensors)")
-            return found[names[0]]
-
-        dit_file, vae_file = pick("seedvr2_ema_", "DiT"), pick("ema_vae", "VAE")
+        if path.is_file():
+            if path.name.lower().startswith(("ema_vae", "pos_emb", "neg_emb")):
+                raise UsageError(f"--weights {path}: name the DiT file ({DIT_PREFIX}*) or the folder")
+            dit_file, path = path, path.parent
+        else:
+            dit_file = official_dit_file(path, dit_preset)
+        found = {p.name: p for p in path.iterdir() if p.suffix in CHECKPOINTS}
+        vaes = sorted(n for n in found if n.startswith("ema_vae"))
+        if not vaes:
+            raise ConfigError(f"{path}: no VAE file (ema_vae*.pth or .safetensors)")
+        vae_file = found[vaes[0]]  # repacks of the one VAE differ only in precision
         if "pos_emb.pt" not in found and "pos_emb.safetensors" not in found:
             raise ConfigError(f"{path}: no pos_emb.pt (the text embedding shipped with SeedVR2)")
         dtype = getattr(torch, options.dtype)
@@ -254,6 +282,7 @@ class SeedVR2Pipeline(Pipeline):
         if vae_chunk is not None and vae_chunk < 1:
             raise UsageError(f"--vae-chunk {vae_chunk}: use 1 or more latent frames")
         size = output_size(frames.shape[2], frames.shape[3], resolution, self.unit)
+        self.check_dtype()
         video = resize_crop(frames.float(), size) * 2 - 1  # (T, 3, h, w) in [-1, 1]
         total = video.shape[0]
         out = torch.zeros_like(video)
@@ -319,6 +348,41 @@ class _VAE(torch.nn.Module):
         return tiled_decode_video(
             self.vae, z, tile=self.tile, overlap=self.overlap, margin=margin, chunk=self.chunk
         )
+
+
+def official_dit_file(folder: Path, preset: str) -> Path:
+    """The DiT checkpoint of SeedVR2-`preset` in a folder that may hold several models (a ComfyUI models
+    folder): `seedvr2_ema_<preset>*` by name, the plain file over the `_sharp` variant. Any other choice
+    (no file, or several, e.g. .pth and an fp16 repack) is refused in one line that lists the files."""
+
+    def model(name: str) -> list[str]:  # "seedvr2_ema_7b_sharp_fp16.safetensors" -> ["7b", "sharp", "fp16"]
+        return re.split(r"[_.-]", Path(name).stem.lower().removeprefix(DIT_PREFIX))
+
+    names = sorted(
+        p.name for p in folder.iterdir() if p.name.lower().startswith(DIT_PREFIX) and p.suffix in CHECKPOINTS
+    )
+    if not names:
+        raise ConfigError(f"{folder}: no DiT file ({DIT_PREFIX}{preset}*.pth or .safetensors)")
+    ours = [n for n in names if model(n)[0] == preset]
+    if not ours:
+        other = model(names[0])[0]
+        if other in ("3b", "7b") and all(model(n)[0] == other for n in names):
+            raise ConfigError(
+                f"{folder}: no {DIT_PREFIX}{preset}* file; {', '.join(names)}: a SeedVR2-{other.upper()} "
+                f"checkpoint; load it with -m seedvr2-{other}"
+            )
+        raise ConfigError(
+            f"{folder}: no {DIT_PREFIX}{preset}* file among {', '.join(names)}; "
+            "name the DiT file to load with --weights FILE"
+        )
+    plain = [n for n in ours if "sharp" not in model(n)]
+    chosen = plain or ours
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"{folder}: several SeedVR2-{preset.upper()} DiT files ({', '.join(ours)}); "
+            f"choose one with --weights FILE, e.g. --weights {folder / chosen[0]}"
+        )
+    return folder / chosen[0]
 
 
 def official_preset(state: dict[str, torch.Tensor]) -> str | None:

@@ -43,11 +43,12 @@ def _build(spec: ModelSpec, options: LoadOptions) -> Any:
     if not options.weights:
         raise NoModelInstalledError(
             f"'{spec.name}' ships no weights: give the folder of the official files with --weights DIR "
-            "(seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt) or a converted model with -m DIR"
+            "(seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt), one DiT file of it with --weights FILE, "
+            "or a converted model with -m DIR"
         )
     from seed_video.pipeline import SeedVR2Pipeline
 
-    if (Path(options.weights) / "config.json").is_file():
+    if (Path(options.weights) / "config.json").is_file():  # a converted model directory
         return SeedVR2Pipeline.from_pretrained(spec, options.weights, options)
     return SeedVR2Pipeline.from_official(spec, options.weights, spec.name.removeprefix("seedvr2-"), options)
 
@@ -98,7 +99,10 @@ def seed_register_commands(app: Any) -> None:
         model: Annotated[str, typer.Option("--model", "-m", help="SeedVR2 model name or directory.")],
         weights: Annotated[
             Path | None,
-            typer.Option(help="Folder of the official files (seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt)."),
+            typer.Option(
+                help="Folder of the official files (seedvr2_ema_*.pth, ema_vae.pth, pos_emb.pt), or one DiT "
+                "file in it to pick a variant (e.g. seedvr2_ema_7b_sharp.pth)."
+            ),
         ] = None,
         resolution: Annotated[str, typer.Option(help="Output short side (720) or WIDTHxHEIGHT.")] = "720",
         batch_frames: Annotated[
@@ -138,9 +142,11 @@ def seed_register_commands(app: Any) -> None:
         from rich.progress import Progress
 
         from seed_core.errors import UsageError
-        from seed_core.pipeline import load
+        from seed_core.pipeline import load, resolve_model
         from seed_video.io import VIDEOS, read_frames, read_video, write_frames
 
+        if "restore" not in resolve_model(model)[0].tasks:  # before reading anything, --weights included
+            raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
         fps = 24.0
         if source.suffix.lower() in VIDEOS:
             frames, fps = read_video(source)  # the output keeps the input's frame rate
