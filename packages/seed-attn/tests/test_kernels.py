@@ -70,3 +70,19 @@ def test_unsupported_inputs_are_named():
     assert kernels.supported(q, q, q, 16) is None
     assert "head size 16" in kernels.supported(q, q, q, 16, qk_bits=8)  # 8-bit tl.dot needs K >= 32
     assert "block 16" in kernels.supported(q, q, q, 16, pv_bits=8)
+
+
+def test_kernel_compiles_for_hopper():
+    # the interpreter ran a kernel that read a module-level float, which the compiler refuses (found on
+    # the first H200 run), so every variant the GPU benchmark and the backends take is compiled for sm_90
+    from seed_core.testing import compile_for_gpu
+
+    variants = []
+    for d in (64, 128):
+        for qk_int, pv_int in ((False, False), (True, False), (True, True)):
+            types = {n: "*fp32" for n in ("QS", "KS", "VS", "VM", "BIAS", "Out")}
+            types |= {"Q": "*i8" if qk_int else "*bf16", "K": "*i8" if qk_int else "*bf16"}
+            types |= {"V": "*i8" if pv_int else "*bf16", "IDX": "*i32", "CNT": "*i32", "sm_scale": "fp32"}
+            constexprs = {"BLOCK": 64, "D": d, "DV": d, "QK_INT": qk_int, "PV_INT": pv_int, "P_MAX": 127}
+            variants.append(("seed_attn.kernels:_fwd", types, constexprs | {"HAS_BIAS": True}))
+    assert all(size > 0 for size in compile_for_gpu(variants))

@@ -148,6 +148,28 @@ def test_flex_backend_dense_matches_sdpa(registry):
     assert float((out - attention(q, k, v)).abs().max()) < 1e-4
 
 
+@pytest.mark.parametrize("length, block", [(256, 64), (200, 64)])
+def test_flex_block_mask_keeps_the_table_blocks(length, block):
+    from seed_attn.sparse import BlockLists, block_sparse_attention
+
+    gen = torch.Generator().manual_seed(3)
+    n = -(-length // block)
+    table = torch.rand(1, 2, n, n, generator=gen) < 0.5
+    table[..., torch.arange(n), torch.arange(n)] = True
+    q, k, v = (torch.randn(1, 2, length, 16, generator=gen) for _ in range(3))
+    mask = ops.flex_block_mask(table, block, length, length)
+    assert torch.equal(mask.to_dense()[..., :n, :n].bool(), table)
+    expected = block_sparse_attention(q, k, v, BlockLists.from_mask(table, block))
+    assert float((ops.flex_attention(q, k, v, mask) - expected).abs().max()) < 1e-4
+
+
+def test_flex_block_mask_is_built_from_blocks_at_long_sequences():
+    # create_block_mask asked for 192 GiB here (it evaluates every query-key pair); the lists are 3 MB
+    table = torch.rand(1, 24, 256, 256, generator=torch.Generator().manual_seed(4)) < 0.25
+    mask = ops.flex_block_mask(table, 128, 32768, 32768)
+    assert torch.equal(mask.full_kv_num_blocks, table.sum(-1, dtype=torch.int32))
+
+
 def test_custom_op_has_a_fake_implementation():
     gen = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(1, 2, 40, 16, generator=gen) for _ in range(3))

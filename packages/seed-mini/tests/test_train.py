@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from seed_mini import train
 
@@ -207,6 +208,18 @@ def test_worker_processes_draw_the_same_batches():
             assert all(torch.equal(x, y) for x, y in zip(a.references, b.references, strict=True))
     finally:
         pooled.close()
+
+
+def test_init_puts_the_loaded_weights_on_the_training_device(tmp_path):
+    # the first GPU run failed here: load_into assigned the file's CPU tensors to models already on CUDA
+    dit, text = train.build_dit("tiny", 4)
+    save_file({k: v.contiguous() for k, v in dit.state_dict().items()}, tmp_path / "dit.safetensors")
+    save_file(text.state_dict(), tmp_path / "text_encoder.safetensors")
+    (tmp_path / "training.json").write_text('{"step": 7}')
+    fresh_dit, fresh_text = (m.to("meta") for m in train.build_dit("tiny", 4))
+    assert train.init_from(tmp_path, fresh_dit, fresh_text, "meta") == 7
+    tensors = [*fresh_dit.state_dict().values(), *fresh_text.state_dict().values()]
+    assert {t.device.type for t in tensors} == {"meta"}
 
 
 def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):

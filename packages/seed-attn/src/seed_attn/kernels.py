@@ -20,7 +20,7 @@ import triton.language as tl
 
 from seed_attn.sparse import PMAX, BlockLists, quantize_blocks
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)  # a kernel may read a global only when it is constexpr
 HEAD_DIMS = (16, 32, 64, 128)
 
 
@@ -169,10 +169,13 @@ def triton_block_sparse_attention(
     scale: float | None = None,
     key_bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
 ) -> torch.Tensor:
     """q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv) (repeat GQA heads before), `lists` for blocks of
     `lists.block`; `key_bias` (B, H or 1, Lk) float added to every score row (0 / -inf: key padding).
-    `out`: a float32 (B, H, Lq, Dv) buffer to write into (the tests pass one full of NaN)."""
+    `out`: a float32 (B, H, Lq, Dv) buffer to write into (the tests pass one full of NaN).
+    `num_warps` / `num_stages`: Triton's launch options (its defaults when None), for tuning."""
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))  # the kernel assumes it
     b, h, lq, d = q.shape
     lk, dv = k.shape[2], v.shape[-1]
@@ -201,6 +204,9 @@ def triton_block_sparse_attention(
     count = lists.count.expand(b, h, -1)
     if out is None:
         out = torch.empty(b, h, lq, dv, device=q.device, dtype=torch.float32)
+    if num_warps is None and bs == 128 and d >= 128:
+        # measured on an H200 (N = 32K, D = 128, density 0.25): 8 warps 1835 TFLOP/s, 4 (Triton's) 1254
+        num_warps = 8
     grid = (n_q, b * h)
     _kernel(os.environ.get("TRITON_INTERPRET") == "1")[grid](
         qk, kk, vv, q_scale, k_scale, v_scale, v_mean, bias, out, index, count,
@@ -211,5 +217,6 @@ def triton_block_sparse_attention(
         h, lq, lk, scale,
         BLOCK=bs, D=d, DV=dv, QK_INT=qk_bits != 16, PV_INT=pv_bits != 16,
         P_MAX=PMAX.get(pv_bits, 1), HAS_BIAS=key_bias is not None,
+        **{k: v for k, v in (("num_warps", num_warps), ("num_stages", num_stages)) if v is not None},
     )  # fmt: skip
     return out.to(q.dtype)

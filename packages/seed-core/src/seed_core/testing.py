@@ -77,3 +77,49 @@ def seed_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         return root
 
     return install
+
+
+def compile_for_gpu(
+    kernels: list[tuple[str, dict[str, str], dict[str, object]]], *, arch: int = 90
+) -> list[int]:
+    """Compile Triton kernels for an NVIDIA GPU of compute capability `arch` (90: Hopper) on a machine
+    without one; returns each kernel's machine code size and raises AssertionError with the compiler's
+    message for one that does not compile.
+
+    Each entry is ("package.module:function" of the plain, undecorated kernel function, the Triton types
+    of its pointer and float arguments ("*bf16", "*i8", "fp32"; others are i32), its constexprs). Why:
+    the interpreter (TRITON_INTERPRET=1) runs what the compiler refuses, such as a kernel that reads a
+    module-level float, so a kernel tested only that way can fail on its first GPU run. The compiler
+    runs in a child process without TRITON_INTERPRET: once set, the interpreter has patched Triton in
+    this one."""
+    import json
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _COMPILE, json.dumps({"arch": arch, "kernels": kernels})],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode:
+        raise AssertionError(proc.stderr.strip()[-3000:])
+    return [int(n) for n in proc.stdout.split()]
+
+
+_COMPILE = """
+import importlib, json, sys
+from triton import compile
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.runtime.jit import JITFunction
+
+job = json.loads(sys.argv[1])
+for path, types, constexprs in job["kernels"]:
+    module, name = path.split(":")
+    kernel = JITFunction(getattr(importlib.import_module(module), name))
+    signature = {a: "constexpr" if a in constexprs else types.get(a, "i32") for a in kernel.arg_names}
+    compiled = compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", job["arch"], 32))
+    print(len(compiled.asm["cubin"]))
+"""

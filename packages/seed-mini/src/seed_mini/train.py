@@ -359,6 +359,21 @@ def learning_rate_factor(step: int, updates: int, steps: int, warmup: int, decay
     return factor
 
 
+def init_from(model_dir: Path, dit: MMDiT, text: MiniTextEncoder, device: torch.device | str) -> int:
+    """Load an exported model's DiT and text encoder into `dit` and `text`, on `device`; returns the step
+    in its training.json (0 without one). Make the optimizer after this: load_into assigns new tensors."""
+    from seed_core.weights import load_into, load_safetensors
+
+    load_into(dit, load_safetensors(model_dir / "dit.safetensors", dtype="float32"), source=str(model_dir))
+    file = model_dir / "text_encoder.safetensors"
+    load_into(text, load_safetensors(file, dtype="float32"), source=str(model_dir))
+    # load_into assigned the file's tensors, which are on the CPU
+    dit.to(device)
+    text.to(device)
+    info = model_dir / "training.json"
+    return int(json.loads(info.read_text()).get("step", 0)) if info.exists() else 0
+
+
 def build_dit(preset: str, latent_channels: int) -> tuple[MMDiT, MiniTextEncoder]:
     cfg = MMDiTConfig.preset(preset, in_channels=latent_channels, max_references=3)
     return MMDiT(cfg), MiniTextEncoder(dim=cfg.text_dim, layers=2, heads=cfg.heads, max_length=24)
@@ -484,17 +499,7 @@ def train_dit(
     step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
     if state is None and init is not None:  # continue from an exported model (its optimizer state is gone)
-        from seed_core.weights import load_into, load_safetensors
-
-        load_into(dit, load_safetensors(init / "dit.safetensors", dtype="float32"), source=str(init))
-        load_into(
-            text, load_safetensors(init / "text_encoder.safetensors", dtype="float32"), source=str(init)
-        )
-        step = (
-            json.loads((init / "training.json").read_text()).get("step", 0)
-            if (init / "training.json").exists()
-            else 0
-        )
+        step = init_from(init, dit, text, device)
         log(f"initialised from {init} (step {step}); the optimizer starts fresh")
     # made after `init`: load_into assigns new parameter tensors, so an optimizer made before would step
     # the replaced ones (the model would never change), and an EMA would average from untrained weights
