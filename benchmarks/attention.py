@@ -190,14 +190,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="one shape per device")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/attention-cpu.json"))
+    parser.add_argument("--json", type=Path, help="[benchmarks/results/attention-{cpu,gpu,gpu-tune}.json]")
     parser.add_argument("--gpu-only", action="store_true")
     parser.add_argument("--tune", action="store_true", help="GPU: launch options at the acceptance shape")
     args = parser.parse_args()
+    results = Path("benchmarks/results")
     if args.tune:
+        args.json = args.json or results / "attention-gpu-tune.json"
         rows = tune_rows()
         args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2) + "\n")
         return
+    args.json = args.json or results / ("attention-gpu.json" if args.gpu_only else "attention-cpu.json")
     rows = [] if args.gpu_only else cpu_rows(args.quick)
     if torch.cuda.is_available():
         rows += gpu_rows(args.quick)
