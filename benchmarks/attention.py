@@ -69,33 +69,38 @@ def cpu_rows(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def measured(row: dict[str, Any], flops: int, cudnn: float, fn: Any) -> dict[str, Any] | None:
-    """`row` with the time of `fn`, or None (the error printed) when the path fails: one broken path must
-    not cost the others their device time."""
+def gpu_seconds(fn: Any) -> float:
     import triton.testing
 
+    return triton.testing.do_bench(fn, warmup=10, rep=100) / 1e3
+
+
+def measured(row: dict[str, Any], flops: int, fn: Any, cudnn: float | None = None) -> dict[str, Any] | None:
+    """`row` with the time of `fn`, or None (the error printed) when the path fails: one broken path must
+    not cost the others their device time."""
     try:
-        seconds = triton.testing.do_bench(fn, warmup=10, rep=100) / 1e3
+        seconds = gpu_seconds(fn)
     except Exception as failure:
         print(f"error: {row}: {failure!r}"[:2000])
         return None
-    return {**row, "seconds": seconds, "tflops": flops / seconds / 1e12, "vs_cudnn": cudnn / seconds}
+    row = {**row, "seconds": seconds, "tflops": flops / seconds / 1e12}
+    return row if cudnn is None else {**row, "vs_cudnn": cudnn / seconds}
+
+
+def keep(rows: list[dict[str, Any]], row: dict[str, Any] | None) -> None:
+    """Add a measured row, printed at once: a run cut off by its time limit keeps what it measured."""
+    if row is not None:
+        rows.append(row)
+        print("row:", json.dumps(row), flush=True)
 
 
 def gpu_rows(quick: bool) -> list[dict[str, Any]]:
-    import triton.testing
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from seed_attn.kernels import triton_block_sparse_attention
     from seed_attn.ops import _compiled_flex, flex_block_mask
 
     rows: list[dict[str, Any]] = []
-
-    def add(row: dict[str, Any] | None) -> None:  # printed as measured: a part cut off keeps them
-        if row is not None:
-            rows.append(row)
-            print("row:", json.dumps(row), flush=True)
-
     name = torch.cuda.get_device_name()
     # the acceptance shape (N = 32K, D = 128) first: a part cut off by its time limit still has it
     shapes = [(16384, 128)] if quick else [(32768, 128), (16384, 128), (32768, 64), (16384, 64)]
@@ -103,22 +108,17 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
         heads = 24 if d == 128 else 48
         q, k, v = (torch.randn(1, heads, n, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         flops = 4 * heads * n * n * d
-
-        def bench(fn: Any) -> float:
-            return triton.testing.do_bench(fn, warmup=10, rep=100) / 1e3
-
+        dense = functools.partial(F.scaled_dot_product_attention, q, k, v)
         sdpa = "cuDNN SDPA"
         try:
             with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-                cudnn = bench(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
-                expected = F.scaled_dot_product_attention(q, k, v).float()
+                cudnn, expected = gpu_seconds(dense), dense().float()
         except RuntimeError as failure:  # no cuDNN attention in this build: the default backend instead
             print(f"error: cuDNN SDPA N={n} D={d}: {failure!r}"[:2000])
             sdpa = "SDPA (default backend)"
-            cudnn = bench(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
-            expected = F.scaled_dot_product_attention(q, k, v).float()
-        add({"device": name, "n": n, "d": d, "heads": heads, "path": sdpa, "density": 1.0,
-                     "bits": 16, "seconds": cudnn, "tflops": flops / cudnn / 1e12})  # fmt: skip
+            cudnn, expected = gpu_seconds(dense), dense().float()
+        keep(rows, {"device": name, "n": n, "d": d, "heads": heads, "path": sdpa, "density": 1.0,
+                    "bits": 16, "seconds": cudnn, "tflops": flops / cudnn / 1e12})  # fmt: skip
         dense_lists = BlockLists.dense(n, n, 128, "cuda")
         trusted = []
         for bits in (16, 8):  # correctness first: the dense kernel against cuDNN; a wrong path is not timed
@@ -143,7 +143,9 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
                     run = functools.partial(
                         triton_block_sparse_attention, q, k, v, lists, qk_bits=bits, pv_bits=16
                     )
-                    add(measured({**base, "path": f"triton b{block}", "bits": bits}, flops, cudnn, run))
+                    keep(
+                        rows, measured({**base, "path": f"triton b{block}", "bits": bits}, flops, run, cudnn)
+                    )
                 if block == 128:
                     try:
                         bm = flex_block_mask(mask, block, n, n)
@@ -151,7 +153,9 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
                         print(f"error: FlexAttention block mask N={n}: {failure!r}"[:2000])
                         continue
                     run = functools.partial(_compiled_flex(), q, k, v, block_mask=bm)
-                    add(measured({**base, "path": "FlexAttention b128", "bits": 16}, flops, cudnn, run))
+                    keep(
+                        rows, measured({**base, "path": "FlexAttention b128", "bits": 16}, flops, run, cudnn)
+                    )
     return rows
 
 
@@ -171,8 +175,7 @@ def tune_rows() -> list[dict[str, Any]]:
         lists = BlockLists.from_mask(mask, block)
         if block == 128:
             run = functools.partial(_compiled_flex(), q, k, v, block_mask=flex_block_mask(mask, block, n, n))
-            rows.append(measured({**base, "path": "FlexAttention b128", "bits": 16}, flops, 0.0, run) or {})
-            print("row:", json.dumps(rows[-1]), flush=True)
+            keep(rows, measured({**base, "path": "FlexAttention b128", "bits": 16}, flops, run))
         for bits in (16, 8):
             for warps, stages in ((4, 2), (4, 3), (8, 2), (8, 3), (4, 4)):
                 run = functools.partial(
@@ -180,9 +183,8 @@ def tune_rows() -> list[dict[str, Any]]:
                     num_stages=stages,
                 )  # fmt: skip
                 path = f"triton b{block} w{warps} s{stages}"
-                rows.append(measured({**base, "path": path, "bits": bits}, flops, 0.0, run) or {})
-                print("row:", json.dumps(rows[-1]), flush=True)
-    return [r for r in rows if r]
+                keep(rows, measured({**base, "path": path, "bits": bits}, flops, run))
+    return rows
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ loads it): flex and int8-attn reach every window attention call and match sdpa; 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from seed_core.attention import attention
 from seed_core.errors import AcceleratorError, AttentionInputError
 from seed_core.pipeline import load
+from seed_vae.loss import psnr as vae_psnr
 from seed_video import nadit
 
 pytest.importorskip("seed_attn")  # the accelerators come from seed-attn's plugin
@@ -44,8 +44,8 @@ def sdpa() -> torch.Tensor:
     return restore(load(MODEL))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * math.log10(1 / float((a - b).pow(2).mean()))
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:  # frames in [0, 1]
+    return vae_psnr(a * 2 - 1, b * 2 - 1)
 
 
 @pytest.mark.filterwarnings("ignore:seed-attn. FlexAttention runs unfused")

@@ -144,14 +144,10 @@ def flex_block_mask(table: torch.Tensor, block: int, lq: int, lk: int):  # type:
     def mask_mod(b, h, q_idx, kv_idx):  # type: ignore[no-untyped-def]
         return table[0, h, q_idx // block, kv_idx // block]
 
-    if lq % block or lk % block:
-        return BlockMask.from_kv_blocks(
-            count, index, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(lq, lk)
-        )
-    none, first = torch.zeros_like(count), torch.zeros_like(index)
-    return BlockMask.from_kv_blocks(
-        none, first, count, index, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(lq, lk)
-    )
+    whole = lq % block == 0 and lk % block == 0
+    none = (torch.zeros_like(count), torch.zeros_like(index))
+    blocks = (*none, count, index) if whole else (count, index, None, None)  # (partial..., full...)
+    return BlockMask.from_kv_blocks(*blocks, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(lq, lk))
 
 
 def flex_attention(

@@ -10,9 +10,10 @@ frames in [0, 1]. A model directory holds `config.json` ({"dit": ..., "vae": ...
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,6 @@ class SeedVR2Pipeline(Pipeline):
         self.dit, self.vae, self.pos_emb, self.device = dit, vae, pos_emb, torch.device(device)
         self.peaks: dict[str, float] = {}  # phase -> peak memory in MiB, filled by restore_frames
         self._offload: list[Any] = []
-        self._runs: set[tuple[torch.device, torch.dtype]] = set()  # (device, dtype) that check_dtype passed
 
     def offload_blocks(self, count: int) -> int:
         """Keep the first `count` DiT blocks in CPU memory and move each to the device only while it runs
@@ -140,26 +140,6 @@ class SeedVR2Pipeline(Pipeline):
                 return
             value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.peaks[name] = max(self.peaks.get(name, 0.0), value)
-
-    def check_dtype(self) -> None:
-        """Refuse in one line, before the work, a half dtype that the device's kernels lack (torch has no
-        bfloat16 / float16 version of some ops on some backends): restore one frame of the smallest size."""
-        key = (self.device, float_dtype(self.dit))
-        if key[1] == torch.float32 or key in self._runs:
-            return
-        clip = torch.zeros(1, 3, 1, self.unit, self.unit, device=self.device, dtype=key[1])
-        try:
-            noise = torch.Generator().manual_seed(0)  # the caller's global RNG stays untouched
-            restore_clip(self.dit, self.vae, clip, self.pos_emb[None], generator=noise, color_fix="none")
-        except (NotImplementedError, RuntimeError) as exc:
-            if "not implemented for" not in str(exc) and "not supported" not in str(exc):
-                raise
-            name = str(key[1]).removeprefix("torch.")
-            raise UsageError(
-                f"--dtype {name} does not run on {self.device} with torch {torch.__version__} "
-                f"({str(exc).strip().splitlines()[0]}); use --dtype float32"
-            ) from None
-        self._runs.add(key)
 
     def components(self) -> dict[str, Any]:
         return {"dit": self.dit, "vae": self.vae}
@@ -282,7 +262,6 @@ class SeedVR2Pipeline(Pipeline):
         if vae_chunk is not None and vae_chunk < 1:
             raise UsageError(f"--vae-chunk {vae_chunk}: use 1 or more latent frames")
         size = output_size(frames.shape[2], frames.shape[3], resolution, self.unit)
-        self.check_dtype()
         video = resize_crop(frames.float(), size) * 2 - 1  # (T, 3, h, w) in [-1, 1]
         total = video.shape[0]
         out = torch.zeros_like(video)
@@ -292,10 +271,11 @@ class SeedVR2Pipeline(Pipeline):
         self.peaks = {}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        dtype = float_dtype(self.dit)
         for i, start in enumerate(starts):
             clip = video[start : start + batch_frames]
             n = clip.shape[0]
-            batch = clip.permute(1, 0, 2, 3)[None].to(self.device, float_dtype(self.dit))  # (1, 3, n, h, w)
+            batch = clip.permute(1, 0, 2, 3)[None].to(self.device, dtype)  # (1, 3, n, h, w)
             generator = torch.Generator().manual_seed(seed + i)
 
             def phase(name: str, batch_index: int = i) -> None:
@@ -303,15 +283,11 @@ class SeedVR2Pipeline(Pipeline):
                 if progress:
                     progress(name, batch_index + 1, len(starts))
 
-            restored = restore_clip(
-                self.dit,
-                vae,
-                batch,
-                self.pos_emb[None],
-                generator=generator,
-                color_fix=color_fix,
-                phase=phase,
-            )
+            with _half_kernels(dtype, self.device):
+                restored = restore_clip(
+                    self.dit, vae, batch, self.pos_emb[None], generator=generator, color_fix=color_fix,
+                    phase=phase,
+                )  # fmt: skip
             ramp = torch.ones(n)
             if overlap and i > 0:  # fade in over the frames the previous batch also made
                 k = min(overlap, n)
@@ -321,6 +297,23 @@ class SeedVR2Pipeline(Pipeline):
             )
             weight[start : start + n] += ramp[:, None, None, None]
         return ((out / weight + 1) / 2).clamp(0, 1)
+
+
+@contextlib.contextmanager
+def _half_kernels(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
+    """A half dtype whose kernel the device lacks (torch has no bfloat16 / float16 version of some ops on
+    some backends) fails the first batch: say so in one line instead of a traceback."""
+    try:
+        yield
+    except (NotImplementedError, RuntimeError) as exc:
+        missing = "not implemented for" in str(exc) or "not supported" in str(exc)
+        if dtype == torch.float32 or not missing:
+            raise
+        name = str(dtype).removeprefix("torch.")
+        raise UsageError(
+            f"--dtype {name} does not run on {device} with torch {torch.__version__} "
+            f"({str(exc).strip().splitlines()[0]}); use --dtype float32"
+        ) from None
 
 
 class _VAE(torch.nn.Module):
