@@ -189,3 +189,25 @@ def test_restore_with_an_accelerator(run, tmp_path: Path) -> None:  # type: igno
     assert [a["name"] for a in read_metadata(tmp_path / "q.png")["accelerators"]] == ["int8"]
     bad = run(*args, "--accel", "nonsense", "-o", str(tmp_path / "x.png"))
     assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1 and "nonsense" in bad.output
+
+
+def test_estimate_memory_needs_no_weights_and_no_output(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 5)
+
+    def decode_mib(*extra: str) -> float:
+        result = run("restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", "128",
+                     "--estimate-memory", *extra)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.output.splitlines() if "decode" in line)
+        return float(row.split()[-2].replace(",", ""))
+
+    assert decode_mib("--tile", "4", "--vae-chunk", "1") < 0.5 * decode_mib("--vae-chunk", "0")
+    assert not (tmp_path / "o").exists()
+    # the official 7B, whose weights are not here: built on fake tensors, 8.2 billion bf16 values
+    big = run("restore", str(src), "-m", "seedvr2-7b", "--resolution", "128", "--dtype", "bfloat16",
+              "--estimate-memory")  # fmt: skip
+    assert big.exit_code == 0, big.output
+    held = next(line for line in big.output.splitlines() if "weights held" in line)
+    assert 16_150 < float(held.split()[-2].replace(",", "")) < 16_250  # (7B DiT + VAE) x 2 bytes: 16,194 MiB
+    bad = run("restore", str(src), "-m", "seedvr2-tiny-random", "--estimate-memory", "--offload-blocks", "9")
+    assert bad.exit_code == 2 and "--offload-blocks 9" in bad.output

@@ -93,7 +93,7 @@ def test_vae_chunks_tiles_and_phase_progress() -> None:
     frames = torch.rand(9, 3, 32, 48)
     calls: list[tuple[str, int, int]] = []
     whole = pipe.restore_frames(
-        frames, resolution=32, batch_frames=9, progress=lambda *call: calls.append(call)
+        frames, resolution=32, batch_frames=9, vae_chunk=0, progress=lambda *call: calls.append(call)
     )
     assert calls == [("encode", 1, 1), ("dit", 1, 1), ("decode", 1, 1)]
     chunked = pipe.restore_frames(frames, resolution=32, batch_frames=9, vae_chunk=1)
@@ -102,8 +102,8 @@ def test_vae_chunks_tiles_and_phase_progress() -> None:
     assert tiled.shape == whole.shape and float((tiled - whole).abs().mean()) < 0.1
     with pytest.raises(UsageError, match="--tile-overlap 4: needs --tile"):
         pipe.restore_frames(frames, tile=4, tile_overlap=4)
-    with pytest.raises(UsageError, match="--vae-chunk 0"):
-        pipe.restore_frames(frames, vae_chunk=0)
+    with pytest.raises(UsageError, match="--vae-chunk -1"):
+        pipe.restore_frames(frames, vae_chunk=-1)
     with pytest.raises(UsageError, match="at least 16 x 16"):
         pipe.restore_frames(frames, resolution=8)
 

@@ -110,7 +110,8 @@ class CausalConv3d(nn.Conv3d, _Streamable):
                 x = torch.cat((x[:, :, :1].expand(-1, -1, self.front, -1, -1), x), dim=2)
             if self.streaming:  # keep the frames from the first window start this call does not reach
                 windows = (x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1
-                self.history = x[:, :, windows * self.stride[0] :]
+                # a copy: a view would keep all of this call's input alive until the next call
+                self.history = x[:, :, windows * self.stride[0] :].clone()
         return super().forward(x)
 
 

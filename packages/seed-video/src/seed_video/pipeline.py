@@ -238,36 +238,25 @@ class SeedVR2Pipeline(Pipeline):
         color_fix: str = "wavelet",
         tile: int | None = None,
         tile_overlap: int | None = None,
-        vae_chunk: int | None = None,
+        vae_chunk: int = 1,
         seed: int = 0,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> torch.Tensor:
         """(T, 3, H, W) in [0, 1] -> restored (T, 3, h, w) in [0, 1]. `tile` / `tile_overlap`: VAE tiles in
         latent pixels (overlap a quarter of the tile by default); `vae_chunk`: latent frames the VAE
-        encodes / decodes at a time (same result, less memory); `progress(phase, done, total)` after
+        encodes / decodes at a time (the same result; 1, as the official code, holds the least; 0: the
+        whole batch at once); `progress(phase, done, total)` after
         each phase (encode, dit, decode) of each batch."""
-        f = self.vae.cfg.temporal_factor
-        if batch_frames < 1 or (batch_frames - 1) % f:
-            raise UsageError(
-                f"--batch-frames {batch_frames}: use {f}n + 1 frames (1, {f + 1}, {2 * f + 1}, ...)"
-            )
-        if not 0 <= overlap < batch_frames:
-            raise UsageError(f"--overlap {overlap}: use 0 .. batch-frames - 1")
-        if color_fix not in (*COLOR_FIXES, "none"):
-            raise UsageError(f"--color-fix {color_fix}: use wavelet, adain or none")
-        if tile is not None and tile < 2:
-            raise UsageError(f"--tile {tile}: use at least 2 latent pixels (e.g. 64)")
-        if tile_overlap is not None and not (tile and 0 <= tile_overlap < tile):
-            raise UsageError(f"--tile-overlap {tile_overlap}: needs --tile, and 0 .. tile - 1")
-        if vae_chunk is not None and vae_chunk < 1:
-            raise UsageError(f"--vae-chunk {vae_chunk}: use 1 or more latent frames")
+        check_settings(
+            self.vae.cfg.temporal_factor, batch_frames, overlap, color_fix, tile, tile_overlap, vae_chunk
+        )
         size = output_size(frames.shape[2], frames.shape[3], resolution, self.unit)
         video = resize_crop(frames.float(), size) * 2 - 1  # (T, 3, h, w) in [-1, 1]
         total = video.shape[0]
         out = torch.zeros_like(video)
         weight = torch.zeros(total, 1, 1, 1)
         starts = batch_starts(total, batch_frames, overlap)
-        vae = _VAE(self.vae, tile, tile_overlap, vae_chunk)
+        vae = _VAE(self.vae, tile, tile_overlap, vae_chunk or None)
         self.peaks = {}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -297,6 +286,31 @@ class SeedVR2Pipeline(Pipeline):
             )
             weight[start : start + n] += ramp[:, None, None, None]
         return ((out / weight + 1) / 2).clamp(0, 1)
+
+
+def check_settings(
+    temporal_factor: int,
+    batch_frames: int,
+    overlap: int = 0,
+    color_fix: str = "none",
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    vae_chunk: int | None = None,
+) -> None:
+    """Refuse, in one line naming the option, settings `restore_frames` cannot use."""
+    f = temporal_factor
+    if batch_frames < 1 or (batch_frames - 1) % f:
+        raise UsageError(f"--batch-frames {batch_frames}: use {f}n + 1 frames (1, {f + 1}, {2 * f + 1}, ...)")
+    if not 0 <= overlap < batch_frames:
+        raise UsageError(f"--overlap {overlap}: use 0 .. batch-frames - 1")
+    if color_fix not in (*COLOR_FIXES, "none"):
+        raise UsageError(f"--color-fix {color_fix}: use wavelet, adain or none")
+    if tile is not None and tile < 2:
+        raise UsageError(f"--tile {tile}: use at least 2 latent pixels (e.g. 64)")
+    if tile_overlap is not None and not (tile and 0 <= tile_overlap < tile):
+        raise UsageError(f"--tile-overlap {tile_overlap}: needs --tile, and 0 .. tile - 1")
+    if vae_chunk is not None and vae_chunk < 0:
+        raise UsageError(f"--vae-chunk {vae_chunk}: use 1 or more latent frames, or 0 for the whole batch")
 
 
 @contextlib.contextmanager

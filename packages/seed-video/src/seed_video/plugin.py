@@ -93,10 +93,10 @@ def seed_register_commands(app: Any) -> None:
     @app.command("restore")
     def restore_command(
         source: Annotated[Path, typer.Argument(help="An image, or a folder of frames (PNG / JPEG).")],
-        output: Annotated[
-            Path, typer.Option("--output", "-o", help="An image file, or a folder for frames.")
-        ],
         model: Annotated[str, typer.Option("--model", "-m", help="SeedVR2 model name or directory.")],
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="An image file, or a folder for frames.")
+        ] = None,
         weights: Annotated[
             Path | None,
             typer.Option(
@@ -117,9 +117,12 @@ def seed_register_commands(app: Any) -> None:
             int | None, typer.Option(help="Latent pixels shared by neighbouring tiles [tile / 4].")
         ] = None,
         vae_chunk: Annotated[
-            int | None,
-            typer.Option(help="Latent frames the VAE processes at a time (same result, less memory) [all]."),
-        ] = None,
+            int,
+            typer.Option(
+                help="Latent frames the VAE encodes / decodes at a time: the same result, and 1 (as the "
+                "official code) holds the least memory; 0: the whole batch at once."
+            ),
+        ] = 1,
         seed: Annotated[int, typer.Option(help="Noise seed (batch i uses seed + i).")] = 0,
         offload_blocks: Annotated[
             int, typer.Option(help="DiT blocks kept in CPU memory and streamed to the device per call.")
@@ -135,9 +138,18 @@ def seed_register_commands(app: Any) -> None:
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+        estimate_memory: Annotated[
+            bool,
+            typer.Option(
+                "--estimate-memory",
+                help="Print the peak memory each phase will need on the device with these settings "
+                "(counted on fake tensors: no GPU, no weights, seconds), then exit.",
+            ),
+        ] = False,
     ) -> None:
         """Restore a video (frames) or an image in one DiT step with SeedVR2: upscale to --resolution,
-        batches of --batch-frames with --overlap crossfades, colour fix against the input."""
+        batches of --batch-frames with --overlap crossfades, colour fix against the input. To fit a small
+        GPU: --vae-chunk 1, --tile 64 (or smaller), --offload-blocks; --estimate-memory shows the effect."""
         from rich.console import Console
         from rich.progress import Progress
 
@@ -147,11 +159,19 @@ def seed_register_commands(app: Any) -> None:
 
         if "restore" not in resolve_model(model)[0].tasks:  # before reading anything, --weights included
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
+        if output is None and not estimate_memory:
+            raise UsageError("give the output with -o / --output (an image file or a folder for frames)")
         fps = 24.0
         if source.suffix.lower() in VIDEOS:
             frames, fps = read_video(source)  # the output keeps the input's frame rate
         else:
             frames = read_frames(source)
+        if estimate_memory:
+            settings = {"tile": tile, "tile_overlap": tile_overlap, "vae_chunk": vae_chunk}
+            _print_estimate(model, weights, frames, resolution, batch_frames, overlap, color_fix, dtype,
+                            offload_blocks, settings, device)  # fmt: skip
+            return
+        assert output is not None
         where = "cpu" if offload_blocks else device  # offloaded blocks must never all sit on the device
         pipeline = load(
             model,
@@ -204,6 +224,63 @@ def seed_register_commands(app: Any) -> None:
         typer.echo(
             f"{output}: {out.shape[0]} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
         )
+
+    def _print_estimate(
+        model: str,
+        weights: Path | None,
+        frames: Any,
+        resolution: str,
+        batch_frames: int,
+        overlap: int,
+        color_fix: str,
+        dtype: str,
+        offload_blocks: int,
+        settings: dict[str, Any],
+        device: str,
+    ) -> None:
+        import torch
+        from rich.console import Console
+        from rich.table import Table
+
+        from seed_core.errors import UsageError
+        from seed_core.pipeline import load, resolve_model
+        from seed_video.memory import PHASES, RestoreSettings, estimate_restore, model_configs
+        from seed_video.pipeline import check_settings, output_size
+
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise UsageError(f"--dtype {dtype}: use float32, float16 or bfloat16")
+        spec, where = resolve_model(model)
+        configs = model_configs(spec, str(weights) if weights else where)
+        if configs is None:  # a model known only by building it (the tiny random one)
+            pipe = load(model, device="cpu")
+            configs = (pipe.dit.cfg, pipe.vae.cfg)
+        dit_cfg, vae_cfg = configs
+        check_settings(vae_cfg.temporal_factor, batch_frames, overlap, color_fix, **settings)
+        if not 0 <= offload_blocks <= dit_cfg.layers:
+            raise UsageError(f"--offload-blocks {offload_blocks}: the DiT has {dit_cfg.layers} blocks")
+        unit = 2 ** (len(vae_cfg.channels) - 1) * dit_cfg.patch[1]
+        height, width = output_size(frames.shape[2], frames.shape[3], resolution, unit)
+        batch = min(batch_frames, frames.shape[0])
+        s = RestoreSettings(batch, height, width, dtype, offload_blocks=offload_blocks, **settings)
+        with Console(stderr=True).status("counting on fake tensors"):
+            peaks = estimate_restore(dit_cfg, vae_cfg, s)
+        console = Console()
+        console.print(f"{model} on a GPU: one batch of {batch} frames at {width}x{height}, {dtype}")
+        table = Table()
+        table.add_column("phase")
+        table.add_column("peak MiB", justify="right")
+        for name in PHASES:
+            table.add_row(name, f"{peaks[name]:,.0f}")
+        table.add_row("weights held", f"{peaks['weights']:,.0f}")
+        console.print(table)
+        worst = max(peaks[name] for name in PHASES)
+        line = (
+            f"peak {worst / 1024:.1f} GiB: weights and tensors; kernel workspaces come on top "
+            "(about 10% more on an H200)"
+        )
+        if device.startswith("cuda") and torch.cuda.is_available():
+            line += f"; this GPU has {torch.cuda.get_device_properties(device).total_memory / 2**30:.1f} GiB"
+        console.print(line)
 
     @app.command("video")
     def video_command(

@@ -1,0 +1,91 @@
+"""How much GPU memory a SeedVR2 restore needs, counted on fake tensors (`seed_core.memory`): no GPU and
+no weights needed, so `seed restore --estimate-memory` can answer before a download or a long run.
+
+One batch is what matters: batches run one after another and free what they made. Per phase (encode,
+DiT, decode) the peak is the tensors of that phase at their most, plus the weights on the device: the
+DiT's blocks that are not offloaded, its other parts, the VAE, the text embedding, and during the DiT
+phase the one offloaded block being streamed through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from seed_core.memory import MIB, fake_device, module_bytes, track
+from seed_core.specs import ModelSpec
+from seed_vae.video import CausalVideoVAE, VideoVAEConfig
+from seed_video.config import NaDiTConfig
+from seed_video.nadit import NaDiT
+from seed_video.restore import restore_clip
+
+PHASES = ("encode", "dit", "decode")
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    """What sets the memory of one batch: its frames and output size, and the memory options of
+    `seed restore`."""
+
+    frames: int
+    height: int
+    width: int
+    dtype: str = "bfloat16"
+    tile: int | None = None
+    tile_overlap: int | None = None
+    vae_chunk: int | None = 1  # None or 0: the whole batch at once
+    offload_blocks: int = 0
+    text_tokens: int = 58  # rows of the official pos_emb.pt
+
+
+def estimate_restore(
+    dit_cfg: NaDiTConfig, vae_cfg: VideoVAEConfig, s: RestoreSettings, device: str = "cuda"
+) -> dict[str, float]:
+    """Peak memory in MiB on `device` per phase of restoring one batch with `s`, plus the weights held:
+    {"encode", "dit", "decode", "weights"}. Tensors as allocated, without kernel workspaces (see
+    `seed_core.memory`)."""
+    from seed_video.pipeline import _VAE  # the pipeline imports this module's siblings, not this one
+
+    dtype = getattr(torch, s.dtype)
+    with fake_device(dtype, device) as fake:
+        with fake:
+            dit = NaDiT(dit_cfg).eval()
+            vae = CausalVideoVAE(vae_cfg).eval()
+            text = torch.zeros(1, s.text_tokens, dit_cfg.txt_in_dim, dtype=torch.float32)
+        if not 0 <= s.offload_blocks <= len(dit.blocks):
+            raise ValueError(f"offload_blocks {s.offload_blocks}: the DiT has {len(dit.blocks)} blocks")
+        offloaded = [module_bytes(b) for b in dit.blocks[: s.offload_blocks]]
+        weights = module_bytes(dit) + module_bytes(vae) - sum(offloaded)
+        video = torch.zeros(1, 3, s.frames, s.height, s.width, device=fake, dtype=dtype)
+        peaks: dict[str, float] = {}
+        with track(fake.type) as tracker:
+            tracker.hold(video)
+            tracker.hold(text)
+
+            def phase(name: str) -> None:
+                peaks[name] = tracker.peak
+                tracker.reset()
+
+            restore_clip(
+                dit, _VAE(vae, s.tile, s.tile_overlap, s.vae_chunk or None), video, text,
+                generator=torch.Generator().manual_seed(0), phase=phase,
+            )  # fmt: skip
+    streamed = {"dit": max(offloaded, default=0)}  # blocks differ: the last ones of 3B / 7B have no text path
+    out = {name: (peaks[name] + weights + streamed.get(name, 0)) / MIB for name in PHASES}
+    return {**out, "weights": weights / MIB}
+
+
+def model_configs(spec: ModelSpec, weights: str | None) -> tuple[NaDiTConfig, VideoVAEConfig] | None:
+    """The DiT and VAE configs of a SeedVR2 model without its weights: from a model directory's
+    config.json, else from the model's meta build (the official presets); None if neither says."""
+    folder = Path(weights or spec.weights or "")
+    if (weights or spec.weights) and (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text())
+        return NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
+    if spec.meta is not None:
+        parts = spec.meta()
+        return parts["dit"].cfg, parts["vae"].cfg
+    return None
