@@ -211,3 +211,24 @@ def test_estimate_memory_needs_no_weights_and_no_output(run, tmp_path: Path) -> 
     assert 16_150 < float(held.split()[-2].replace(",", "")) < 16_250  # (7B DiT + VAE) x 2 bytes: 16,194 MiB
     bad = run("restore", str(src), "-m", "seedvr2-tiny-random", "--estimate-memory", "--offload-blocks", "9")
     assert bad.exit_code == 2 and "--offload-blocks 9" in bad.output
+
+
+def test_max_memory_chooses_savings_or_refuses(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _frames(tmp_path / "in", 1)  # one frame: quickest to count
+    base = ["restore", str(src), "-m", "seedvr2-tiny-random", "--resolution", "256"]
+    full = run(*base, "--vae-chunk", "0", "--estimate-memory")
+    need = max(
+        float(line.split()[-2].replace(",", ""))
+        for line in full.output.splitlines()
+        if line.split()[:2] in (["│", "encode"], ["│", "dit"], ["│", "decode"])
+    )
+    budget = need / 1024  # GiB: with the workspace margin the whole batch no longer fits
+    out = tmp_path / "o"
+    result = run(*base, "--vae-chunk", "0", "--max-memory", f"{budget:.6f}", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "--max-memory" in result.output and "--tile" in result.output
+    settings = read_metadata(sorted(out.iterdir())[0])["settings"]
+    assert settings["tile"] is not None and settings["offload_blocks"] == 3  # every block of the tiny DiT
+    tiny = run(*base, "--max-memory", "0.001", "-o", str(tmp_path / "p"))
+    assert tiny.exit_code == 2 and "lower --batch-frames or --resolution" in tiny.output
+    assert not (tmp_path / "p").exists()

@@ -9,7 +9,7 @@ depth-to-space (no interpolation) and drops the second frame after each temporal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -68,13 +68,14 @@ def _per_frame(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
 
 class _Streamable:
     """A module that can continue one clip across calls (see `streaming`): `started` once it has seen
-    the clip's first chunk."""
+    the clip's first chunk, `final` during its last (nothing to keep for a next one)."""
 
     streaming = False
     started = False
+    final = False
 
     def stream(self, on: bool) -> None:
-        self.streaming, self.started = on, False
+        self.streaming, self.started, self.final = on, False, False
 
 
 class CausalConv3d(nn.Conv3d, _Streamable):
@@ -111,7 +112,7 @@ class CausalConv3d(nn.Conv3d, _Streamable):
             if self.streaming:  # keep the frames from the first window start this call does not reach
                 windows = (x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1
                 # a copy: a view would keep all of this call's input alive until the next call
-                self.history = x[:, :, windows * self.stride[0] :].clone()
+                self.history = None if self.final else x[:, :, windows * self.stride[0] :].clone()
         return super().forward(x)
 
 
@@ -192,16 +193,35 @@ class Upsample(nn.Module, _Streamable):
 
 
 @contextmanager
-def streaming(module: nn.Module) -> Iterator[None]:
-    """Within the block, calls of `module` (an encoder or decoder) continue one clip chunk by chunk."""
+def streaming(module: nn.Module) -> Iterator[Callable[[], None]]:
+    """Within the block, calls of `module` (an encoder or decoder) continue one clip chunk by chunk.
+    Call what it yields before the last chunk: the convolutions then let go of the frames they kept as
+    soon as they have used them (streaming holds every convolution's kept frames at once, which for a
+    short clip can cost more than the whole clip in one call)."""
     parts = [m for m in module.modules() if isinstance(m, _Streamable)]
     for m in parts:
         m.stream(True)
+
+    def last() -> None:
+        for m in parts:
+            m.final = True
+
     try:
-        yield
+        yield last
     finally:
         for m in parts:
             m.stream(False)
+
+
+def _chunks(module: nn.Module, pieces: list[torch.Tensor]) -> torch.Tensor:
+    """`module` over consecutive `pieces` of one clip along time, streamed: the output of the whole."""
+    outs = []
+    with streaming(module) as last:
+        for i, piece in enumerate(pieces):
+            if i == len(pieces) - 1:
+                last()
+            outs.append(module(piece))
+    return torch.cat(outs, dim=2)
 
 
 class _Block(nn.Module):
@@ -317,8 +337,7 @@ class CausalVideoVAE(nn.Module):
             h = self.encoder(x)
         else:  # pixel frames [0, 1 + f (chunk - 1)), then f chunk at a time
             bounds = [0, *range(1 + f * (chunk - 1), t, f * chunk), t]
-            with streaming(self.encoder):
-                h = torch.cat([self.encoder(x[:, :, a:b]) for a, b in pairwise(bounds)], dim=2)
+            h = _chunks(self.encoder, [x[:, :, a:b] for a, b in pairwise(bounds)])
         mean, logvar = h.chunk(2, dim=1)
         z = mean
         if sample:
@@ -331,8 +350,7 @@ class CausalVideoVAE(nn.Module):
         z = z / self.cfg.scaling_factor + self.cfg.shift_factor
         if chunk is None or chunk >= z.shape[2]:
             return self.decoder(z)
-        with streaming(self.decoder):
-            return torch.cat([self.decoder(part) for part in z.split(chunk, dim=2)], dim=2)
+        return _chunks(self.decoder, list(z.split(chunk, dim=2)))
 
 
 LEGACY_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}

@@ -117,12 +117,13 @@ def seed_register_commands(app: Any) -> None:
             int | None, typer.Option(help="Latent pixels shared by neighbouring tiles [tile / 4].")
         ] = None,
         vae_chunk: Annotated[
-            int,
+            int | None,
             typer.Option(
                 help="Latent frames the VAE encodes / decodes at a time: the same result, and 1 (as the "
-                "official code) holds the least memory; 0: the whole batch at once."
+                "official code) holds the least memory for long batches; 0: the whole batch at once. "
+                "[1 on a GPU for batches of more than 3 latent frames, else 0]"
             ),
-        ] = 1,
+        ] = None,
         seed: Annotated[int, typer.Option(help="Noise seed (batch i uses seed + i).")] = 0,
         offload_blocks: Annotated[
             int, typer.Option(help="DiT blocks kept in CPU memory and streamed to the device per call.")
@@ -138,6 +139,14 @@ def seed_register_commands(app: Any) -> None:
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+        max_memory: Annotated[
+            float | None,
+            typer.Option(
+                help="GiB of GPU memory to stay within: chooses --vae-chunk, --offload-blocks and --tile "
+                "(only ever saving more than asked) from the memory estimate plus 12% for kernel "
+                "workspaces, and says which.",
+            ),
+        ] = None,
         estimate_memory: Annotated[
             bool,
             typer.Option(
@@ -166,11 +175,29 @@ def seed_register_commands(app: Any) -> None:
             frames, fps = read_video(source)  # the output keeps the input's frame rate
         else:
             frames = read_frames(source)
-        if estimate_memory:
+        if estimate_memory or max_memory is not None:
+            from dataclasses import replace
+
+            from rich.console import Console as _Console
+
+            from seed_video.memory import estimate_restore
+            from seed_video.pipeline import default_vae_chunk
+
             settings = {"tile": tile, "tile_overlap": tile_overlap, "vae_chunk": vae_chunk}
-            _print_estimate(model, weights, frames, resolution, batch_frames, overlap, color_fix, dtype,
-                            offload_blocks, settings, device)  # fmt: skip
-            return
+            dit_cfg, vae_cfg, s = _request(model, weights, frames, resolution, batch_frames, overlap,
+                                           color_fix, dtype, offload_blocks, settings)  # fmt: skip
+            if vae_chunk is None:  # the estimate is for a GPU: its default
+                s = replace(s, vae_chunk=default_vae_chunk(s.frames, vae_cfg.temporal_factor, "cuda"))
+            if max_memory is not None:
+                s, peaks = _plan(dit_cfg, vae_cfg, s, max_memory)
+                tile, tile_overlap, vae_chunk = s.tile, s.tile_overlap, s.vae_chunk
+                offload_blocks = s.offload_blocks
+            else:
+                with _Console(stderr=True).status("counting on fake tensors"):
+                    peaks = estimate_restore(dit_cfg, vae_cfg, s)
+            if estimate_memory:
+                _print_estimate(model, s, peaks, device)
+                return
         assert output is not None
         where = "cpu" if offload_blocks else device  # offloaded blocks must never all sit on the device
         pipeline = load(
@@ -225,7 +252,7 @@ def seed_register_commands(app: Any) -> None:
             f"{output}: {out.shape[0]} frame(s) of {out.shape[3]}x{out.shape[2]}; peak {kind}: {peaks}"
         )
 
-    def _print_estimate(
+    def _request(
         model: str,
         weights: Path | None,
         frames: Any,
@@ -236,15 +263,12 @@ def seed_register_commands(app: Any) -> None:
         dtype: str,
         offload_blocks: int,
         settings: dict[str, Any],
-        device: str,
-    ) -> None:
-        import torch
-        from rich.console import Console
-        from rich.table import Table
-
+    ) -> tuple[Any, Any, Any]:
+        """(DiT config, VAE config, RestoreSettings of the largest batch) of a restore request, checked,
+        without loading any weights."""
         from seed_core.errors import UsageError
         from seed_core.pipeline import load, resolve_model
-        from seed_video.memory import PHASES, RestoreSettings, estimate_restore, model_configs
+        from seed_video.memory import RestoreSettings, model_configs
         from seed_video.pipeline import check_settings, output_size
 
         if dtype not in ("float32", "float16", "bfloat16"):
@@ -262,10 +286,39 @@ def seed_register_commands(app: Any) -> None:
         height, width = output_size(frames.shape[2], frames.shape[3], resolution, unit)
         batch = min(batch_frames, frames.shape[0])
         s = RestoreSettings(batch, height, width, dtype, offload_blocks=offload_blocks, **settings)
-        with Console(stderr=True).status("counting on fake tensors"):
-            peaks = estimate_restore(dit_cfg, vae_cfg, s)
+        return dit_cfg, vae_cfg, s
+
+    def _plan(dit_cfg: Any, vae_cfg: Any, s: Any, max_memory: float) -> tuple[Any, dict[str, float]]:
+        """The settings `--max-memory` chooses, said in one line; a budget nothing fits is refused."""
+        from rich.console import Console
+
+        from seed_core.errors import UsageError
+        from seed_video.memory import PHASES, WORKSPACE_MARGIN, plan_restore
+
+        if max_memory <= 0:
+            raise UsageError(f"--max-memory {max_memory}: the GPU memory to stay within, in GiB (e.g. 8)")
+        with Console(stderr=True).status("choosing memory settings (counting on fake tensors)"):
+            chosen, peaks, fits = plan_restore(dit_cfg, vae_cfg, s, max_memory * 1024)
+        need = max(peaks[name] for name in PHASES) * (1 + WORKSPACE_MARGIN) / 1024
+        flags = f"--vae-chunk {chosen.vae_chunk} --offload-blocks {chosen.offload_blocks}"
+        flags += f" --tile {chosen.tile}" if chosen.tile else ""
+        if not fits:
+            raise UsageError(
+                f"--max-memory {max_memory:g}: even {flags} needs about {need:.1f} GiB for "
+                f"{s.frames} frames at {s.width}x{s.height}; lower --batch-frames or --resolution"
+            )
+        typer.echo(f"--max-memory {max_memory:g}: {flags} (about {need:.1f} GiB)", err=True)
+        return chosen, peaks
+
+    def _print_estimate(model: str, s: Any, peaks: dict[str, float], device: str) -> None:
+        import torch
+        from rich.console import Console
+        from rich.table import Table
+
+        from seed_video.memory import PHASES
+
         console = Console()
-        console.print(f"{model} on a GPU: one batch of {batch} frames at {width}x{height}, {dtype}")
+        console.print(f"{model} on a GPU: one batch of {s.frames} frames at {s.width}x{s.height}, {s.dtype}")
         table = Table()
         table.add_column("phase")
         table.add_column("peak MiB", justify="right")
