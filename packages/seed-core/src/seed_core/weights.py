@@ -450,21 +450,25 @@ _INIT_FUNCTIONS = (
 )
 
 
-def build_on_meta(factory: Callable[[], M]) -> M:
-    """Build a module on the meta device: parameters have shapes but no memory and no init cost.
-
-    `torch.nn.init` is switched off meanwhile: meta tensors hold no values, and initialising them goes
-    through torch's reference ops, whose first use imports sympy and dynamo (about 4 s).
-    """
+@contextlib.contextmanager
+def skipped_init() -> Iterator[None]:
+    """`torch.nn.init` switched off within the block: for modules whose parameters hold no values (meta
+    or fake tensors), whose initialisation goes through torch's reference ops, whose first use imports
+    sympy and dynamo (about 4 s), and for a 7B model costs seconds more."""
     saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS if hasattr(torch.nn.init, name)}
     try:
         for name in saved:
             setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        with torch.device("meta"):
-            return factory()
+        yield
     finally:
         for name, fn in saved.items():
             setattr(torch.nn.init, name, fn)
+
+
+def build_on_meta(factory: Callable[[], M]) -> M:
+    """Build a module on the meta device: parameters have shapes but no memory and no init cost."""
+    with skipped_init(), torch.device("meta"):
+        return factory()
 
 
 def count_parameters(model: nn.Module) -> int:

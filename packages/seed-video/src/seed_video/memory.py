@@ -18,6 +18,7 @@ import torch
 
 from seed_core.memory import MIB, PeakTracker, fake_device, module_bytes, track
 from seed_core.specs import ModelSpec
+from seed_core.weights import skipped_init
 from seed_vae.video import CausalVideoVAE, VideoVAEConfig
 from seed_video.config import NaDiTConfig
 from seed_video.nadit import NaDiT
@@ -102,7 +103,7 @@ def _estimate(
     dtype = getattr(torch, settings[0].dtype)
     done: list[tuple[RestoreSettings, dict[str, float]]] = []
     with fake_device(dtype, device) as fake:
-        with fake:
+        with fake, skipped_init():  # fake weights hold no values to initialise
             dit = NaDiT(dit_cfg).eval()
             vae = CausalVideoVAE(vae_cfg).eval()
             text = torch.zeros(1, settings[0].text_tokens, dit_cfg.txt_in_dim, dtype=torch.float32)

@@ -299,15 +299,16 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError(f"--max-memory {max_memory}: the GPU memory to stay within, in GiB (e.g. 8)")
         with Console(stderr=True).status("choosing memory settings (counting on fake tensors)"):
             chosen, peaks, fits = plan_restore(dit_cfg, vae_cfg, s, max_memory * 1024)
-        need = max(peaks[name] for name in PHASES) * (1 + WORKSPACE_MARGIN) / 1024
+        mib = max(peaks[name] for name in PHASES) * (1 + WORKSPACE_MARGIN)
+        need = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
         flags = f"--vae-chunk {chosen.vae_chunk} --offload-blocks {chosen.offload_blocks}"
         flags += f" --tile {chosen.tile}" if chosen.tile else ""
         if not fits:
             raise UsageError(
-                f"--max-memory {max_memory:g}: even {flags} needs about {need:.1f} GiB for "
+                f"--max-memory {max_memory:g}: even {flags} needs about {need} for "
                 f"{s.frames} frames at {s.width}x{s.height}; lower --batch-frames or --resolution"
             )
-        typer.echo(f"--max-memory {max_memory:g}: {flags} (about {need:.1f} GiB)", err=True)
+        typer.echo(f"--max-memory {max_memory:g}: {flags} (about {need})", err=True)
         return chosen, peaks
 
     def _print_estimate(model: str, s: Any, peaks: dict[str, float], device: str) -> None:
