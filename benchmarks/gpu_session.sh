@@ -8,7 +8,9 @@
 #   attention  issue 5, quant issue 7, restore issue 8: the GPU benchmarks, one JSON each
 #
 # PARTS="train attention" runs only those parts; MINUTES=4.0 trains longer. The parts' limits add up to
-# 680 s at MINUTES=3.0, over one call's 600 s: split them over two calls on the warm machine. Session 11
+# 900 s at MINUTES=3.0, over one call's 600 s: split them over two calls on the warm machine; run
+# PARTS=restore first (session 12: its six rows, small-GPU rows under an 8 GiB cap first, close issue 8's
+# last claim on real hardware; about 60 s a row, each builds a 3B model in a fresh process). Session 11
 # (the first with a GPU, an H200) ran: all parts (train failed, fixed since; quant 27 s; restore cut off
 # at its limit after two of three rows), then PARTS="train attention" MINUTES=4.0 (train 255 s, 1,521
 # steps at 6.3 steps/s; attention 33 s), then `benchmarks/attention.py --tune` (40 s).
@@ -63,5 +65,5 @@ part bundle 30 python3 -m seed_mini.train bundle --out /tmp/dit --to "$OUT"
 cp /tmp/dit/log.jsonl "$OUT/dit-log.jsonl" 2>/dev/null
 part attention 110 python3 benchmarks/attention.py --gpu-only --json "$OUT/attention-gpu.json"   # issue 5
 part quant 100 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.json"                 # issue 7
-part restore 200 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8
+part restore 420 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8
 cat "$OUT/summary.txt"
