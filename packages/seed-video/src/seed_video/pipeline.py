@@ -292,10 +292,10 @@ class SeedVR2Pipeline(Pipeline):
 
 def default_vae_chunk(batch_frames: int, temporal_factor: int, device_type: str) -> int:
     """Latent frames per VAE call when not asked: 1 on a GPU for batches of more than 3 latent frames
-    (4x the memory saved at 21 frames), else the whole batch: streaming holds each convolution's kept
-    frames at once, which for short batches costs more than it saves (the 3B at 720p, 5 frames: 11.9
-    GB to decode in chunks of 1 against 10.0 whole, by `seed_video.memory`), and on the CPU small
-    chunks are slow."""
+    (the 3B at 720p, 21 frames: 22 GB to decode against 43 GB whole, by `seed_video.memory`), else the
+    whole batch: streaming holds each convolution's kept frames at once, which for short batches costs
+    more than it saves (5 frames: 11.9 GB against 10.0), and on the CPU, where memory is rarely short,
+    chunks cost 4-6% in time."""
     latent = (batch_frames - 1) // temporal_factor + 1
     return 1 if device_type != "cpu" and latent > 3 else 0
 

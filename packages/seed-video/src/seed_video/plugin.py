@@ -178,8 +178,6 @@ def seed_register_commands(app: Any) -> None:
         if estimate_memory or max_memory is not None:
             from dataclasses import replace
 
-            from rich.console import Console as _Console
-
             from seed_video.memory import estimate_restore
             from seed_video.pipeline import default_vae_chunk
 
@@ -193,7 +191,7 @@ def seed_register_commands(app: Any) -> None:
                 tile, tile_overlap, vae_chunk = s.tile, s.tile_overlap, s.vae_chunk
                 offload_blocks = s.offload_blocks
             else:
-                with _Console(stderr=True).status("counting on fake tensors"):
+                with Console(stderr=True).status("counting on fake tensors"):
                     peaks = estimate_restore(dit_cfg, vae_cfg, s)
             if estimate_memory:
                 _print_estimate(model, s, peaks, device)
@@ -282,7 +280,7 @@ def seed_register_commands(app: Any) -> None:
         check_settings(vae_cfg.temporal_factor, batch_frames, overlap, color_fix, **settings)
         if not 0 <= offload_blocks <= dit_cfg.layers:
             raise UsageError(f"--offload-blocks {offload_blocks}: the DiT has {dit_cfg.layers} blocks")
-        unit = 2 ** (len(vae_cfg.channels) - 1) * dit_cfg.patch[1]
+        unit = vae_cfg.factor * dit_cfg.patch[1]  # as SeedVR2Pipeline.unit
         height, width = output_size(frames.shape[2], frames.shape[3], resolution, unit)
         batch = min(batch_frames, frames.shape[0])
         s = RestoreSettings(batch, height, width, dtype, offload_blocks=offload_blocks, **settings)
