@@ -9,7 +9,6 @@ phase the one offloaded block being streamed through.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from seed_core.weights import skipped_init
 from seed_vae.video import CausalVideoVAE, VideoVAEConfig
 from seed_video.config import NaDiTConfig
 from seed_video.nadit import NaDiT
+from seed_video.pipeline import _VAE, read_configs
 from seed_video.restore import restore_clip
 
 PHASES = ("encode", "dit", "decode")
@@ -98,8 +98,6 @@ def _estimate(
 ) -> list[tuple[RestoreSettings, dict[str, float]]]:
     """`estimate_restore` for each of `settings` in turn (one dtype and text length), the models built
     once; ends after the first whose peaks satisfy `stop`."""
-    from seed_video.pipeline import _VAE  # the pipeline imports this module's siblings, not this one
-
     dtype = getattr(torch, settings[0].dtype)
     done: list[tuple[RestoreSettings, dict[str, float]]] = []
     with fake_device(dtype, device) as fake:
@@ -141,8 +139,7 @@ def model_configs(spec: ModelSpec, weights: str | None) -> tuple[NaDiTConfig, Vi
     config.json, else from the model's meta build (the official presets); None if neither says."""
     folder = Path(weights or spec.weights or "")
     if (weights or spec.weights) and (folder / "config.json").is_file():
-        config = json.loads((folder / "config.json").read_text())
-        return NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
+        return read_configs(folder)
     if spec.meta is not None:
         parts = spec.meta()
         return parts["dit"].cfg, parts["vae"].cfg

@@ -152,13 +152,7 @@ class SeedVR2Pipeline(Pipeline):
     @classmethod
     def from_pretrained(cls, spec: ModelSpec, path: str | Path, options: LoadOptions) -> SeedVR2Pipeline:
         path = Path(path)
-        try:
-            config = json.loads((path / "config.json").read_text())
-            dit_cfg, vae_cfg = NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
-        except (FileNotFoundError, NotADirectoryError):
-            raise ConfigError(f"{path}: no config.json; not a SeedVR2 model directory") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path / 'config.json'}: needs 'dit' and 'vae' sections ({exc})") from None
+        dit_cfg, vae_cfg = read_configs(path)
         dit = load_component(
             build_on_meta(lambda: NaDiT(dit_cfg)), path / "dit.safetensors", dtype=options.dtype
         )
@@ -298,6 +292,17 @@ def default_vae_chunk(batch_frames: int, temporal_factor: int, device_type: str)
     chunks cost 4-6% in time."""
     latent = (batch_frames - 1) // temporal_factor + 1
     return 1 if device_type != "cpu" and latent > 3 else 0
+
+
+def read_configs(path: Path) -> tuple[NaDiTConfig, VideoVAEConfig]:
+    """The DiT and VAE configs of a model directory in our layout (its config.json)."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+        return NaDiTConfig.from_dict(config["dit"]), VideoVAEConfig.from_dict(config["vae"])
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{path}: no config.json; not a SeedVR2 model directory") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path / 'config.json'}: needs 'dit' and 'vae' sections ({exc})") from None
 
 
 def check_settings(
