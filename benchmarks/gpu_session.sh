@@ -3,8 +3,18 @@
 # own time limit, so one failure does not cost the others.
 #
 #   train      issue 4: seedream-mini continues from training/seedream-mini/live for $MINUTES minutes
-#              (batch 512, scenes drawn by 12 worker processes, pooled-vector dropout 0.5, warmup then a
-#              decay over the last 20%); its EMA and live weights come back as two fp16 bundles (13 MB each)
+#              (batch $BATCH, default 2048; scenes drawn and packed by 12 worker processes, pooled-vector
+#              dropout 0.5, warmup then a decay over the last 20%); its EMA and live weights come back as
+#              two fp16 bundles (13 MB each). Session 11 ran batch 512 at 6.3 steps/s: the step was bound
+#              by the host (about 90 ms of Python a step, measured on the CPU at batch 1, and a dozen copies
+#              a step that waited for the GPU), so a batch 4x larger costs little more time; session 12
+#              made the copies non-blocking and moved the per-object and per-word work to the workers
+#              (`benchmarks/train_host.py`). The first minute's steps/s in log.txt says whether it held.
+#   teacher    the live weights of that run as a model directory (/tmp/teacher)
+#   distill    issue 6: both shipped students made again from /tmp/teacher (or $TEACHER), side by side,
+#              each within $DISTILL_MINUTES (default 3.0; `seed distill --minutes` plans the steps);
+#              they come back in students/ with their logs. Not yet run on a GPU (a CPU dry run of
+#              the parts, with the plugins found as below, passed in session 12)
 #   attention  issue 5, quant issue 7, restore issue 8: the GPU benchmarks, one JSON each
 #
 # PARTS="train attention" runs only those parts; MINUTES=4.0 trains longer. The parts' limits add up to
@@ -19,8 +29,9 @@
 # The working tree is over the device tool's 64 MiB: move packages/seed-mini/src/seed_mini/weights out of
 # the checkout for the call (no part reads it) and put it back afterwards.
 #
-# What comes back ($OUT, 8 files): summary.txt (the card, each part's exit code), log.txt (all output),
-# dit-log.jsonl (the training loss curve), the two bundles and the three JSONs. Afterwards, here:
+# What comes back ($OUT, 9 files): summary.txt (the card, each part's exit code), log.txt (all output),
+# dit-log.jsonl (the training loss curve), dit-profile.txt (where a step's time goes), the two bundles
+# and the three JSONs. Afterwards, here:
 #   uv run python -m seed_mini.train unbundle --bundle FILES/seedream-mini-live.safetensors \
 #       --vae training/seedream-mini --to runs/gpu-live && uv run seed eval -m runs/gpu-live
 #   uv run python -m seed_mini.train unbundle --bundle FILES/seedream-mini-ema.safetensors \
@@ -43,10 +54,19 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
         export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
+# the packages are not installed there, so their plugins (model families, distillation methods) are found
+# through dist-info folders written from each pyproject.toml
+python3 benchmarks/gpu_plugins.py /tmp/seed-plugins >/dev/null && export PYTHONPATH="$PYTHONPATH:/tmp/seed-plugins"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/summary.txt" 2>&1
 
-PARTS=${PARTS:-train attention quant restore}  # PARTS="train attention" runs those alone
+PARTS=${PARTS:-train teacher distill attention quant restore}  # PARTS="train attention" runs those alone
 MINUTES=${MINUTES:-3.0}                        # of training
+BATCH=${BATCH:-2048}                           # images a step at 64 px (512 in session 11, at lr 8e-4)
+LR=${LR:-1.2e-3}
+DISTILL_MINUTES=${DISTILL_MINUTES:-3.0}        # each student
+TEACHER=${TEACHER:-/tmp/teacher}               # PARTS=distill alone: TEACHER=training/seedream-mini/live
+DEVICE=${DEVICE:-cuda}                         # DEVICE=cpu for a dry run with tiny settings
+WORKERS=${WORKERS:-12}                         # processes drawing the training scenes
 
 part() {  # part NAME SECONDS COMMAND...
     local name=$1 limit=$2
@@ -59,10 +79,26 @@ part() {  # part NAME SECONDS COMMAND...
 }
 
 part train $((40 + ${MINUTES%.*} * 60 + 20)) python3 -m seed_mini.train dit --out /tmp/dit --vae training/seedream-mini \
-    --init training/seedream-mini/live --steps 10000000 --batch 512 --lr 8e-4 --warmup 200 --decay 20% \
-    --minutes $MINUTES --workers 12 --word-loss 0.1 --pooled-drop 0.5 --device cuda                        # issue 4
+    --init training/seedream-mini/live --steps 10000000 --batch $BATCH --lr $LR --warmup 200 --decay 20% \
+    --minutes $MINUTES --workers $WORKERS --word-loss 0.1 --pooled-drop 0.5 --profile 30 --device $DEVICE          # issue 4
 part bundle 30 python3 -m seed_mini.train bundle --out /tmp/dit --to "$OUT"
 cp /tmp/dit/log.jsonl "$OUT/dit-log.jsonl" 2>/dev/null
+cp /tmp/dit/profile.txt "$OUT/dit-profile.txt" 2>/dev/null  # 30 steps' operators by GPU and host time
+part teacher 60 python3 -m seed_mini.train export --live --out /tmp/dit --vae training/seedream-mini --to /tmp/teacher
+# the two students side by side: a distillation step is bound by the host, and the GPU has room for both
+student() {  # student NAME RECIPE STEPS: the command line of one, as the CPU-made ones were made (RESULTS)
+    echo "python3 -m seed_cli distill -m $TEACHER --recipe $2 --student-steps $3 --steps 1000000 --batch 32" \
+        "--lr 5e-5 --ratio 5 --minutes $DISTILL_MINUTES --device $DEVICE --force -o /tmp/distill/$1" \
+        ">/tmp/distill-$1.txt 2>&1"
+}
+part distill $((90 + ${DISTILL_MINUTES%.*} * 60 + 60)) bash -c \
+    "$(student hyper-4 hyper 4) & $(student dmdx-1 dmdx 1) & wait; cat /tmp/distill-*.txt | tail -c 4000"
+for name in hyper-4 dmdx-1; do                   # issue 6
+    if [ -d "/tmp/distill/$name/student" ]; then
+        mkdir -p "$OUT/students/$name" && cp /tmp/distill/$name/student/* "$OUT/students/$name/"
+        cp "/tmp/distill/$name/log.jsonl" "$OUT/students/$name-log.jsonl"
+    fi
+done
 part attention 110 python3 benchmarks/attention.py --gpu-only --json "$OUT/attention-gpu.json"   # issue 5
 part quant 100 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.json"                 # issue 7
 part restore 420 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8

@@ -75,6 +75,37 @@ def test_two_processes_follow_one_process(one_process: list[dict], tmp_path: Pat
         _same_curve(_worker(tmp_path / "cut", "--fsdp", "--resume"), one_process)
 
 
+def test_a_time_budget_plans_the_steps_from_the_measured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seed_distill import trainer
+
+    now = [0.0]
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: now[0])
+    budget = trainer.Budget(10.0, most=1000)
+    now[0] = 0.5
+    assert budget.plan(1, 1000) == 1000  # the first step (start-up included) only marks the clock
+    now[0] = 1.0
+    assert budget.plan(11, 1000) == 11 + 20 * 9  # 10 steps in 0.5 s, 9 s left
+    now[0] = 1.5
+    assert budget.plan(21, 191) == 191  # the next plan is at 2 s
+    now[0] = 2.0
+    assert budget.plan(231, 191) == 1000  # 220 steps/s since the last plan: capped at the steps asked for
+    now[0] = 10.5
+    assert budget.plan(100, 1000) == 100  # time spent: end here
+
+
+def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
+    target: toy.ToyTarget, tmp_path: Path
+) -> None:
+    run = RunConfig(steps=10**6, batch=16, checkpoint_every=10**6, minutes=0.08)
+    path = distill(target, tmp_path, recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2), run)
+    log = read_log(tmp_path)
+    last = log[-1]["step"]
+    assert 10 < last < 10**6
+    assert [e["step"] for e in log] == list(range(1, last + 1))
+    assert {e["stage"] for e in log} == {0, 1}  # the planned run kept both stages of the recipe
+    assert path.exists() and (tmp_path / "checkpoint.pt").exists()  # the end is checkpointed and exported
+
+
 def test_stage_bounds_and_bad_names() -> None:
     stages = recipe_stages(None, "hyper")
     assert stage_bounds(stages, 10) == [2, 6, 10]

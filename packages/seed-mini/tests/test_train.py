@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import traceback
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,19 @@ def test_a_time_budget_ends_the_run_with_a_checkpoint_and_an_export(tmp_path):
     assert json.loads((tmp_path / "run" / "model" / "training.json").read_text())["step"] == last
 
 
+def test_profile_writes_the_operator_tables_of_the_steps_asked_for(tmp_path):
+    train.train_vae(tmp_path / "vae", steps=2, batch=2, preset="tiny-f8", log=lambda _: None)
+    run = tmp_path / "run"
+    train.train_dit(
+        run, tmp_path / "vae", steps=4, batch=2, preset="tiny", profile=2, profile_after=1, log=lambda _: None
+    )
+    text = (run / "profile.txt").read_text()
+    assert text.startswith("2 steps after step 1 on cpu:")
+    calls = int(text.splitlines()[1].split(": ")[1])
+    assert calls > 1000  # a step's forward, backward and optimizer
+    assert "by self_cpu_time_total:" in text and "aten::" in text
+
+
 def test_progress_under_a_time_budget_counts_down_the_budget():
     free, budgeted = train.Progress(10_000_000, 0), train.Progress(10_000_000, 0, budget=120.0)
     free.started = budgeted.started = free.started - 1.0  # one second in, one step done
@@ -157,18 +171,19 @@ def test_the_word_loss_pulls_the_tokens_of_shape_words_apart():
     text = MiniTextEncoder(dim=32, layers=1, heads=2, vocab=512, max_length=8)
     prompts = [f"a {c} {s}" for c in ("red", "blue") for s in ("circle", "square", "hexagon")]
     circle, square = prompts.index("a red circle"), prompts.index("a red square")
+    index = train.word_index(text.tokenizer(prompts)[0])
 
     def shape_token_cosine() -> float:  # the third token is the shape word
         tokens = text.encode(prompts).tokens
         return float(torch.nn.functional.cosine_similarity(tokens[circle, 2], tokens[square, 2], dim=0))
 
-    first, before = float(train.word_loss(text, prompts, text.encode(prompts).tokens)), shape_token_cosine()
+    first, before = float(train.word_loss(text, index, text.encode(prompts).tokens)), shape_token_cosine()
     opt = torch.optim.Adam(text.parameters(), lr=1e-2)
     for _ in range(60):
         opt.zero_grad()
-        train.word_loss(text, prompts, text.encode(prompts).tokens).backward()
+        train.word_loss(text, index, text.encode(prompts).tokens).backward()
         opt.step()
-    last = float(train.word_loss(text, prompts, text.encode(prompts).tokens))
+    last = float(train.word_loss(text, index, text.encode(prompts).tokens))
     assert last < 0.2 * first  # every word named from its own token
     assert shape_token_cosine() < before - 0.3, (before, shape_token_cosine())
 
@@ -232,13 +247,13 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
 
     by_task = {}
     for step in range(40):  # one batch of each task, and one of a larger size
-        scenes = train.dit_scenes(0, step, 4, resolutions=train.RESOLUTIONS)
+        scenes = train.draw_packed(0, step, 4, resolutions=train.RESOLUTIONS)  # as a worker sends it
         by_task.setdefault((scenes.task, scenes.size), scenes)
     assert {task for task, _ in by_task} == {"generate", "edit", "compose"}
     assert {size for _, size in by_task} > {64}
     vae = Autoencoder(AutoencoderConfig.preset("tiny-f8"))
     dit, text = train.build_dit("tiny", vae.cfg.latent_channels)
-    # a data-dependent branch (all-real key mask?) cannot be decided on fake values: take the general one
+    # a data-dependent branch on the CPU (an image-guidance dropout draw) cannot be decided on fake values
     monkeypatch.setattr(FakeTensor, "__bool__", lambda self: False, raising=False)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
 
@@ -255,11 +270,37 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
         for module in (vae, dit, text):
             to_fake_cuda(module)
         ema = EMA(dit)
-        for scenes in by_task.values():
-            data = train.render_scenes(scenes, "cuda")
-            loss, named = train.dit_loss(
-                dit, text, vae, data, torch.Generator().manual_seed(0), words=True, pooled_drop=0.5
-            )
-            assert loss.device.type == "cuda" and loss.shape == ()
-            assert named is not None and named.device.type == "cuda" and named.shape == ()
-            ema.update(dit)  # the backward pass needs a real CUDA context; the forward is where devices mix
+        with BlockingCopies() as blocking:
+            for scenes in by_task.values():
+                data = train.render_scenes(scenes, "cuda")
+                loss, named = train.dit_loss(
+                    dit, text, vae, data, torch.Generator().manual_seed(0), words=True, pooled_drop=0.5
+                )
+                assert loss.device.type == "cuda" and loss.shape == ()
+                assert named is not None and named.device.type == "cuda" and named.shape == ()
+                ema.update(
+                    dit
+                )  # the backward pass needs a real CUDA context; the forward is where devices mix
+    # a copy from the host that waits (non_blocking=False) drains the GPU's queue: the host could not run
+    # ahead of the device, and a small model's step would cost the host's time plus the device's
+    assert blocking.copies == [], blocking.copies
+
+
+class BlockingCopies(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the copies from the CPU to another device that are not asked to be non-blocking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        source = args[0] if args else None
+        if func is torch.ops.aten._to_copy.default and isinstance(source, torch.Tensor):
+            target = kwargs.get("device")
+            if source.device.type == "cpu" and target is not None and torch.device(target).type != "cpu":
+                if not kwargs.get("non_blocking", False):
+                    ours = [f for f in traceback.extract_stack() if "/src/seed_" in f.filename]
+                    where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
+                    self.copies.append(f"{tuple(source.shape)} {source.dtype} at {where}")
+        return func(*args, **kwargs)

@@ -204,6 +204,7 @@ DEFAULTS: dict[str, Any] = {
     "prompts": None,
     "ema": 0.99,
     "checkpoint_every": 100,
+    "minutes": None,
     "seed": 0,
     "device": "cpu",
     "resume": False,
@@ -243,6 +244,8 @@ def run_command(**kw: Any) -> Path | None:
     prepare_out(out, kw["resume"], kw["force"])
     if kw["steps"] < 1 or kw["batch"] < 1 or kw["shards"] < 1 or kw["ratio"] < 1:
         raise UsageError("--steps, --batch, --shards and --ratio must be >= 1")
+    if kw["minutes"] is not None and kw["minutes"] <= 0:
+        raise UsageError(f"--minutes must be > 0, got {kw['minutes']}")
     world = init_world()
     prompts = read_prompts(kw["prompts"]) if kw["prompts"] is not None else None
     reward_weight = kw["reward_weight"] if kw["reward_weight"] >= 0 else (0.1 if kw["reward"] else 0.0)
@@ -272,6 +275,7 @@ def run_command(**kw: Any) -> Path | None:
         ema=kw["ema"],
         checkpoint_every=kw["checkpoint_every"],
         fsdp=kw["fsdp"],
+        minutes=kw["minutes"],
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

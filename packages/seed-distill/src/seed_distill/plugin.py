@@ -108,6 +108,14 @@ def seed_register_commands(app: Any) -> None:
         ] = None,
         ema: Annotated[float, typer.Option(help="EMA decay of the exported student (0: raw).")] = 0.99,
         checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+        minutes: Annotated[
+            float | None,
+            typer.Option(
+                help="End within this wall time: the step count (at most --steps) follows the measured "
+                "rate, the stages keep their shares, the student is exported.",
+                show_default=False,
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option(help="Seed of every draw (repeatable runs).")] = 0,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         nproc: Annotated[
@@ -189,6 +197,7 @@ def seed_register_commands(app: Any) -> None:
             prompts=prompts,
             ema=ema,
             checkpoint_every=checkpoint_every,
+            minutes=minutes,
             seed=seed,
             device=device,
             resume=resume,

@@ -123,6 +123,44 @@ def _all_sum(x: torch.Tensor, world: World) -> torch.Tensor:
     return x
 
 
+def _agreed_steps(steps: int, world: World) -> int:
+    """The smallest of the ranks' step counts, so every rank stops at the same step."""
+    if world.size == 1:
+        return steps
+    x = torch.tensor([steps], dtype=torch.int64)
+    dist.all_reduce(x, op=dist.ReduceOp.MIN)
+    return int(x)
+
+
+@dataclass
+class Budget:
+    """`RunConfig.minutes` as a plan: at each tenth of the wall time, the run's step count is set to what
+    the rate since the last plan reaches (at most the count asked for), so the stages keep their shares
+    of a shorter run; once the time is spent the run ends at the next step, with its student exported."""
+
+    seconds: float
+    most: int  # the steps asked for
+    started: float = field(init=False)
+    plan_at: float = 0.1
+    mark: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def plan(self, step: int, steps: int) -> int:
+        """The step count after `step` steps of a run planned for `steps`."""
+        elapsed = time.perf_counter() - self.started
+        if elapsed >= self.seconds:
+            return step
+        if self.mark is None:
+            self.mark = (step, elapsed)
+        elif elapsed >= self.plan_at * self.seconds and step > self.mark[0]:
+            rate = (step - self.mark[0]) / (elapsed - self.mark[1])
+            self.mark, self.plan_at = (step, elapsed), self.plan_at + 0.1
+            return min(self.most, step + max(1, int(rate * (self.seconds - elapsed))))
+        return steps
+
+
 # --- EMA --------------------------------------------------------------------------------------------
 
 
@@ -165,6 +203,7 @@ class RunConfig:
     checkpoint_every: int = 100
     clip: float = 1.0
     fsdp: bool = False  # shard the trainable networks with FSDP2 over the ranks (else replicate them)
+    minutes: float | None = None  # end within this wall time: the step count follows the measured rate
 
 
 def _generator(seed: int, step: int, phase: int, shard: int) -> torch.Generator:
@@ -216,8 +255,10 @@ def distill(
     method: Method | None = None
     current = -1
     start = time.perf_counter()
+    budget = None if run.minutes is None else Budget(60 * run.minutes, run.steps)
     while step < run.steps:
-        index = next(i for i, end in enumerate(ends) if step < end)
+        # never back to an earlier stage: a re-planned (longer) run moves the stage ends
+        index = max(current, next(i for i, end in enumerate(ends) if step < end))
         if index != current:  # a new stage: its networks start from the teacher, the student carries on
             stage = stages[index]
             torch.manual_seed(run.seed * 1000 + index)  # new heads start the same after a resume
@@ -254,6 +295,11 @@ def distill(
         method.stats.clear()
         ema.update(student)
         step += 1
+        if budget is not None:
+            planned = _agreed_steps(budget.plan(step, run.steps), world)
+            if planned != run.steps:
+                run = replace(run, steps=planned)
+                ends = stage_bounds(stages, run.steps)
         if world.main:
             entry = {"step": step, "stage": index, "method": method.name, **record}
             with open(out / LOG, "a", encoding="utf-8") as f:

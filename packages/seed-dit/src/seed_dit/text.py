@@ -104,7 +104,11 @@ class MiniTextEncoder(nn.Module):
 
     def encode(self, prompts: Sequence[str], device: torch.device | str = "cpu") -> TextEmbeddings:
         ids, mask = self.tokenizer(prompts)
-        ids, mask = ids.to(device), mask.to(device)
+        return self.encode_ids(ids.to(device), mask.to(device))
+
+    def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> TextEmbeddings:
+        """`encode` of prompts already tokenized: ids (B, max_length) long and mask (B, max_length) bool,
+        on the model's device (a training loop tokenizes in the processes that draw its data)."""
         x = self.embed(ids) + self.pos[None]
         for layer in self.layers:
             x = layer(x, mask)

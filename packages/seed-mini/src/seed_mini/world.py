@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -72,10 +73,10 @@ def relation(a: Obj, b: Obj, margin: float = 0.05) -> str | None:
 # --- sampling ------------------------------------------------------------------------------------------
 
 
-def pixel_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_grid(h: int, w: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """x and y coordinates of pixel centres, each (H, W)."""
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5)[:, None].expand(h, w)
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5)[None, :].expand(h, w)
+    ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5)[:, None].expand(h, w)
+    xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5)[None, :].expand(h, w)
     return xs, ys
 
 
@@ -143,11 +144,10 @@ def sample_counting_scene(rng: random.Random, count: int | None = None) -> Scene
 
 
 def _clip(x: torch.Tensor, lo: float | torch.Tensor, hi: float | torch.Tensor) -> torch.Tensor:
-    """clamp for bounds that may be tensors (a batch of radii) or numbers."""
-    if isinstance(lo, torch.Tensor) or isinstance(hi, torch.Tensor):
-        lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (lo, hi))
-        return torch.clamp(x, lo, hi)
-    return x.clamp(lo, hi)
+    """clamp for bounds that may be tensors (a batch of radii) or numbers (kept numbers: a number made a
+    tensor would be copied to the device, and that copy waits for the device)."""
+    x = torch.maximum(x, lo) if isinstance(lo, torch.Tensor) else x.clamp(min=lo)
+    return torch.minimum(x, hi) if isinstance(hi, torch.Tensor) else x.clamp(max=hi)
 
 
 def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: float | torch.Tensor) -> torch.Tensor:
@@ -219,32 +219,95 @@ def render(scene: Scene, size: int | tuple[int, int] = 64) -> torch.Tensor:
     return image
 
 
-def render_batch(
-    scenes: list[Scene], size: int | tuple[int, int] = 64, device: torch.device | str = "cpu"
+# every colour a scene uses (objects' then backgrounds'), as rows of one table: a packed scene names them
+PALETTE: tuple[str, ...] = (*COLOURS, *BACKGROUNDS)
+_PALETTE_INDEX = {name: i for i, name in enumerate(PALETTE)}
+_SHAPE_INDEX = {name: i for i, name in enumerate(SHAPES)}
+
+
+@dataclass(frozen=True)
+class PackedScenes:
+    """A batch of scenes as two small CPU tensors, what `render_packed` needs. Built where the scenes are
+    drawn (a worker process sends it), so the training loop renders a batch in one pass per shape kind
+    and does no per-object work on its own thread."""
+
+    backgrounds: torch.Tensor  # (B,) long, rows of PALETTE
+    objects: torch.Tensor  # (n, 5) float64: scene index, colour (row of PALETTE), x, y, radius; by shape
+    counts: tuple[int, ...]  # objects of each shape, in SHAPES order (the table's row ranges)
+
+    def __len__(self) -> int:
+        return len(self.backgrounds)
+
+
+def pack(scenes: Sequence[Scene]) -> PackedScenes:
+    """The scenes as a `PackedScenes`; objects keep their order within each shape kind."""
+    rows: list[list[tuple[float, float, float, float, float]]] = [[] for _ in SHAPES]
+    for i, scene in enumerate(scenes):
+        for o in scene.objects:
+            rows[_SHAPE_INDEX[o.shape]].append((i, _PALETTE_INDEX[o.colour], o.x, o.y, o.radius))
+    table = [row for kind in rows for row in kind]
+    return PackedScenes(
+        torch.tensor([_PALETTE_INDEX[s.background] for s in scenes], dtype=torch.long),
+        torch.tensor(table, dtype=torch.float64).view(len(table), 5),
+        tuple(len(kind) for kind in rows),
+    )
+
+
+@functools.cache
+def _palette() -> torch.Tensor:
+    return torch.stack([_colour(name) for name in PALETTE])  # (colours, 3)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor on `device` without waiting: on CUDA a plain copy from pageable memory synchronises
+    the stream, so every such copy in a training step would wait for the step before it to finish."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    if torch.cuda.is_available():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def render_packed(
+    packed: PackedScenes, size: int | tuple[int, int] = 64, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1], equal to stacking `render` (to float rounding), in one pass per shape kind.
+    """(B, 3, H, W) in [0, 1]: `render_batch` of packed scenes.
 
     Objects never touch (placement keeps a gap wider than the one-pixel anti-aliasing), so their coverages
-    are disjoint and compositing reduces to sums: background * (1 - sum alpha) + sum alpha * colour. On a
-    GPU (`device`) this keeps the data of a training step off the Python loop."""
+    are disjoint and compositing reduces to sums: background * (1 - sum alpha) + sum alpha * colour. The
+    geometry is scaled to pixels on the CPU in float64 (as Python floats would be) and copied once."""
     w, h = (size, size) if isinstance(size, int) else size
-    side = min(w, h)
-    xs, ys = (g.to(device) for g in pixel_grid(h, w))
-    backgrounds = torch.stack([_colour(s.background) for s in scenes]).to(device)  # (B, 3)
-    cover = torch.zeros(len(scenes), h, w, device=device)
-    paint = torch.zeros(len(scenes), 3, h, w, device=device)
-    for shape in SHAPES:
-        items = [(i, o) for i, s in enumerate(scenes) for o in s.objects if o.shape == shape]
-        if not items:
+    side, b = min(w, h), len(packed)
+    xs, ys = pixel_grid(h, w, device)
+    table = packed.objects
+    scale = torch.tensor((w, h, side), dtype=torch.float64)
+    geometry = to_device((table[:, 2:] * scale).float(), device)  # (n, 3) centre x, y and radius in pixels
+    index = to_device(table[:, 0].long(), device)
+    palette = to_device(_palette(), device)
+    colours = palette[to_device(table[:, 1].long(), device)]  # (n, 3)
+    backgrounds = palette[to_device(packed.backgrounds, device)]  # (B, 3)
+    cover = torch.zeros(b, h, w, device=device)
+    paint = torch.zeros(b, 3, h, w, device=device)
+    start = 0
+    for shape, count in zip(SHAPES, packed.counts, strict=True):
+        if count == 0:
             continue
-        index = torch.tensor([i for i, _ in items], device=device)
-        geometry = torch.tensor([(o.x * w, o.y * h, o.radius * side) for _, o in items], device=device)
-        cx, cy, r = (geometry[:, k, None, None] for k in range(3))  # each (n, 1, 1)
+        rows = slice(start, start + count)
+        start += count
+        cx, cy, r = (geometry[rows, k, None, None] for k in range(3))  # each (n, 1, 1)
         alpha = (0.5 - _sdf(shape, xs - cx, ys - cy, r)).clamp(0, 1)  # (n, H, W)
-        colours = torch.stack([_colour(o.colour) for _, o in items]).to(device)  # (n, 3)
-        cover.index_add_(0, index, alpha)
-        paint.index_add_(0, index, alpha[:, None] * colours[:, :, None, None])
+        cover.index_add_(0, index[rows], alpha)
+        paint.index_add_(0, index[rows], alpha[:, None] * colours[rows, :, None, None])
     return backgrounds[:, :, None, None] * (1 - cover[:, None]) + paint
+
+
+def render_batch(
+    scenes: Sequence[Scene], size: int | tuple[int, int] = 64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1], equal to stacking `render` (to float rounding), in one pass per shape kind:
+    on a GPU (`device`) this keeps the data of a training step off the Python loop."""
+    return render_packed(pack(scenes), size, device)
 
 
 # --- captions -------------------------------------------------------------------------------------------

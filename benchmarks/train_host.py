@@ -1,0 +1,87 @@
+"""Host work of seedream-mini's training data per step, by where it runs: what a worker process does
+(draw the scenes; pack them into tensors, tokenize the prompts, index the words) and what is left to the
+training loop (render the packed batch on the device: here the CPU, one thread, median of `--repeats`).
+
+The loop's rendering is a fixed number of operator calls whatever the batch (one pass per shape kind),
+so on a GPU its host cost does not grow with the batch; the per-object and per-word Python (the pack
+column) ran in the loop before session 12 and runs in the workers now. `workers for N steps/s` is the
+number of worker processes that draw and pack N batches a second at that batch size.
+
+    uv run python benchmarks/train_host.py [--batch 512 2048 4096] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from attention import cpu_time  # the benchmarks' timer: warm-up, then the median
+
+from seed_mini import train
+
+
+def median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    return 1e3 * cpu_time(fn, repeats)
+
+
+def operator_calls(fn: Callable[[], Any]) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
+def measure(batch: int, repeats: int) -> dict[str, float]:
+    # text-to-image steps at 64 px
+    steps = [s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate"][:repeats]
+    scenes = [train.dit_scenes(0, s, batch, size=64) for s in steps]
+    packed = [train.pack_scenes(s) for s in scenes]
+    cycle = iter(range(10**9))
+
+    def pick(items: list[Any]) -> Any:
+        return items[next(cycle) % len(items)]
+
+    draw = median_ms(lambda: train.dit_scenes(0, pick(steps), batch, size=64), repeats)
+    pack = median_ms(lambda: train.pack_scenes(pick(scenes)), repeats)
+    render = median_ms(lambda: train.render_scenes(pick(packed), "cpu"), repeats)
+    return {
+        "batch": batch,
+        "objects": sum(len(s.objects) for s in scenes[0].targets),
+        "draw_ms": draw,
+        "pack_ms": pack,
+        "render_ms": render,
+        "render_operator_calls": operator_calls(lambda: train.render_scenes(packed[0], "cpu")),
+        "worker_ms": draw + pack,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, nargs="+", default=[512, 2048, 4096])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=10.0, help="steps/s the workers must feed")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/train_host.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [measure(b, args.repeats) for b in args.batch]
+    header = ["batch", "objects", "draw ms", "pack ms (now in the workers)", "render ms (CPU)"]
+    header += ["render operator calls", f"workers for {args.rate:g} steps/s"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        r["workers_needed"] = r["worker_ms"] * args.rate / 1e3
+        times = [f"{r[k]:.1f}" for k in ("draw_ms", "pack_ms", "render_ms")]
+        cells = [r["batch"], r["objects"], *times, r["render_operator_calls"], f"{r['workers_needed']:.1f}"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"rate": args.rate, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
