@@ -273,9 +273,10 @@ class MMDiT(nn.Module):
         keep = torch.cat(
             (cond.text_mask.bool(), torch.ones(b, n_img, dtype=torch.bool, device=device)), dim=1
         )
-        # (B, 1, 1, L) key padding; dropped when there is none, but only where asking costs no device sync
-        # (on an accelerator the host would wait for every step queued before it)
-        mask = None if keep.device.type == "cpu" and bool(keep.all()) else keep[:, None, None, :]
+        # (B, 1, 1, L) key padding, dropped when there is none (faster kernels). Asking is a device sync,
+        # so a training step on an accelerator keeps the mask: its host must run ahead of the device
+        ask = keep.device.type == "cpu" or not torch.is_grad_enabled()
+        mask = None if ask and bool(keep.all()) else keep[:, None, None, :]
 
         vec = self.time_in(timestep_embedding(t, 256).to(dtype)) + self.pooled_in(cond.pooled.to(dtype))
         vec = vec + self.task_embed(cond.task)
