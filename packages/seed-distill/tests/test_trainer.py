@@ -102,8 +102,38 @@ def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
     last = log[-1]["step"]
     assert 10 < last < 10**6
     assert [e["step"] for e in log] == list(range(1, last + 1))
-    assert {e["stage"] for e in log} == {0, 1}  # the planned run kept both stages of the recipe
+    stages = [e["stage"] for e in log]
+    assert stages == sorted(stages) and set(stages) == {0, 1}  # both stages of the recipe, in order, once
     assert path.exists() and (tmp_path / "checkpoint.pt").exists()  # the end is checkpointed and exported
+
+
+def test_a_budgeted_run_resumes_in_its_stage_and_keeps_the_order(
+    target: toy.ToyTarget, tmp_path: Path
+) -> None:
+    stages, options = recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2)
+    run = RunConfig(steps=10**6, batch=16, checkpoint_every=1, minutes=0.05)
+    distill(target, tmp_path, stages, options, run, stop_after=3)  # "crashes" after step 3
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 3 and saved["ends"][-1] < 10**6  # the plan is in the checkpoint
+    distill(target, tmp_path, stages, options, run, resume=True)
+    log = read_log(tmp_path)
+    assert [e["step"] for e in log] == list(range(1, len(log) + 1))
+    order = [e["stage"] for e in log]
+    assert order == sorted(order) and set(order) == {0, 1}  # on from stage 0, then stage 1, once each
+
+
+def test_a_replanned_run_keeps_its_finished_stages_and_skips_none() -> None:
+    from seed_distill.trainer import replan
+
+    stages = recipe_stages(None, "hyper")  # shares 0.2, 0.4, 0.4
+    assert replan(stages, stage_bounds(stages, 1000), 0, 0, 500) == stage_bounds(stages, 500)
+    ends = stage_bounds(stages, 1000)  # [200, 600, 1000]
+    # a quarter into the second stage, the run is cut to 700 steps: the first stage keeps its end, the
+    # second has 3/4 of its share left, the third all of it
+    assert replan(stages, ends, 1, 300, 700) == [200, 300 + round(400 * 0.3 / 0.7), 700]
+    # a cut below what the planned shares would have reached by now skips nothing either
+    cut = replan(stages, stage_bounds(stages, 1000), 0, 150, 200)
+    assert cut[0] > 150 and cut[0] < cut[1] < cut[2] == 200
 
 
 def test_stage_bounds_and_bad_names() -> None:

@@ -253,8 +253,15 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
     assert {size for _, size in by_task} > {64}
     vae = Autoencoder(AutoencoderConfig.preset("tiny-f8"))
     dit, text = train.build_dit("tiny", vae.cfg.latent_channels)
-    # a data-dependent branch on the CPU (an image-guidance dropout draw) cannot be decided on fake values
-    monkeypatch.setattr(FakeTensor, "__bool__", lambda self: False, raising=False)
+
+    # a data-dependent branch on the CPU (an image-guidance dropout draw) cannot be decided on fake values:
+    # take one side; on a CUDA tensor it is a device sync, which a step must not make
+    def branch(self: FakeTensor) -> bool:
+        if self.device.type != "cpu":
+            raise AssertionError(f"a step asked a {self.device.type} tensor for a Python bool: a device sync")
+        return False
+
+    monkeypatch.setattr(FakeTensor, "__bool__", branch, raising=False)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
 
     def to_fake_cuda(module: torch.nn.Module) -> None:

@@ -284,7 +284,8 @@ def run_command(**kw: Any) -> Path | None:
 
         def tick(step: int, total: int, losses: dict[str, float]) -> None:
             text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-            bar.update(task, completed=step, description=f"distilling {text}")
+            # total: --minutes re-plans the step count
+            bar.update(task, completed=step, total=total, description=f"distilling {text}")
 
         try:
             path = distill_model(

@@ -85,6 +85,22 @@ def stage_bounds(stages: Sequence[Stage], steps: int) -> list[int]:
     return ends
 
 
+def replan(stages: Sequence[Stage], ends: Sequence[int], index: int, step: int, total: int) -> list[int]:
+    """Stage ends for a run re-planned to `total` steps after `step` steps, in stage `index`: the stages
+    before it keep their ends, and the steps left are shared by the rest of this stage (the share of it
+    not yet run) and the later stages (their shares), so no stage is skipped or run twice."""
+    shares = [s.share for s in stages]
+    begin = ends[index - 1] if index > 0 else 0
+    done = (step - begin) / max(ends[index] - begin, 1)
+    weights = [shares[index] * max(0.0, 1.0 - done), *shares[index + 1 :]]
+    left, acc, new = total - step, 0.0, list(ends[:index])
+    for w in weights:
+        acc += w / (sum(weights) or 1.0)
+        new.append(step + round(acc * left))
+    new[-1] = total
+    return new
+
+
 # --- distributed ------------------------------------------------------------------------------------
 
 
@@ -103,8 +119,8 @@ def init_world() -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if not dist.is_initialized():  # gloo for the CPU tensors (step counts, loss sums) beside nccl
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return World(dist.get_rank(), dist.get_world_size())
 
 
@@ -124,19 +140,19 @@ def _all_sum(x: torch.Tensor, world: World) -> torch.Tensor:
 
 
 def _agreed_steps(steps: int, world: World) -> int:
-    """The smallest of the ranks' step counts, so every rank stops at the same step."""
+    """Rank 0's step count, so every rank follows one plan and stops at the same step."""
     if world.size == 1:
         return steps
     x = torch.tensor([steps], dtype=torch.int64)
-    dist.all_reduce(x, op=dist.ReduceOp.MIN)
+    dist.broadcast(x, src=0)
     return int(x)
 
 
 @dataclass
 class Budget:
     """`RunConfig.minutes` as a plan: at each tenth of the wall time, the run's step count is set to what
-    the rate since the last plan reaches (at most the count asked for), so the stages keep their shares
-    of a shorter run; once the time is spent the run ends at the next step, with its student exported."""
+    the rate since the last plan reaches (at most the count asked for; `replan` shares it over the
+    stages); once the time is spent the run ends at the next step, with its student exported."""
 
     seconds: float
     most: int  # the steps asked for
@@ -254,11 +270,14 @@ def distill(
     out.mkdir(parents=True, exist_ok=True)
     method: Method | None = None
     current = -1
+    floor = 0 if state is None else int(state["stage"])  # a resumed run goes on in its saved stage
+    if state is not None and run.minutes is not None and "ends" in state:
+        # a budgeted run's plan moved the stage ends: continue from them, towards the steps asked for now
+        ends = replan(stages, state["ends"], floor, step, run.steps)
     start = time.perf_counter()
     budget = None if run.minutes is None else Budget(60 * run.minutes, run.steps)
     while step < run.steps:
-        # never back to an earlier stage: a re-planned (longer) run moves the stage ends
-        index = max(current, next(i for i, end in enumerate(ends) if step < end))
+        index = max(current, floor, next(i for i, end in enumerate(ends) if step < end))
         if index != current:  # a new stage: its networks start from the teacher, the student carries on
             stage = stages[index]
             torch.manual_seed(run.seed * 1000 + index)  # new heads start the same after a resume
@@ -298,8 +317,8 @@ def distill(
         if budget is not None:
             planned = _agreed_steps(budget.plan(step, run.steps), world)
             if planned != run.steps:
+                ends = replan(stages, ends, index, step, planned)
                 run = replace(run, steps=planned)
-                ends = stage_bounds(stages, run.steps)
         if world.main:
             entry = {"step": step, "stage": index, "method": method.name, **record}
             with open(out / LOG, "a", encoding="utf-8") as f:
@@ -307,7 +326,7 @@ def distill(
             if progress:
                 progress(step, run.steps, record)
         if step % run.checkpoint_every == 0 or step == run.steps:
-            _checkpoint(ckpt_path, step, index, student, ema, method, world, sharded)
+            _checkpoint(ckpt_path, step, index, ends, student, ema, method, world, sharded)
         if stop_after is not None and step >= stop_after:
             return out / "student"
     assert method is not None
@@ -383,6 +402,7 @@ def _checkpoint(
     path: Path,
     step: int,
     stage: int,
+    ends: Sequence[int],
     student: nn.Module,
     ema: StudentEMA,
     method: Method,
@@ -394,6 +414,7 @@ def _checkpoint(
     state = {
         "step": step,
         "stage": stage,
+        "ends": list(ends),  # the plan (a time budget moves it)
         "student": full_state(student),
         "ema": ema.state_dict(),
         "modules": {k: full_state(m) for k, m in method.modules().items()},

@@ -93,12 +93,15 @@ class StepProfiler:
         self.prof: torch.profiler.profile | None = None
         self.started = 0.0
 
-    def after(self, step: int) -> None:
-        """Call after each step, with the number of steps done."""
+    def after(self, step: int) -> bool:
+        """Call after each step, with the number of steps done; True once the tables are written (the
+        profiler's overhead and the writing then lie behind: a rate timed across them is off)."""
         if self.steps <= 0:
-            return
+            return False
         cuda = self.device.type == "cuda"
         if self.prof is None and step == self.begin:
+            if cuda:  # time the profiled steps only, not the work queued before them
+                torch.cuda.synchronize(self.device)
             activities = [torch.profiler.ProfilerActivity.CPU]
             activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
             self.prof = torch.profiler.profile(activities=activities)
@@ -121,6 +124,14 @@ class StepProfiler:
             with atomic_path(self.path, force=True) as tmp:  # a resumed run profiles again
                 tmp.write_text("\n".join(lines) + "\n")
             self.prof, self.steps = None, 0
+            return True
+        return False
+
+    def close(self) -> None:
+        """Stop a profile that the run ended before it was complete (nothing is written)."""
+        if self.prof is not None:
+            self.prof.__exit__(None, None, None)
+            self.prof = None
 
 
 def optimizer_step(
@@ -497,6 +508,8 @@ def device_generator(device: torch.device, seed: int) -> torch.Generator | None:
     try:
         return torch.Generator(device).manual_seed(seed)
     except RuntimeError:
+        if device.type == "cuda" and torch.cuda.is_available():
+            raise  # a real device that has one: never fall back to the global, unseeded generator
         return None
 
 
@@ -602,6 +615,8 @@ def train_dit(
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
     dit, text = build_dit(preset, vae.cfg.latent_channels)
+    # the batches' prompt ids come from TOKENIZER (in the workers): it must be the encoder's
+    assert (text.tokenizer.vocab, text.tokenizer.max_length) == (TOKENIZER.vocab, TOKENIZER.max_length)
     dit, text = dit.to(device), text.to(device)
     step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
@@ -619,6 +634,11 @@ def train_dit(
         dit.load_state_dict(state["dit"])
         text.load_state_dict(state["text"])
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # a checkpoint saved before fused AdamW would switch it off
+            group["fused"] = fused
+        for param, moments in opt.state.items():  # and fused steps count on the parameter's device
+            if isinstance(moments.get("step"), torch.Tensor):
+                moments["step"] = moments["step"].to(param.device, torch.float32)
         ema_dit.load_state_dict(state["ema_dit"])
         ema_text.load_state_dict(state["ema_text"])
         step = int(state["step"])
@@ -684,7 +704,8 @@ def train_dit(
                 steps = progress.total = step  # so this step is checkpointed and exported
             named = torch.full_like(loss, math.nan) if named is None else named
             losses.append((step, torch.stack([loss, named]).detach(), data.task, data.size))
-            profiler.after(step)
+            if profiler.after(step) and mark is not None:
+                mark = (step, time.perf_counter() - started)  # time the budget's rate after the profile
             if step % 50 == 0:
                 log(progress.line(step, write_log()))
             if step % checkpoint_every == 0 or step == steps:
@@ -707,6 +728,7 @@ def train_dit(
                 break
     finally:  # the worker processes end with the run, also when it fails
         stream.close()
+        profiler.close()
     write_log()
 
 
