@@ -75,11 +75,23 @@ def test_two_processes_follow_one_process(one_process: list[dict], tmp_path: Pat
         _same_curve(_worker(tmp_path / "cut", "--fsdp", "--resume"), one_process)
 
 
+class TickingClock:
+    """A clock that moves `tick` seconds each time it is read: a budgeted run's plans, whatever the
+    machine's speed."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 def test_a_time_budget_plans_the_steps_from_the_measured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     from seed_distill import trainer
 
     now = [0.0]
-    monkeypatch.setattr(trainer.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(lambda: now[0]))
     budget = trainer.Budget(10.0, most=1000)
     now[0] = 0.5
     assert budget.plan(1, 1000) == 1000  # the first step (start-up included) only marks the clock
@@ -94,13 +106,16 @@ def test_a_time_budget_plans_the_steps_from_the_measured_rate(monkeypatch: pytes
 
 
 def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
-    target: toy.ToyTarget, tmp_path: Path
+    target: toy.ToyTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = RunConfig(steps=10**6, batch=16, checkpoint_every=10**6, minutes=0.08)
+    from seed_distill import trainer
+
+    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(TickingClock(0.1)))  # a step takes 0.1 s
+    run = RunConfig(steps=10**6, batch=16, checkpoint_every=10**6, minutes=0.02)  # 1.2 s: about 12 steps
     path = distill(target, tmp_path, recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2), run)
     log = read_log(tmp_path)
     last = log[-1]["step"]
-    assert 10 < last < 10**6
+    assert 10 <= last <= 13
     assert [e["step"] for e in log] == list(range(1, last + 1))
     stages = [e["stage"] for e in log]
     assert stages == sorted(stages) and set(stages) == {0, 1}  # both stages of the recipe, in order, once
@@ -108,13 +123,16 @@ def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
 
 
 def test_a_budgeted_run_resumes_in_its_stage_and_keeps_the_order(
-    target: toy.ToyTarget, tmp_path: Path
+    target: toy.ToyTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from seed_distill import trainer
+
+    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(TickingClock(0.1)))
     stages, options = recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2)
-    run = RunConfig(steps=10**6, batch=16, checkpoint_every=1, minutes=0.05)
+    run = RunConfig(steps=10**6, batch=16, checkpoint_every=1, minutes=0.02)
     distill(target, tmp_path, stages, options, run, stop_after=3)  # "crashes" after step 3
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert saved["step"] == 3 and saved["ends"][-1] < 10**6  # the plan is in the checkpoint
+    assert saved["step"] == 3 and saved["stage"] == 0 and saved["ends"][-1] < 10**6  # the plan is saved
     distill(target, tmp_path, stages, options, run, resume=True)
     log = read_log(tmp_path)
     assert [e["step"] for e in log] == list(range(1, len(log) + 1))
