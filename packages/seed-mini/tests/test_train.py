@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from seed_mini import train
+from seed_mini import train, world
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -262,6 +262,9 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
         return False
 
     monkeypatch.setattr(FakeTensor, "__bool__", branch, raising=False)
+    # pinned memory needs a CUDA runtime: mark what would be pinned, so the copies can be checked for it
+    monkeypatch.setattr(world, "_can_pin", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", BlockingCopies.pin, raising=False)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
 
     def to_fake_cuda(module: torch.nn.Module) -> None:
@@ -294,11 +297,17 @@ def test_a_training_step_keeps_every_tensor_on_the_device(monkeypatch):
 
 
 class BlockingCopies(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records the copies from the CPU to another device that are not asked to be non-blocking."""
+    """Records the copies from the CPU to another device that would wait: not asked to be non-blocking,
+    or from memory that is not pinned (a non-blocking copy from pageable memory is staged by the host)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.copies: list[str] = []
+
+    @staticmethod
+    def pin(tensor: torch.Tensor) -> torch.Tensor:  # stands in for Tensor.pin_memory
+        tensor._test_pinned = True  # type: ignore[attr-defined]
+        return tensor
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -306,7 +315,7 @@ class BlockingCopies(torch.utils._python_dispatch.TorchDispatchMode):
         if func is torch.ops.aten._to_copy.default and isinstance(source, torch.Tensor):
             target = kwargs.get("device")
             if source.device.type == "cpu" and target is not None and torch.device(target).type != "cpu":
-                if not kwargs.get("non_blocking", False):
+                if not kwargs.get("non_blocking", False) or not getattr(source, "_test_pinned", False):
                     ours = [f for f in traceback.extract_stack() if "/src/seed_" in f.filename]
                     where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
                     self.copies.append(f"{tuple(source.shape)} {source.dtype} at {where}")

@@ -258,13 +258,17 @@ def _palette() -> torch.Tensor:
     return torch.stack([_colour(name) for name in PALETTE])  # (colours, 3)
 
 
+def _can_pin() -> bool:
+    return torch.cuda.is_available()  # pinning needs the CUDA runtime (absent where CUDA is faked)
+
+
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """A CPU tensor on `device` without waiting: on CUDA a plain copy from pageable memory synchronises
     the stream, so every such copy in a training step would wait for the step before it to finish."""
     device = torch.device(device)
     if device.type != "cuda":
         return tensor.to(device)
-    if torch.cuda.is_available():
+    if _can_pin():
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
 
