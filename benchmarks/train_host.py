@@ -4,8 +4,9 @@ training loop (render the packed batch on the device: here the CPU, one thread, 
 
 The loop's rendering is a fixed number of operator calls whatever the batch (one pass per shape kind),
 so on a GPU its host cost does not grow with the batch; the per-object and per-word Python (the pack
-column) ran in the loop before session 12 and runs in the workers now. `workers for N steps/s` is the
-number of worker processes that draw and pack N batches a second at that batch size.
+column) ran in the loop before session 12 and runs in the workers now. `hand-over` is a packed batch's
+trip from a worker process to the loop (pickled there, received here, waited for). `workers for N
+steps/s` is the number of worker processes that draw and pack N batches a second at that batch size.
 
     uv run python benchmarks/train_host.py [--batch 512 2048 4096] [--json FILE]
 """
@@ -13,8 +14,11 @@ number of worker processes that draw and pack N batches a second at that batch s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,20 @@ def operator_calls(fn: Callable[[], Any]) -> int:
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
-def measure(batch: int, repeats: int) -> dict[str, float]:
+@functools.cache
+def cached_batch(batch: int) -> train.PackedBatch:
+    """A worker's packed batch, drawn once: what the hand-over to the training loop is timed with."""
+    step = next(s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate")
+    return train.draw_packed(0, step, batch, ((64, 1.0),))
+
+
+def hand_over_ms(pool: ProcessPoolExecutor, batch: int, repeats: int) -> float:
+    """A packed batch from a worker process to this one (pickled there, received here), as the loop waits
+    for it: an upper bound on what the loop pays, since the worker's share runs in parallel."""
+    return median_ms(lambda: pool.submit(cached_batch, batch).result(), repeats)
+
+
+def measure(batch: int, repeats: int, pool: ProcessPoolExecutor) -> dict[str, float]:
     # text-to-image steps at 64 px
     steps = [s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate"][:repeats]
     scenes = [train.dit_scenes(0, s, batch, size=64) for s in steps]
@@ -54,6 +71,7 @@ def measure(batch: int, repeats: int) -> dict[str, float]:
         "pack_ms": pack,
         "render_ms": render,
         "render_operator_calls": operator_calls(lambda: train.render_scenes(packed[0], "cpu")),
+        "hand_over_ms": hand_over_ms(pool, batch, repeats),
         "worker_ms": draw + pack,
     }
 
@@ -68,15 +86,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/train_host.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(b, args.repeats) for b in args.batch]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rows = [measure(b, args.repeats, pool) for b in args.batch]
     header = ["batch", "objects", "draw ms", "pack ms (now in the workers)", "render ms (CPU)"]
-    header += ["render operator calls", f"workers for {args.rate:g} steps/s"]
+    header += ["render operator calls", "hand-over ms", f"workers for {args.rate:g} steps/s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         r["workers_needed"] = r["worker_ms"] * args.rate / 1e3
         times = [f"{r[k]:.1f}" for k in ("draw_ms", "pack_ms", "render_ms")]
-        cells = [r["batch"], r["objects"], *times, r["render_operator_calls"], f"{r['workers_needed']:.1f}"]
+        cells = [r["batch"], r["objects"], *times, r["render_operator_calls"], f"{r['hand_over_ms']:.1f}"]
+        cells += [f"{r['workers_needed']:.1f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"rate": args.rate, "rows": rows}, indent=2) + "\n")
