@@ -38,11 +38,15 @@ def operator_calls(fn: Callable[[], Any]) -> int:
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
+def text_to_image_steps(n: int) -> list[int]:
+    """The first `n` steps whose batch is text-to-image at 64 px."""
+    return [s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate"][:n]
+
+
 @functools.cache
 def cached_batch(batch: int) -> train.PackedBatch:
     """A worker's packed batch, drawn once: what the hand-over to the training loop is timed with."""
-    step = next(s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate")
-    return train.draw_packed(0, step, batch, ((64, 1.0),))
+    return train.draw_packed(0, text_to_image_steps(1)[0], batch, ((64, 1.0),))
 
 
 def hand_over_ms(pool: ProcessPoolExecutor, batch: int, repeats: int) -> float:
@@ -52,8 +56,7 @@ def hand_over_ms(pool: ProcessPoolExecutor, batch: int, repeats: int) -> float:
 
 
 def measure(batch: int, repeats: int, pool: ProcessPoolExecutor) -> dict[str, float]:
-    # text-to-image steps at 64 px
-    steps = [s for s in range(200) if train.dit_scenes(0, s, 2, size=64).task == "generate"][:repeats]
+    steps = text_to_image_steps(repeats)
     scenes = [train.dit_scenes(0, s, batch, size=64) for s in steps]
     packed = [train.pack_scenes(s) for s in scenes]
     cycle = iter(range(10**9))

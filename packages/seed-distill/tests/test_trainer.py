@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from seed_core.budget import TimeBudget
 from seed_core.errors import UsageError
 from seed_distill import toy
 from seed_distill.api import prepare_out
@@ -87,30 +88,10 @@ class TickingClock:
         return self.now
 
 
-def test_a_time_budget_plans_the_steps_from_the_measured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from seed_distill import trainer
-
-    now = [0.0]
-    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(lambda: now[0]))
-    budget = trainer.Budget(10.0, most=1000)
-    now[0] = 0.5
-    assert budget.plan(1, 1000) == 1000  # the first step (start-up included) only marks the clock
-    now[0] = 1.0
-    assert budget.plan(11, 1000) == 11 + 20 * 9  # 10 steps in 0.5 s, 9 s left
-    now[0] = 1.5
-    assert budget.plan(21, 191) == 191  # the next plan is at 2 s
-    now[0] = 2.0
-    assert budget.plan(231, 191) == 1000  # 220 steps/s since the last plan: capped at the steps asked for
-    now[0] = 10.5
-    assert budget.plan(100, 1000) == 100  # time spent: end here
-
-
 def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
     target: toy.ToyTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from seed_distill import trainer
-
-    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(TickingClock(0.1)))  # a step takes 0.1 s
+    monkeypatch.setattr(TimeBudget, "clock", staticmethod(TickingClock(0.1)))  # a step takes 0.1 s
     run = RunConfig(steps=10**6, batch=16, checkpoint_every=10**6, minutes=0.02)  # 1.2 s: about 12 steps
     path = distill(target, tmp_path, recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2), run)
     log = read_log(tmp_path)
@@ -125,9 +106,7 @@ def test_a_run_under_a_time_budget_ends_with_every_stage_and_a_student(
 def test_a_budgeted_run_resumes_in_its_stage_and_keeps_the_order(
     target: toy.ToyTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from seed_distill import trainer
-
-    monkeypatch.setattr(trainer.Budget, "clock", staticmethod(TickingClock(0.1)))
+    monkeypatch.setattr(TimeBudget, "clock", staticmethod(TickingClock(0.1)))
     stages, options = recipe_stages(None, "dmdx"), Options(steps=2, lr=1e-3, ratio=2)
     run = RunConfig(steps=10**6, batch=16, checkpoint_every=1, minutes=0.02)
     distill(target, tmp_path, stages, options, run, stop_after=3)  # "crashes" after step 3

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from seed_core.budget import TimeBudget
 from seed_core.distill import DistillTarget
 from seed_core.errors import SeedError, UsageError
 from seed_core.files import atomic_path
@@ -148,36 +149,6 @@ def _agreed_steps(steps: int, world: World) -> int:
     return int(x)
 
 
-@dataclass
-class Budget:
-    """`RunConfig.minutes` as a plan: at each tenth of the wall time, the run's step count is set to what
-    the rate since the last plan reaches (at most the count asked for; `replan` shares it over the
-    stages); once the time is spent the run ends at the next step, with its student exported."""
-
-    seconds: float
-    most: int  # the steps asked for
-    started: float = field(init=False)
-    plan_at: float = 0.1
-    mark: tuple[int, float] | None = None
-    clock = staticmethod(time.perf_counter)  # not a field: tests put a clock of their own here
-
-    def __post_init__(self) -> None:
-        self.started = self.clock()
-
-    def plan(self, step: int, steps: int) -> int:
-        """The step count after `step` steps of a run planned for `steps`."""
-        elapsed = self.clock() - self.started
-        if elapsed >= self.seconds:
-            return step
-        if self.mark is None:
-            self.mark = (step, elapsed)
-        elif elapsed >= self.plan_at * self.seconds and step > self.mark[0]:
-            rate = (step - self.mark[0]) / (elapsed - self.mark[1])
-            self.mark, self.plan_at = (step, elapsed), self.plan_at + 0.1
-            return min(self.most, step + max(1, int(rate * (self.seconds - elapsed))))
-        return steps
-
-
 # --- EMA --------------------------------------------------------------------------------------------
 
 
@@ -276,7 +247,7 @@ def distill(
         # a budgeted run's plan moved the stage ends: continue from them, towards the steps asked for now
         ends = replan(stages, state["ends"], floor, step, run.steps)
     start = time.perf_counter()
-    budget = None if run.minutes is None else Budget(60 * run.minutes, run.steps)
+    budget = None if run.minutes is None else TimeBudget(60 * run.minutes, run.steps, start=step)
     while step < run.steps:
         index = max(current, floor, next(i for i, end in enumerate(ends) if step < end))
         if index != current:  # a new stage: its networks start from the teacher, the student carries on

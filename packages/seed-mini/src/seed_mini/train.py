@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from seed_core.budget import TimeBudget
 from seed_core.files import atomic_path
 from seed_dit.config import TASKS, MMDiTConfig
 from seed_dit.model import Conditioning, MMDiT
@@ -615,8 +616,6 @@ def train_dit(
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
     dit, text = build_dit(preset, vae.cfg.latent_channels)
-    # the batches' prompt ids come from TOKENIZER (in the workers): it must be the encoder's
-    assert (text.tokenizer.vocab, text.tokenizer.max_length) == (TOKENIZER.vocab, TOKENIZER.max_length)
     dit, text = dit.to(device), text.to(device)
     step = updates = 0  # updates: of this optimizer (warmup counts them)
     state = load_checkpoint(out / CHECKPOINT)
@@ -651,9 +650,8 @@ def train_dit(
     def decay_steps() -> int:
         return round(decay * (steps - progress.start_step)) if isinstance(decay, float) else decay
 
-    started, budget = time.perf_counter(), None if minutes is None else 60 * minutes
-    plan_at = 0.1
-    mark: tuple[int, float] | None = None  # (step, seconds) the rate is timed from, once 20 steps have run
+    # the rate is timed from 20 steps in (after the start-up and the workers' first batches)
+    budget = None if minutes is None else TimeBudget(60 * minutes, max_steps, start=step, warm=20)
     stream = dit_batches(seed, step, batch, resolutions, device, workers)
     profiler = StepProfiler(out / "profile.txt", profile, step + profile_after, device)
     losses: list[tuple[int, torch.Tensor, str, int]] = []
@@ -669,22 +667,6 @@ def train_dit(
 
     try:
         while step < steps:
-            elapsed = time.perf_counter() - started
-            if mark is None and step == progress.start_step + 20:
-                mark = (step, elapsed)
-            if (
-                budget is not None
-                and mark is not None
-                and elapsed >= plan_at * budget
-                and step >= mark[0] + 20
-            ):
-                # re-planned at each tenth of the budget from the rate since the last plan, so a machine that
-                # slows down or frees up is followed
-                rate = (step - mark[0]) / (elapsed - mark[1])
-                mark = (step, elapsed)
-                steps = progress.total = min(max_steps, step + max(1, int(rate * (budget - elapsed))))
-                plan_at += 0.1
-                log(f"time budget {minutes} min: {rate:.2f} steps/s, ending at step {steps}")
             for group in opt.param_groups:
                 group["lr"] = lr * learning_rate_factor(step, updates, steps, warmup, decay_steps())
             data = next(stream)  # rendered on the device
@@ -699,13 +681,16 @@ def train_dit(
             ema_dit.update(dit)
             ema_text.update(text)
             step, updates = step + 1, updates + 1
-            if budget is not None and time.perf_counter() - started > budget and step < steps:
-                log(f"time budget {minutes} min spent at step {step}")
-                steps = progress.total = step  # so this step is checkpointed and exported
+            if budget is not None and (planned := budget.plan(step, steps)) != steps:
+                steps = progress.total = planned  # once spent, this step is checkpointed and exported
+                if budget.spent:
+                    log(f"time budget {minutes} min spent at step {step}")
+                else:
+                    log(f"time budget {minutes} min: {budget.rate:.2f} steps/s, ending at step {steps}")
             named = torch.full_like(loss, math.nan) if named is None else named
             losses.append((step, torch.stack([loss, named]).detach(), data.task, data.size))
-            if profiler.after(step) and mark is not None:
-                mark = (step, time.perf_counter() - started)  # time the budget's rate after the profile
+            if profiler.after(step) and budget is not None:
+                budget.restart_rate(step)  # the profile's overhead is no part of the rate
             if step % 50 == 0:
                 log(progress.line(step, write_log()))
             if step % checkpoint_every == 0 or step == steps:

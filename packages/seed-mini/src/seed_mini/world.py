@@ -284,13 +284,13 @@ def render_packed(
     w, h = (size, size) if isinstance(size, int) else size
     side, b = min(w, h), len(packed)
     xs, ys = pixel_grid(h, w, device)
-    table = packed.objects
+    table, palette = packed.objects, _palette()
     scale = torch.tensor((w, h, side), dtype=torch.float64)
-    geometry = to_device((table[:, 2:] * scale).float(), device)  # (n, 3) centre x, y and radius in pixels
+    # one copy: (n, 6) centre x, y and radius in pixels, then the colour
+    rows_cpu = torch.cat(((table[:, 2:] * scale).float(), palette[table[:, 1].long()]), dim=1)
+    geometry, colours = to_device(rows_cpu, device).split((3, 3), dim=1)
     index = to_device(table[:, 0].long(), device)
-    palette = to_device(_palette(), device)
-    colours = palette[to_device(table[:, 1].long(), device)]  # (n, 3)
-    backgrounds = palette[to_device(packed.backgrounds, device)]  # (B, 3)
+    backgrounds = to_device(palette[packed.backgrounds], device)  # (B, 3)
     cover = torch.zeros(b, h, w, device=device)
     paint = torch.zeros(b, 3, h, w, device=device)
     start = 0
