@@ -6,7 +6,7 @@
 #              (batch $BATCH, default 2048; scenes drawn and packed by $WORKERS (12) processes, pooled-vector
 #              dropout 0.5, warmup then a decay over the last 20%); its EMA and live weights come back as
 #              two fp16 bundles (13 MB each). Session 11 ran batch 512 at 6.3 steps/s: the step was bound
-#              by the host (a step at batch 1 takes 90 ms on the 2-core CPU, 12,600 operator calls, and 14
+#              by the host (a step at batch 1 takes 74 ms on the 2-core CPU, 9,659 operator calls, and 14
 #              copies a step waited for the GPU), so a batch 4x larger costs little more time; session 12
 #              made the copies non-blocking and moved the per-object and per-word work to the workers
 #              (`benchmarks/train_host.py`). The first minute's steps/s in log.txt says whether it held;

@@ -79,6 +79,39 @@ def measure(batch: int, repeats: int, pool: ProcessPoolExecutor) -> dict[str, fl
     }
 
 
+def step_costs(repeats: int) -> dict[str, float]:
+    """What a training step costs whatever its batch: a whole step of the mini preset at batch 1 (forward,
+    backward, clipping, fused AdamW, EMA) with its operator calls, and AdamW over the DiT and text encoder
+    with foreach against fused kernels."""
+    from seed_dit.training import EMA
+    from seed_vae import Autoencoder, AutoencoderConfig
+
+    torch.manual_seed(0)
+    vae = Autoencoder(AutoencoderConfig.preset("mini-f4"))
+    dit, text = train.build_dit("mini", vae.cfg.latent_channels)
+    params = [*dit.parameters(), *text.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    ema = EMA(dit)
+    one = (train.draw_packed(0, s, 1, ((64, 1.0),)) for s in text_to_image_steps(50))
+    data = train.render_scenes(next(b for b in one if b.prompts[0]))  # a captioned image: the word loss runs
+    generator = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss, named = train.dit_loss(dit, text, vae, data, generator, words=True, pooled_drop=0.5)
+        opt.zero_grad()
+        (loss + 0.1 * named).backward()  # type: ignore[operator]  # named: the prompt has words
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(dit)
+
+    row = {"step_ms": median_ms(step, repeats), "step_operator_calls": operator_calls(step)}
+    row["parameters"] = sum(p.numel() for p in params)
+    for fused in (False, True):
+        adamw = torch.optim.AdamW(params, lr=1e-4, foreach=not fused, fused=fused)
+        row[f"adamw_{'fused' if fused else 'foreach'}_ms"] = median_ms(adamw.step, repeats)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,8 +134,14 @@ def main() -> None:
         cells = [r["batch"], r["objects"], *times, r["render_operator_calls"], f"{r['hand_over_ms']:.1f}"]
         cells += [f"{r['workers_needed']:.1f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
+    costs = step_costs(args.repeats)
+    print(
+        f"\na step at batch 1: {costs['step_ms']:.1f} ms, {costs['step_operator_calls']} operator calls; "
+        f"AdamW over {costs['parameters'] / 1e6:.1f}M parameters: "
+        f"foreach {costs['adamw_foreach_ms']:.1f} ms, fused {costs['adamw_fused_ms']:.1f} ms"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rate": args.rate, "rows": rows}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"rate": args.rate, "rows": rows, "step": costs}, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -625,7 +625,7 @@ def train_dit(
     # made after `init`: load_into assigns new parameter tensors, so an optimizer made before would step
     # the replaced ones (the model would never change), and an EMA would average from untrained weights
     params = [*dit.parameters(), *text.parameters()]
-    # fused: one kernel for all tensors (2.4x quicker than foreach on this CPU's 5.5M parameters)
+    # fused: one kernel for all tensors (4x quicker than foreach on this CPU's 6.3M parameters)
     fused = torch.device(device).type in ("cpu", "cuda")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99), fused=fused)
     ema_dit, ema_text = EMA(dit, ema_decay), EMA(text, ema_decay)
