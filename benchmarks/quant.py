@@ -247,7 +247,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="seedream-mini")
     parser.add_argument(
-        "--kinds", nargs="+", default=["int8", "w8a8", "w8a8:smooth=0.5", "int4", "int4:group=128"]
+        "--kinds", nargs="+", default=["int8", "w8a8:smooth=0", "w8a8", "int4", "int4:group=128"]
     )
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--sensitivity", action="store_true")

@@ -35,6 +35,8 @@ def test_quantize_then_generate_by_path_equals_quantize_on_load(run, model: Path
     assert not (out / "students").exists() and (out / "config.json").exists()
     config = json.loads((out / "config.json").read_text())
     assert config["baked_accelerators"][0]["name"] == kind and config["quantization"]["from"] == "seedream"
+    if kind == "w8a8":  # smoothed by default (a text-to-image model calibrates), and recorded as such
+        assert config["baked_accelerators"][0]["options"]["smooth"] == 0.5
 
     on_load, from_dir = tmp_path / "a.png", tmp_path / "b.png"
     args = ["generate", "a red circle", "--seed", "3"]

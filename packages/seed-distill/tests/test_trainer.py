@@ -144,6 +144,28 @@ def test_stage_bounds_and_bad_names() -> None:
         recipe_stages("adm", "dmdx")
 
 
+def test_a_run_started_from_a_student_carries_it_on(target: toy.ToyTarget, tmp_path: Path) -> None:
+    from seed_distill.api import load_init
+
+    run = RunConfig(steps=4, batch=16, checkpoint_every=4, ema=0.0)
+    distill(target, tmp_path / "cfg", recipe_stages("cfg", None), Options(steps=2, lr=1e-2), run)
+    first = target.students[-1]["net"].state_dict()
+    start = load_init(target, tmp_path / "cfg")  # a run directory: its student/
+    assert target.embeds_guidance(start)
+    # at a zero learning rate a TSCD run exports its start: the cfg student, guidance embedding included
+    frozen = Options(steps=2, lr=0.0)
+    distill(target, tmp_path / "tscd", recipe_stages("tscd", None), frozen, run, init=start)
+    carried = target.students[-1]["net"].state_dict()
+    assert carried.keys() == first.keys()
+    assert all(torch.equal(first[k], carried[k]) for k in first)
+    distill(target, tmp_path / "fresh", recipe_stages("tscd", None), frozen, run)  # no init: the teacher
+    teacher = target.teacher.state_dict()
+    assert all(torch.equal(v, teacher[k]) for k, v in target.students[-1]["net"].state_dict().items())
+    assert not torch.equal(first["inp.weight"], teacher["inp.weight"])  # so the first check could fail
+    with pytest.raises(UsageError, match="--init .*no such student directory"):
+        load_init(target, tmp_path / "missing")
+
+
 def test_existing_run_directory_needs_resume_or_force(tmp_path: Path) -> None:
     (tmp_path / "log.jsonl").write_text("{}\n")
     with pytest.raises(UsageError, match="--resume to continue it or --force"):

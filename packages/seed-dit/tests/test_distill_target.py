@@ -88,3 +88,27 @@ def test_real_data_and_prompt_hooks(target: SeedreamDistillTarget) -> None:
     latents = target.encode(pixels)
     assert latents.shape == target.sample_noise(2, gen).shape
     assert target.decode(latents).shape == pixels.shape
+
+
+def test_a_saved_student_loads_to_continue_and_a_foreign_one_is_refused(
+    target: SeedreamDistillTarget, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from seed_dit.model import MMDiT
+
+    student = target.make_student(guidance_embed=True)
+    with torch.no_grad():
+        student.guidance_in.fc2.bias.fill_(0.25)  # type: ignore[union-attr]  # differs from the teacher
+    target.save_student(student, tmp_path / "s", {"steps": 2})
+    back = target.load_student(tmp_path / "s")
+    assert target.embeds_guidance(back) and back.training
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in back.parameters())
+    for key, value in student.state_dict().items():
+        assert torch.allclose(value, back.state_dict()[key], atol=1e-3), key  # fp16 on disk
+    deeper = MMDiT(
+        dataclasses.replace(target.teacher.cfg, single_blocks=target.teacher.cfg.single_blocks + 1)
+    )
+    target.save_student(deeper, tmp_path / "w", {"steps": 2})
+    with pytest.raises(ConfigError, match="differs from the teacher's \\(single_blocks: "):
+        target.load_student(tmp_path / "w")

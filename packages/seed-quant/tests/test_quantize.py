@@ -14,6 +14,7 @@ from seed_quant.quantize import (
     file_record,
     quantize_module,
     quantized_layers,
+    resolve_smooth,
     restore,
     rule,
     storage_dtypes,
@@ -86,6 +87,18 @@ def test_bad_options_and_devices():
         with pytest.raises(AcceleratorError, match="fp8 needs a CUDA GPU"):
             apply_quant(StandIn(), "fp8")
     apply_quant(StandIn(), "fp8", check_device=False)  # writing fp8 codes works anywhere
+
+
+def test_w8a8_is_smoothed_by_default_where_the_model_can_be_calibrated():
+    text = StandIn()
+    restorer = StandIn()
+    restorer.spec = ModelSpec("restorer", "test", ("restore",), lambda s, o: StandIn())
+    assert resolve_smooth(text, "w8a8", None) == 0.5  # DEFAULT_SMOOTH: calibration prompts can run
+    assert resolve_smooth(restorer, "w8a8", None) == 0.0  # no text task: nothing to calibrate with
+    assert resolve_smooth(text, "int8", None) == 0.0 and resolve_smooth(text, "w8a8", 0.0) == 0.0
+    assert resolve_smooth(restorer, "w8a8", 0.3) == 0.3  # an explicit alpha is kept
+    apply_quant(restorer, "w8a8")  # unsmoothed: it runs no prompts
+    assert quantized_layers(restorer.net)["body.0"] == "w8a8" and restorer.net.body[0].smooth is None
 
 
 @pytest.mark.parametrize("kind", ["int8", "w8a8", "int4"])

@@ -83,6 +83,11 @@ class DistillTarget(abc.ABC):
         """Write the student where the backbone can load it: `info` (steps, timesteps, guidance, recipe)
         is stored beside the weights."""
 
+    def load_student(self, directory: Path) -> nn.Module:
+        """A student written by `save_student`, as a trainable network (`seed distill --init`: a stage
+        continues from an earlier student). Optional; a mismatch with the teacher raises ConfigError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load a student to continue from")
+
     def embeds_guidance(self, net: nn.Module) -> bool:
         """Whether `net` takes the guidance scale as an input (made by `make_student(True)`)."""
         return False

@@ -138,8 +138,10 @@ def distill_model(
     world: World | None = None,
     progress: Any = None,
     data: Path | None = None,
+    init: Path | None = None,
 ) -> Path:
-    """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`."""
+    """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`; `init`: the
+    student directory (or run directory) to start from instead of the teacher."""
     recipe_stages(method, recipe)  # refuse a bad method / recipe before loading the teacher
     pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
     name = teacher if isinstance(teacher, str) else pipeline.spec.name
@@ -176,9 +178,21 @@ def distill_model(
         w, h = size or pipeline.default_size
         options.extra["data"] = encode_folder(target, data, (w, h))
     options.extra["name"] = method or recipe
+    start = None if init is None else load_init(target, Path(init))
+    if init is not None:
+        options.extra["init"] = init
     run = run or RunConfig()
     student = distill(
-        target, Path(out), stages, options, run, resume=resume, teacher=name, world=world, progress=progress
+        target,
+        Path(out),
+        stages,
+        options,
+        run,
+        resume=resume,
+        teacher=name,
+        world=world,
+        progress=progress,
+        init=start,
     )
     record = {"teacher": name, "name": method or recipe, "stages": [s.__dict__ for s in stages]}
     if (world or World()).main:
@@ -186,6 +200,17 @@ def distill_model(
             Path(out) / "recipe.json", (json.dumps(record, indent=2) + "\n").encode(), force=True
         )
     return student
+
+
+def load_init(target: Any, init: Path) -> Any:
+    """The student `--init` names (a student directory or a run directory holding `student/`)."""
+    directory = init / "student" if (init / "student").is_dir() else init
+    if not directory.is_dir():
+        raise UsageError(f"--init {init}: no such student directory (a `seed distill` run or its student/)")
+    try:
+        return target.load_student(directory)
+    except NotImplementedError as exc:  # mismatched or corrupt weights raise their own one-line errors
+        raise UsageError(f"--init: {exc}") from None
 
 
 #: `seed distill`'s defaults, for calls from Python (`DistillMethodSpec.run(teacher, output_dir, **options)`)
@@ -211,6 +236,7 @@ DEFAULTS: dict[str, Any] = {
     "force": False,
     "fsdp": False,
     "data": None,
+    "init": None,
     "gan": 3e-3,
     "reward": None,
     "reward_weight": -1.0,
@@ -302,6 +328,7 @@ def run_command(**kw: Any) -> Path | None:
                 world=world,
                 progress=tick,
                 data=kw["data"],
+                init=kw["init"],
             )
         except BaseException:
             leave_world(world, failed=True)

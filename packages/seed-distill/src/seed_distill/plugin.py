@@ -128,6 +128,13 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
         ] = False,
+        init: Annotated[
+            Path | None,
+            typer.Option(
+                help="Start the student from this student (a run directory or its student/) instead of "
+                "the teacher: run a recipe's later stages, or more of one, as a new run."
+            ),
+        ] = None,
         data: Annotated[
             Path | None,
             typer.Option(help="Real data for apt and dmd2's GAN: images + metadata.jsonl (file_name, text)."),
@@ -204,6 +211,7 @@ def seed_register_commands(app: Any) -> None:
             force=force,
             fsdp=fsdp,
             data=data,
+            init=init,
             gan=gan,
             reward=reward,
             reward_weight=reward_weight,

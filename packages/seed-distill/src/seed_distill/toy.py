@@ -181,6 +181,12 @@ class ToyTarget(DistillTarget):
         x, labels = self.mix.sample(n, torch.Generator().manual_seed(seed))
         return RealData(x, [str(int(c)) for c in labels])
 
+    def load_student(self, directory: Path) -> nn.Module:
+        state = torch.load(directory / "student.pt", weights_only=False)["state"]
+        student = ToyNet(self.net.classes, self.net.width, "guidance.weight" in state)
+        student.load_state_dict(state)
+        return student.requires_grad_(True).train()
+
     def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save({"state": net.state_dict(), "info": info}, directory / "student.pt")

@@ -211,11 +211,13 @@ def distill(
     world: World | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    init: nn.Module | None = None,
 ) -> Path:
     """Train a student of `target` through `stages` and write it to `out / "student"`; returns that path.
 
     Resumes from `out / checkpoint.pt` when `resume`; `stop_after` ends the run early after that many
-    steps (tests use it to simulate a crash)."""
+    steps (tests use it to simulate a crash). `init` (a student of this teacher, `target.load_student`)
+    is where the student starts instead of the teacher: later stages of a recipe run as their own runs."""
     world = world or World()
     if run.shards % world.size:
         raise UsageError(
@@ -223,7 +225,12 @@ def distill(
         )
     ckpt_path = out / CHECKPOINT
     torch.manual_seed(run.seed)
-    student = target.make_student(guidance_embed=any(METHODS[s.method].guidance_embed for s in stages))
+    embed = any(METHODS[s.method].guidance_embed for s in stages)
+    student = target.make_student(guidance_embed=embed or (init is not None and target.embeds_guidance(init)))
+    if init is not None:
+        # a student without a guidance embedding continued by `cfg` keeps make_student's zero-output one
+        _, unexpected = student.load_state_dict(init.state_dict(), strict=False)
+        assert not unexpected, unexpected
     ema = StudentEMA(run.ema)
     ends = stage_bounds(stages, run.steps)
     sharded = run.fsdp and world.size > 1
@@ -314,6 +321,7 @@ def distill(
             "name": options.extra.get("name") or "+".join(s.method for s in stages),
             "method": "+".join(s.method for s in stages),
             "recipe": [asdict(s) for s in stages],
+            **({"init": str(options.extra["init"])} if "init" in options.extra else {}),
             "options": {k: v for k, v in asdict(options).items() if k != "extra"},
             "run": asdict(run),
             "ranks": world.size,

@@ -137,6 +137,19 @@ class SeedreamDistillTarget(DistillTarget):
         assert all(k.startswith("guidance_in.") for k in missing), missing
         return student.float().requires_grad_(True).train()
 
+    def load_student(self, directory: Path) -> nn.Module:
+        net, _ = load_student(directory, torch.float32, self.device)
+        ours = dataclasses.replace(self.teacher.cfg, guidance_embed=net.cfg.guidance_embed).to_dict()
+        theirs = net.cfg.to_dict()
+        changed = [k for k in ours if ours[k] != theirs.get(k)]
+        if changed:
+            k = changed[0]
+            raise ConfigError(
+                f"{directory}: the student's DiT differs from the teacher's ({k}: {theirs.get(k)} against "
+                f"{ours[k]}); continue only from a student of this teacher"
+            )
+        return net.float().requires_grad_(True).train()
+
     def save_student(self, net: nn.Module, directory: Path, info: dict[str, Any]) -> None:
         assert isinstance(net, MMDiT)
         directory.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,12 @@ def _options(kind: str) -> tuple[AcceleratorOption, ...]:
         )
     if kind == "w8a8":
         return (
-            AcceleratorOption("smooth", float, 0.0, "SmoothQuant alpha in [0, 1]; 0 turns smoothing off"),
+            AcceleratorOption(
+                "smooth",
+                float,
+                None,
+                "SmoothQuant alpha in [0, 1]; 0 turns smoothing off [0.5 on text-to-image/video models]",
+            ),
             AcceleratorOption("calibration", int, 4, "prompts run to measure activations for smoothing"),
             *common,
         )
@@ -81,7 +86,13 @@ def seed_register_commands(app: Any) -> None:
             typer.Option(help="Keep it in the local model store as NAME (then `-m NAME`), instead of -o."),
         ] = None,
         group: Annotated[int, typer.Option(help="int4: inputs per scale (64 or 128 usual).")] = 64,
-        smooth: Annotated[float, typer.Option(help="w8a8: SmoothQuant alpha (0: off).")] = 0.0,
+        smooth: Annotated[
+            float | None,
+            typer.Option(
+                help="w8a8: SmoothQuant alpha, calibrated on 4 prompts (0: off) [0.5 where the model "
+                "generates from text, else 0]."
+            ),
+        ] = None,
         parts: Annotated[str, typer.Option(help="Components to quantize, comma-separated.")] = "all",
         dtype: Annotated[
             str, typer.Option(help="Storage dtype of the tensors that stay in floating point.")
@@ -116,7 +127,7 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError(f"--dtype {dtype}: use bfloat16, float16 or float32")
         if out.exists() and not force:
             raise UsageError(f"{out} exists; pass --force to replace it")
-        from seed_quant.quantize import apply_quant, directory_bytes, save_quantized, summary
+        from seed_quant.quantize import apply_quant, directory_bytes, resolve_smooth, save_quantized, summary
 
         pipeline = load(model, device=device)
         if pipeline.accelerators:
@@ -125,8 +136,10 @@ def seed_register_commands(app: Any) -> None:
         options: dict[str, Any] = {"parts": parts}
         if kind == "int4":
             options["group"] = group
-        if kind == "w8a8" and smooth:
-            options["smooth"] = smooth
+        if kind != "w8a8" and smooth:
+            raise UsageError(f"--smooth applies to --kind w8a8 only, not {kind}")
+        if kind == "w8a8" and (alpha := resolve_smooth(pipeline, kind, smooth)):
+            options["smooth"] = alpha  # recorded: loading the directory rebuilds the smoothed layers
         apply_quant(pipeline, kind, check_device=False, **options)  # fp8 can be written anywhere
         save_quantized(pipeline, out, kind, options, dtype=dtype, force=force)
         table = Table(title=f"{kind} layers")
