@@ -12,7 +12,8 @@
 #              (`benchmarks/train_host.py`). The first minute's steps/s in log.txt says whether it held;
 #              dit-profile.txt has 10 steps' operators by GPU and host time.
 #   teacher    the live weights of that run as a model directory (/tmp/teacher)
-#   distill    issue 6: both shipped students made again from /tmp/teacher (or $TEACHER), side by side,
+#   distill    issue 6: both shipped students made again from /tmp/teacher (or $TEACHER), side by side
+#              (tscd-4: cfg, then tscd from it; dmdx-1: the dmdx recipe),
 #              each within $DISTILL_MINUTES (default 3.0; `seed distill --minutes` plans the steps);
 #              they come back in students/ with their logs. Not yet run on a GPU (a CPU dry run of
 #              the parts, with the plugins found as below, passed in session 12)
@@ -91,16 +92,19 @@ cp /tmp/dit/profile.txt "$OUT/dit-profile.txt" 2>/dev/null  # 10 steps' operator
 part teacher 60 python3 -m seed_mini.train export --live --out /tmp/dit --vae training/seedream-mini --to /tmp/teacher
 # the two students side by side: a distillation step is bound by the host, and the GPU has room for both.
 # Batch 32 and a time budget, so not the shipped students' settings (batch 8, 1,000 - 1,200 steps; RESULTS)
-student() {  # student NAME RECIPE STEPS: one student's command line, its output in /tmp/distill-NAME.txt
-    echo "python3 -m seed_cli distill -m $TEACHER --recipe $2 --student-steps $3 --steps 1000000 --batch 32" \
-        "--lr 5e-5 --ratio 5 --minutes $DISTILL_MINUTES --device $DEVICE --force -o /tmp/distill/$1" \
+student() {  # student NAME "--recipe R | --method M [--init DIR]" STEPS MINUTES: one student's command line
+    echo "python3 -m seed_cli distill -m $TEACHER $2 --student-steps $3 --steps 1000000 --batch 32" \
+        "--lr 5e-5 --ratio 5 --minutes $4 --device $DEVICE --force -o /tmp/distill/$1" \
         ">/tmp/distill-$1.txt 2>&1"
 }
+# the shipped 4-step student is cfg, then tscd from it (RESULTS, session 13): a third of the time, then the rest
+third=$(awk "BEGIN {print $DISTILL_MINUTES / 3}"); rest=$(awk "BEGIN {print $DISTILL_MINUTES * 2 / 3}")
 part distill $((90 + ${DISTILL_MINUTES%.*} * 60 + 60)) bash -c "rm -rf /tmp/distill; \
-    $(student hyper-4 hyper 4) & a=\$!; $(student dmdx-1 dmdx 1) & b=\$!; wait \$a; ra=\$?; wait \$b; rb=\$?; \
+    ( $(student cfg-4 '--method cfg' 4 $third) && $(student tscd-4 '--method tscd --init /tmp/distill/cfg-4' 4 $rest) ) & \
+    a=\$!; $(student dmdx-1 '--recipe dmdx' 1 $DISTILL_MINUTES) & b=\$!; wait \$a; ra=\$?; wait \$b; rb=\$?; \
     for f in /tmp/distill-*.txt; do echo \"--- \$f\"; tail -c 2000 \$f; done; exit \$((ra | rb))"
 case " $PARTS " in *" distill "*)                # issue 6
-    for name in hyper-4 dmdx-1; do
+    for name in tscd-4 dmdx-1; do
         if [ -d "/tmp/distill/$name/student" ]; then
             mkdir -p "$OUT/students/$name" && cp /tmp/distill/$name/student/* "$OUT/students/$name/"
             cp "/tmp/distill/$name/log.jsonl" "$OUT/students/$name-log.jsonl"

@@ -27,8 +27,10 @@ def _proxy(target: toy.ToyTarget, net: torch.nn.Module, steps: int) -> float:
     return toy.mmd(x, reference)
 
 
-def _train(target: toy.ToyTarget, tmp: Path, method: str, student_steps: int, steps: int, ratio: int) -> list:
-    options = Options(steps=student_steps, lr=1e-3, ratio=ratio, teacher_steps=4)
+def _train(
+    target: toy.ToyTarget, tmp: Path, method: str, student_steps: int, steps: int, ratio: int, **extra: object
+) -> list:
+    options = Options(**{"steps": student_steps, "lr": 1e-3, "ratio": ratio, "teacher_steps": 4, **extra})  # type: ignore[arg-type]
     distill(target, tmp, recipe_stages(method, None), options, RunConfig(steps=steps, batch=128, ema=0.0))
     return read_log(tmp)
 
@@ -46,9 +48,11 @@ def test_one_step_students_learn(
     assert after < factor * before, (method, before, after)
 
 
-def test_tscd_learns(target: toy.ToyTarget, tmp_path: Path) -> None:
+# the EMA target walks a fine grid of teacher_steps x steps = 8 steps; the teacher's target gets as many
+@pytest.mark.parametrize(("aim", "teacher_steps"), [("ema", 4), ("teacher", 8)])
+def test_tscd_learns(target: toy.ToyTarget, tmp_path: Path, aim: str, teacher_steps: int) -> None:
     before = _proxy(target, target.teacher, 2)
-    log = _train(target, tmp_path, "tscd", 2, 200, 1)
+    log = _train(target, tmp_path, "tscd", 2, 200, 1, tscd_target=aim, teacher_steps=teacher_steps)
     after = _proxy(target, target.students[-1]["net"], 2)
     first, last = (sum(e["generator"] for e in part) / len(part) for part in (log[:20], log[-20:]))
     assert after < 0.5 * before and last < 0.7 * first, (before, after, first, last)
@@ -175,9 +179,49 @@ def test_refl_hinge_stops_at_the_margin() -> None:
     assert r.grad is not None and r.grad.tolist() == pytest.approx([-1 / 3, -1 / 3, 0.0])
 
 
+def test_tscd_refuses_a_target_it_cannot_reach(target: toy.ToyTarget) -> None:
+    from seed_core.errors import UsageError
+    from seed_distill.methods import TSCD
+
+    student = target.make_student()
+    with pytest.raises(
+        UsageError, match="--teacher-steps \\(6\\) must be a multiple of the student's steps \\(4\\)"
+    ):
+        TSCD(target, student, Options(steps=4, teacher_steps=6, tscd_target="teacher"))
+    with pytest.raises(UsageError, match="target 'nearest'; use ema or teacher"):
+        TSCD(target, student, Options(tscd_target="nearest"))
+
+
+def test_critics_warm_up_before_the_first_generator_update(target: toy.ToyTarget, tmp_path: Path) -> None:
+    from seed_distill.trainer import Stage
+
+    stages = (Stage("tscd", 0.5), Stage("adm", 0.5))  # the adm stage runs steps 8-15
+    options = Options(steps=2, lr=1e-3, ratio=2, teacher_steps=4, critic_warmup=3)
+    distill(target, tmp_path, stages, options, RunConfig(steps=16, batch=16, ema=0.0))
+    turns = [e["step"] - 1 for e in read_log(tmp_path) if e["method"] == "adm" and "generator" in e]
+    assert turns == [12, 14]  # steps 8-10 train the critics only; then every `ratio` steps
+
+
 def test_hyper_has_a_one_step_finish() -> None:
-    assert [s.method for s in recipe_stages(None, "hyper", 1)] == ["cfg", "tscd", "adm", "adp"]
+    stages = recipe_stages(None, "hyper", 1)
+    assert [s.method for s in stages] == ["cfg", "tscd", "tscd", "tscd", "adm", "adp"]
+    assert [s.options.get("steps") for s in stages if s.method == "tscd"] == [4, 2, 1]  # segments shrink
     assert [s.method for s in recipe_stages(None, "hyper", 4)] == ["cfg", "tscd", "adm"]
+
+
+def test_a_stage_with_its_own_steps_trains_on_its_own_grid(target: toy.ToyTarget, tmp_path: Path) -> None:
+    from seed_distill.trainer import Stage
+
+    before = _proxy(target, target.teacher, 2)
+    stages = (Stage("tscd", 0.5, {"steps": 4}), Stage("tscd", 0.5, {"steps": 2}))
+    options = Options(steps=2, lr=1e-3, teacher_steps=8)
+    distill(target, tmp_path, stages, options, RunConfig(steps=200, batch=128, ema=0.0))
+    student = target.students[-1]
+    assert student["info"]["steps"] == 2 and [s["options"] for s in student["info"]["recipe"]] == [
+        {"steps": 4},
+        {"steps": 2},
+    ]
+    assert _proxy(target, student["net"], 2) < 0.5 * before
 
 
 def test_dmd2_with_a_gan_on_real_data_learns(target: toy.ToyTarget, tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def seed_register_commands(app: Any) -> None:
             list[str] | None,
             typer.Option(
                 "--with",
-                help="Accelerator applied before calibrating (a student: hyper:steps=4), repeatable.",
+                help="Accelerator applied before calibrating (a student: tscd:steps=4), repeatable.",
             ),
         ] = None,
     ) -> None:

@@ -52,9 +52,13 @@ class Options:
     lr: float = 1e-5  # generator
     fake_lr: float | None = None  # fake score and discriminator; None: lr
     ratio: int = 5  # TTUR: fake / discriminator updates per generator update
+    critic_warmup: int = 0  # steps at a stage's start that train the critics only (adm, dmd2, apt)
     dt: float = 0.5  # ADM: the estimators step the ODE from t to max(t - dt, 0) (0.1 collapsed on the toy)
     teacher_steps: int = 8  # ODE steps for teacher samples (ADP pairs, CFG / TSCD data)
     max_guidance: float = 6.0  # CFG distillation draws the scale from U[1, max_guidance]
+    # TSCD: "teacher" (land where the teacher's ODE lands) or "ema" (one teacher step, then the EMA student:
+    # Hyper-SD's consistency form); on seedream-mini "teacher" measured better at equal cost (RESULTS.md)
+    tscd_target: str = "teacher"
     r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
     r1_sigma: float = 0.05
     mse: float = 0.0  # ADP: weight of an extra regression to the teacher pair (0 = purely adversarial)
@@ -109,6 +113,7 @@ class Method:
         self.g_opt = _adam(self.trainable(student), options.lr)
         # values logged beside the losses (the trainer reads and clears them every step)
         self.stats: dict[str, float] = {}
+        self.stage_step = 0  # steps of this stage before the current one (set by the trainer)
 
     @staticmethod
     def trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -126,6 +131,11 @@ class Method:
 
     def after_step(self) -> None:
         """Called once a step, after every phase (TSCD moves its EMA target here)."""
+
+    def generator_turn(self, step: int) -> bool:
+        """TTUR: the generator updates every `ratio` steps, once the critics have had `critic_warmup`
+        steps of this stage to themselves (a generator led by untrained heads only drifts)."""
+        return step % self.o.ratio == 0 and self.stage_step >= self.o.critic_warmup
 
     # --- shared pieces ------------------------------------------------------------------------------
 
@@ -161,14 +171,21 @@ class Method:
         self, gen: torch.Generator, n: int, w: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(noise, x0, cond) from the teacher's Euler ODE at `teacher_steps` with CFG: ODE pairs."""
+        states, cond = self.teacher_trajectory(gen, n, w)
+        return states[0], states[-1], cond
+
+    def teacher_trajectory(self, gen: torch.Generator, n: int, w: Any = None) -> tuple[torch.Tensor, Any]:
+        """Every state of the teacher's Euler ODE at `teacher_steps` with CFG, (teacher_steps + 1, n, ...)
+        from the noise to x0 on `flow_timesteps(teacher_steps, shift)`, and the conditions."""
         cond = self.target.sample_conditions(n, gen)
-        z = self.target.sample_noise(n, gen)
-        grid = flow_timesteps(self.o.teacher_steps, self.target.shift, device=z.device)
-        x = z
+        x = self.target.sample_noise(n, gen)
+        grid = flow_timesteps(self.o.teacher_steps, self.target.shift, device=x.device)
+        states = [x]
         for i in range(self.o.teacher_steps):
             t, s = grid[i].expand(n), grid[i + 1].expand(n)
             x = L.euler_jump(x, t, self.teacher_velocity(x, t, cond, w), s)
-        return z, x, cond
+            states.append(x)
+        return torch.stack(states), cond
 
     def noise_like(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(x.shape, generator=gen).to(x.device)
@@ -297,7 +314,7 @@ class DMD2(_FakeScore):
 
     def phases(self, step: int) -> list[Phase]:
         g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
-        return (g if step % self.o.ratio == 0 else []) + [self.fake_phase()]
+        return (g if self.generator_turn(step) else []) + [self.fake_phase()]
 
 
 class ADM(_FakeScore, _Discriminated):
@@ -346,7 +363,7 @@ class ADM(_FakeScore, _Discriminated):
     def phases(self, step: int) -> list[Phase]:
         g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
         critics = [Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss), self.fake_phase()]
-        return (g if step % self.o.ratio == 0 else []) + critics
+        return (g if self.generator_turn(step) else []) + critics
 
 
 class ADP(_Discriminated):
@@ -474,7 +491,7 @@ class APT(_Discriminated):
 
     def phases(self, step: int) -> list[Phase]:
         g = [Phase("generator", self.g_opt, self.trainable(self.student), self.generator_loss)]
-        return (g if step % self.o.ratio == 0 else []) + [
+        return (g if self.generator_turn(step) else []) + [
             Phase("disc", self.d_opt, list(self.disc.parameters()), self.disc_loss)
         ]
 
@@ -519,7 +536,9 @@ class CFGDistill(Method):
 
 class TSCD(Method):
     """Trajectory-segmented consistency distillation (Hyper-SD): `steps` segments; from t_n the student
-    jumps to its segment's lower edge and must land where one teacher ODE step then the EMA student land."""
+    jumps to its segment's lower edge and must land where one teacher ODE step then the EMA student land
+    (`tscd_target="ema"`, the consistency form), or where the teacher's own ODE lands (`"teacher"`: the
+    target unrolled over the rest of the segment, on the teacher's trajectory, with no bootstrapping)."""
 
     name = "tscd"
 
@@ -527,15 +546,37 @@ class TSCD(Method):
         self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
     ) -> None:
         super().__init__(target, student, options, shard)
+        if options.tscd_target not in ("ema", "teacher"):
+            raise UsageError(f"tscd: target '{options.tscd_target}'; use ema or teacher")
+        if options.tscd_target == "teacher" and options.teacher_steps % options.steps:
+            raise UsageError(
+                f"tscd with the teacher's target: --teacher-steps ({options.teacher_steps}) must be a "
+                f"multiple of the student's steps ({options.steps})"
+            )
         self.ema = target.make_student(guidance_embed=target.embeds_guidance(student))
         self.ema.load_state_dict(full_state(student))
         self.ema.requires_grad_(False).eval()
         self.fine = flow_timesteps(options.teacher_steps * options.steps, target.shift, device=target.device)
+        # the teacher's grid: the student's grid is every `per`-th point of it (both shift the same linspace)
+        self.coarse = flow_timesteps(options.teacher_steps, target.shift, device=target.device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"ema": self.ema}
 
+    def teacher_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        states, cond = self.teacher_trajectory(gen, n)  # (T + 1, n, ...)
+        per = self.o.teacher_steps // self.o.steps  # teacher steps per student step
+        i = torch.randint(0, self.o.teacher_steps, (n,), generator=gen).to(states.device)
+        end = (i // per + 1) * per
+        rows = torch.arange(n, device=states.device)
+        x_t, target = states[i, rows], states[end, rows]
+        t, s = self.coarse[i], self.coarse[end]
+        pred = L.euler_jump(x_t, t, self.student_velocity(x_t, t, cond), s)
+        return torch.nn.functional.mse_loss(pred, target)
+
     def loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        if self.o.tscd_target == "teacher":
+            return self.teacher_loss(gen, n)
         _, x0, cond = self.teacher_sample(gen, n)
         i = torch.randint(0, len(self.fine) - 1, (n,), generator=gen).to(x0.device)
         t, s = self.fine[i], self.fine[i + 1]

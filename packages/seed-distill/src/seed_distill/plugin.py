@@ -96,6 +96,13 @@ def seed_register_commands(app: Any) -> None:
             float | None, typer.Option(help="Fake score / discriminator learning rate [= --lr].")
         ] = None,
         ratio: Annotated[int, typer.Option(help="Critic updates per student update (TTUR).")] = 5,
+        critic_warmup: Annotated[
+            int,
+            typer.Option(
+                help="Steps at the start of an adm, dmd2 or apt stage that train the critics only, "
+                "before the student's first update."
+            ),
+        ] = 0,
         guidance: Annotated[
             float | None, typer.Option(help="The teacher's guidance scale [the model's default].")
         ] = None,
@@ -128,6 +135,14 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Start over in an existing run directory.")
         ] = False,
+        tscd_target: Annotated[
+            str,
+            typer.Option(
+                help="tscd: where a jump must land: 'teacher' (the teacher's ODE to the segment's edge; "
+                "--teacher-steps a multiple of --student-steps) or 'ema' (one teacher step, then the EMA "
+                "student: Hyper-SD's consistency form)."
+            ),
+        ] = "teacher",
         init: Annotated[
             Path | None,
             typer.Option(
@@ -212,6 +227,8 @@ def seed_register_commands(app: Any) -> None:
             fsdp=fsdp,
             data=data,
             init=init,
+            tscd_target=tscd_target,
+            critic_warmup=critic_warmup,
             gan=gan,
             reward=reward,
             reward_weight=reward_weight,

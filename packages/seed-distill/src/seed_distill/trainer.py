@@ -53,10 +53,17 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
 }
 
 
-#: Hyper-Bagel's one-step finish: after its few-step stages, ADP on the few-step trajectories' endpoints
-#: plus the reward term (whose weight comes from --reward / --reward-weight)
+#: Hyper-Bagel's one-step finish: TSCD's segments shrink 4 -> 2 -> 1 (Hyper-SD), then ADM and ADP on the
+#: teacher's ODE pairs plus the reward term (whose weight comes from --reward / --reward-weight)
 ONE_STEP_FINISH: dict[str, tuple[Stage, ...]] = {
-    "hyper": (Stage("cfg", 0.15), Stage("tscd", 0.3), Stage("adm", 0.3), Stage("adp", 0.25)),
+    "hyper": (
+        Stage("cfg", 0.1),
+        Stage("tscd", 0.15, {"steps": 4}),
+        Stage("tscd", 0.15, {"steps": 2}),
+        Stage("tscd", 0.15, {"steps": 1}),
+        Stage("adm", 0.2),
+        Stage("adp", 0.25),
+    ),
 }
 
 
@@ -266,6 +273,7 @@ def distill(
                 _load_method(method, state, sharded)
             state = None
         assert method is not None
+        method.stage_step = step - (ends[index - 1] if index else 0)
         record: dict[str, float] = {}
         for p_index, phase in enumerate(method.phases(step)):
             phase.optimizer.zero_grad(set_to_none=True)
