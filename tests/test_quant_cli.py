@@ -133,3 +133,12 @@ def test_shipped_model_shrinks(run, tmp_path: Path, kind: str, bound: float) -> 
     before = sum((source / f"{c}.safetensors").stat().st_size for c in files)
     after = sum((tmp_path / kind / f"{c}.safetensors").stat().st_size for c in files)
     assert after <= bound * before, f"{kind}: {after / before:.3f}x"
+
+
+def test_w8a8_smoothing_off_stays_off(run, model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    out = tmp_path / "plain"
+    result = run("quantize", "-m", str(model), "--kind", "w8a8", "--smooth", "0", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["baked_accelerators"][0]["options"]["smooth"] == 0.0
+    image = tmp_path / "x.png"
+    assert run("generate", "a red circle", "-m", str(out), "-o", str(image)).exit_code == 0

@@ -178,8 +178,9 @@ def distill_model(
         w, h = size or pipeline.default_size
         options.extra["data"] = encode_folder(target, data, (w, h))
     options.extra["name"] = method or recipe
-    start = None if init is None else load_init(target, Path(init))
+    start = None
     if init is not None:
+        start = load_init(target, Path(init))
         options.extra["init"] = init
     run = run or RunConfig()
     student = distill(

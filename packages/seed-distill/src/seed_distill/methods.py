@@ -553,15 +553,17 @@ class TSCD(Method):
                 f"tscd with the teacher's target: --teacher-steps ({options.teacher_steps}) must be a "
                 f"multiple of the student's steps ({options.steps})"
             )
-        self.ema = target.make_student(guidance_embed=target.embeds_guidance(student))
-        self.ema.load_state_dict(full_state(student))
-        self.ema.requires_grad_(False).eval()
+        self.ema: nn.Module | None = None  # the consistency form's target network only
+        if options.tscd_target == "ema":
+            self.ema = target.make_student(guidance_embed=target.embeds_guidance(student))
+            self.ema.load_state_dict(full_state(student))
+            self.ema.requires_grad_(False).eval()
         self.fine = flow_timesteps(options.teacher_steps * options.steps, target.shift, device=target.device)
         # the teacher's grid: the student's grid is every `per`-th point of it (both shift the same linspace)
         self.coarse = flow_timesteps(options.teacher_steps, target.shift, device=target.device)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"ema": self.ema}
+        return {} if self.ema is None else {"ema": self.ema}
 
     def teacher_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         states, cond = self.teacher_trajectory(gen, n)  # (T + 1, n, ...)
@@ -583,6 +585,7 @@ class TSCD(Method):
         per = self.o.teacher_steps  # fine steps per segment: edges sit at multiples of `per`
         end = self.fine[(i // per + 1) * per]
         x_t = L.noised(x0, self.noise_like(x0, gen), t)
+        assert self.ema is not None
         with torch.no_grad():
             x_s = L.euler_jump(x_t, t, self.teacher_velocity(x_t, t, cond), s)
             v_ema = self.target.velocity(self.ema, x_s, s, cond, self.student_guidance)
@@ -591,6 +594,8 @@ class TSCD(Method):
         return torch.nn.functional.mse_loss(pred, target)
 
     def after_step(self) -> None:
+        if self.ema is None:
+            return
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.student.parameters(), strict=True):
                 e.lerp_(_full(p.detach()), 0.05)

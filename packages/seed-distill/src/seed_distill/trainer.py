@@ -93,12 +93,17 @@ def stage_bounds(stages: Sequence[Stage], steps: int) -> list[int]:
     return ends
 
 
+def stage_start(ends: Sequence[int], index: int) -> int:
+    """The first step of stage `index` (the end of the one before it)."""
+    return ends[index - 1] if index > 0 else 0
+
+
 def replan(stages: Sequence[Stage], ends: Sequence[int], index: int, step: int, total: int) -> list[int]:
     """Stage ends for a run re-planned to `total` steps after `step` steps, in stage `index`: the stages
     before it keep their ends, and the steps left are shared by the rest of this stage (the share of it
     not yet run) and the later stages (their shares), so no stage is skipped or run twice."""
     shares = [s.share for s in stages]
-    begin = ends[index - 1] if index > 0 else 0
+    begin = stage_start(ends, index)
     done = (step - begin) / max(ends[index] - begin, 1)
     weights = [shares[index] * max(0.0, 1.0 - done), *shares[index + 1 :]]
     left, acc, new = total - step, 0.0, list(ends[:index])
@@ -273,7 +278,7 @@ def distill(
                 _load_method(method, state, sharded)
             state = None
         assert method is not None
-        method.stage_step = step - (ends[index - 1] if index else 0)
+        method.stage_step = step - stage_start(ends, index)
         record: dict[str, float] = {}
         for p_index, phase in enumerate(method.phases(step)):
             phase.optimizer.zero_grad(set_to_none=True)

@@ -138,8 +138,8 @@ def seed_register_commands(app: Any) -> None:
             options["group"] = group
         if kind != "w8a8" and smooth:
             raise UsageError(f"--smooth applies to --kind w8a8 only, not {kind}")
-        if kind == "w8a8" and (alpha := resolve_smooth(pipeline, kind, smooth)):
-            options["smooth"] = alpha  # recorded: loading the directory rebuilds the smoothed layers
+        if kind == "w8a8":  # resolved once, so `--smooth 0` stays off and the record says what was done
+            options["smooth"] = resolve_smooth(pipeline, kind, smooth)
         apply_quant(pipeline, kind, check_device=False, **options)  # fp8 can be written anywhere
         save_quantized(pipeline, out, kind, options, dtype=dtype, force=force)
         table = Table(title=f"{kind} layers")
