@@ -161,6 +161,9 @@ def gpu_run(args: argparse.Namespace) -> dict[str, Any]:
         "dit_step": {},
     }
     kinds = ["w8a8", "int8", "int4"] + ([] if fp8_unsupported(dev) else ["fp8"])
+    # the same kinds another way: w8a8's GEMM with its one fixed launch option (session 11's) and through
+    # torch._int_mm; fp8 with cuBLAS's fast accumulation
+    variants = ["w8a8-fixed", "w8a8-torch"] + ([] if fp8_unsupported(dev) else ["fp8-fast"])
 
     def timed(fn: Any, repeats: int = 20) -> float:
         for _ in range(3):
@@ -180,7 +183,7 @@ def gpu_run(args: argparse.Namespace) -> dict[str, Any]:
         return begin.elapsed_time(end) / repeats / 1e3
 
     width = args.width
-    print(f"{'tokens':>7} {'in':>6} {'out':>6} {'kind':<6} {'TFLOP/s':>8} {'x bf16':>7}")
+    print(f"{'tokens':>7} {'in':>6} {'out':>6} {'kind':<10} {'TFLOP/s':>8} {'x bf16':>7}")
     for tokens in args.tokens:
         for out in (width, 4 * width):
             x = torch.randn(tokens, width, device=dev, dtype=torch.bfloat16)
@@ -188,19 +191,22 @@ def gpu_run(args: argparse.Namespace) -> dict[str, Any]:
             flops = 2 * tokens * width * out
             with torch.no_grad():
                 row = {"bf16": flops / timed(lambda layer=layer, x=x: layer(x)) / 1e12}
-                for kind in [*kinds, "w8a8-torch"]:
+                for kind in [*kinds, *variants]:
                     holder = nn.Sequential(nn.Linear(width, out, device=dev, dtype=torch.bfloat16))
                     holder[0].load_state_dict(layer.state_dict())
                     try:
-                        quantize_module(holder, kind.removesuffix("-torch"))
-                        if kind.endswith("-torch"):
-                            holder[0].kernel = "torch"  # torch._int_mm and eager quantization, to compare
+                        base, _, variant = kind.partition("-")
+                        quantize_module(holder, base)
+                        if variant == "fast":
+                            holder[0].fast_accum = True
+                        elif variant:  # torch: torch._int_mm and eager quantization; fixed: no autotuning
+                            holder[0].kernel = variant
                         row[kind] = flops / timed(lambda holder=holder, x=x: holder(x)) / 1e12
                     except Exception as failure:  # one broken kind must not cost the others the device run
                         print(f"error: {kind} at {tokens}x{width}->{out}: {failure!r}"[:2000])
             results["linear"][f"{tokens}x{width}->{out}"] = row
             for kind, tf in row.items():
-                print(f"{tokens:>7} {width:>6} {out:>6} {kind:<6} {tf:>8.1f} {tf / row['bf16']:>7.2f}")
+                print(f"{tokens:>7} {width:>6} {out:>6} {kind:<10} {tf:>8.1f} {tf / row['bf16']:>7.2f}")
 
     from seed_dit.config import MMDiTConfig
     from seed_dit.model import Conditioning, MMDiT

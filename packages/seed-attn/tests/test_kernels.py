@@ -52,6 +52,35 @@ def test_kernel_matches_the_reference(lq, lk, d, qk_bits, pv_bits, bound):
     assert _rel(out, torch_path) < {16: 1e-3, 8: 0.04, 4: 0.2}[pv_bits], _rel(out, torch_path)
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("length,block", [(37, 16), (64, 32)])
+def test_fused_block_quantization_matches_the_torch_one(bits, length, block):
+    from seed_attn.sparse import quantize_blocks
+
+    gen = torch.Generator().manual_seed(bits + length)
+    x = torch.randn(2, 3, length, 32, generator=gen) * 3 + 0.5
+    mean = x.mean(dim=2)
+    for mul, m in ((0.125, None), (1.0, mean)):
+        codes, scale = kernels.quantize_blocks_fused(x, block, bits, mul=mul, mean=m)
+        ref_codes, ref_scale = quantize_blocks(x * mul - (0 if m is None else m[:, :, None]), block, bits)
+        assert codes.shape == ref_codes.shape and codes.dtype == torch.int8
+        torch.testing.assert_close(scale, ref_scale, rtol=1e-6, atol=0)
+        diff = (codes.int() - ref_codes.int()).abs()
+        # x / scale may round differently from torch's by an ulp: a tie then goes the other way
+        assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+        assert not codes[:, :, length:].any()  # the padded rows are zeros
+    with pytest.raises(ValueError, match="mean has shape"):
+        kernels.quantize_blocks_fused(x, block, bits, mean=mean[:, :1])
+
+
+def test_kernel_writes_the_inputs_dtype():
+    q, k, v = (x.half() for x in _case(32, 32, 32)[:3])
+    lists = _case(32, 32, 32)[3]
+    out = kernels.triton_block_sparse_attention(q, k, v, lists, qk_bits=8)
+    ref = kernels.triton_block_sparse_attention(q.float(), k.float(), v.float(), lists, qk_bits=8)
+    assert out.dtype == torch.float16 and _rel(out, ref) < 1e-3  # the store's rounding only
+
+
 def test_kernel_key_padding_bias():
     q, k, v, lists, mask = _case(32, 48, 16)
     keep = torch.ones(1, 48, dtype=torch.bool)
@@ -85,4 +114,8 @@ def test_kernel_compiles_for_hopper():
             types |= {"V": "*i8" if pv_int else "*bf16", "IDX": "*i32", "CNT": "*i32", "sm_scale": "fp32"}
             constexprs = {"BLOCK": 64, "D": d, "DV": d, "QK_INT": qk_int, "PV_INT": pv_int, "P_MAX": 127}
             variants.append(("seed_attn.kernels:_fwd", types, constexprs | {"HAS_BIAS": True}))
-    assert all(size > 0 for size in compile_for_gpu(variants))
+        quantize = {"X": "*bf16", "MEAN": "*fp32", "Q": "*i8", "S": "*fp32", "mul": "fp32"}
+        for block in (64, 128):
+            constexprs = {"QMAX": 127, "HAS_MEAN": True, "BLOCK": block, "D": d}
+            variants.append(("seed_attn.kernels:_quantize", quantize, constexprs))
+    assert all(binary.size > 0 for binary in compile_for_gpu(variants))

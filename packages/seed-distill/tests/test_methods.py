@@ -49,10 +49,16 @@ def test_one_step_students_learn(
 
 
 # the EMA target walks a fine grid of teacher_steps x steps = 8 steps; the teacher's target gets as many
-@pytest.mark.parametrize(("aim", "teacher_steps"), [("ema", 4), ("teacher", 8)])
-def test_tscd_learns(target: toy.ToyTarget, tmp_path: Path, aim: str, teacher_steps: int) -> None:
+@pytest.mark.parametrize(
+    ("aim", "teacher_steps", "points"), [("ema", 4, "any"), ("teacher", 8, "any"), ("teacher", 8, "starts")]
+)
+def test_tscd_learns(
+    target: toy.ToyTarget, tmp_path: Path, aim: str, teacher_steps: int, points: str
+) -> None:
     before = _proxy(target, target.teacher, 2)
-    log = _train(target, tmp_path, "tscd", 2, 200, 1, tscd_target=aim, teacher_steps=teacher_steps)
+    log = _train(
+        target, tmp_path, "tscd", 2, 200, 1, tscd_target=aim, teacher_steps=teacher_steps, tscd_points=points
+    )
     after = _proxy(target, target.students[-1]["net"], 2)
     first, last = (sum(e["generator"] for e in part) / len(part) for part in (log[:20], log[-20:]))
     assert after < 0.5 * before and last < 0.7 * first, (before, after, first, last)
@@ -190,6 +196,33 @@ def test_tscd_refuses_a_target_it_cannot_reach(target: toy.ToyTarget) -> None:
         TSCD(target, student, Options(steps=4, teacher_steps=6, tscd_target="teacher"))
     with pytest.raises(UsageError, match="target 'nearest'; use ema or teacher"):
         TSCD(target, student, Options(tscd_target="nearest"))
+    with pytest.raises(UsageError, match="points 'middle'; use any or starts"):
+        TSCD(target, student, Options(tscd_points="middle"))
+    with pytest.raises(UsageError, match="--tscd-points starts needs --tscd-target teacher"):
+        TSCD(target, student, Options(tscd_points="starts", tscd_target="ema"))
+
+
+def test_tscd_from_the_starts_trains_on_every_jump_of_the_sampler(target: toy.ToyTarget) -> None:
+    """With `tscd_points="starts"` each teacher trajectory gives one pair per student step: from the
+    teacher's state at a segment's start to its state at the segment's end."""
+    from seed_distill.methods import TSCD
+
+    student = target.make_student()
+    method = TSCD(target, student, Options(steps=2, teacher_steps=4, tscd_points="starts"))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = method.student_velocity
+
+    def spy(x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        seen.append((x.detach().clone(), t.detach().clone()))
+        return real(x, t, cond)
+
+    method.student_velocity = spy  # type: ignore[method-assign]
+    states, _ = method.teacher_trajectory(torch.Generator().manual_seed(3), 5)
+    method.teacher_loss(torch.Generator().manual_seed(3), 5)
+    ((x, t),) = seen
+    assert x.shape[0] == 10  # 5 trajectories x 2 jumps
+    torch.testing.assert_close(t, method.coarse[torch.tensor([0, 2])].repeat_interleave(5))
+    torch.testing.assert_close(x, states[torch.tensor([0, 2])].flatten(0, 1))
 
 
 def test_critics_warm_up_before_the_first_generator_update(target: toy.ToyTarget, tmp_path: Path) -> None:

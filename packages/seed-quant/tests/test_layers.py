@@ -174,7 +174,7 @@ def test_triton_kernels_compile_for_hopper():
     rows = {"X": "*bf16", "SMOOTH": "*fp32", "S": "*fp32", "QMAX": "fp32"}
     int4 = {"X": "*bf16", "W": "*u8", "S": "*fp16", "Z": "*u8", "Y": "*bf16"}
     variants = [
-        ("seed_quant.kernels:_int8_mm", int8, {"HAS_BIAS": True, "BM": 128, "BN": 128, "BK": 64}),
+        ("seed_quant.kernels:_int8_mm", int8, {"HAS_BIAS": True, "BM": 16, "BN": 16, "BK": 32, "GROUP_M": 8}),
         (
             "seed_quant.kernels:_quantize_rows",
             rows | {"Q": "*i8"},
@@ -187,4 +187,26 @@ def test_triton_kernels_compile_for_hopper():
         ),
         ("seed_quant.kernels:_int4_mm", int4, {"BM": 64, "BN": 64, "BK": 32}),
     ]
-    assert all(size > 0 for size in compile_for_gpu(variants))
+    assert all(binary.size > 0 for binary in compile_for_gpu(variants))
+
+
+def test_int8_gemm_configs_fit_hopper():
+    # every launch option the GPU autotunes over compiles for sm_90 and fits a block's 227 KB of shared
+    # memory (a config past it would only be dropped at run time, one shape at a time)
+    pytest.importorskip("triton")
+    from seed_core.testing import compile_for_gpu
+    from seed_quant.kernels import INT8_CONFIGS
+
+    types = {"A": "*i8", "B": "*i8", "AS": "*fp32", "BS": "*fp32", "BIAS": "*bf16", "Y": "*bf16"}
+    variants = [
+        (
+            "seed_quant.kernels:_int8_mm",
+            types,
+            {"HAS_BIAS": True, "BM": bm, "BN": bn, "BK": bk, "GROUP_M": 8},
+            {"num_warps": warps, "num_stages": stages},
+        )
+        for bm, bn, bk, warps, stages in INT8_CONFIGS
+    ]
+    binaries = compile_for_gpu(variants)
+    for config, binary in zip(INT8_CONFIGS, binaries, strict=True):
+        assert 0 < binary.shared <= 227 * 1024, (config, binary)

@@ -17,6 +17,7 @@ import importlib
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pluggy
@@ -79,33 +80,48 @@ def seed_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return install
 
 
+@dataclass(frozen=True)
+class GpuBinary:
+    """What `compile_for_gpu` made of one kernel: its machine code's size and the shared memory (bytes)
+    one block of it needs, what a launch is refused for past the GPU's limit (227 KB on Hopper)."""
+
+    size: int
+    shared: int
+
+
 def compile_for_gpu(
-    kernels: list[tuple[str, dict[str, str], dict[str, object]]], *, arch: int = 90
-) -> list[int]:
+    kernels: list[
+        tuple[str, dict[str, str], dict[str, object]]
+        | tuple[str, dict[str, str], dict[str, object], dict[str, int]]
+    ],
+    *,
+    arch: int = 90,
+) -> list[GpuBinary]:
     """Compile Triton kernels for an NVIDIA GPU of compute capability `arch` (90: Hopper) on a machine
-    without one; returns each kernel's machine code size and raises AssertionError with the compiler's
-    message for one that does not compile.
+    without one; returns each kernel's machine code size and shared memory, and raises AssertionError
+    with the compiler's message for one that does not compile.
 
     Each entry is ("package.module:function" of the plain, undecorated kernel function, the Triton types
-    of its pointer and float arguments ("*bf16", "*i8", "fp32"; others are i32), its constexprs). Why:
-    the interpreter (TRITON_INTERPRET=1) runs what the compiler refuses, such as a kernel that reads a
-    module-level float, so a kernel tested only that way can fail on its first GPU run. The compiler
-    runs in a child process without TRITON_INTERPRET: once set, the interpreter has patched Triton in
-    this one."""
+    of its pointer and float arguments ("*bf16", "*i8", "fp32"; others are i32), its constexprs[, launch
+    options such as {"num_warps": 8, "num_stages": 3}]). Why: the interpreter (TRITON_INTERPRET=1) runs
+    what the compiler refuses, such as a kernel that reads a module-level float, so a kernel tested only
+    that way can fail on its first GPU run. The compiler runs in a child process without
+    TRITON_INTERPRET: once set, the interpreter has patched Triton in this one."""
     import json
     import os
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    jobs = [list(k) if len(k) == 4 else [*k, {}] for k in kernels]
     proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE, json.dumps({"arch": arch, "kernels": kernels})],
+        [sys.executable, "-c", _COMPILE, json.dumps({"arch": arch, "kernels": jobs})],
         capture_output=True,
         text=True,
         env=env,
     )
     if proc.returncode:
         raise AssertionError(proc.stderr.strip()[-3000:])
-    return [int(n) for n in proc.stdout.split()]
+    return [GpuBinary(int(a), int(b)) for a, b in (line.split() for line in proc.stdout.splitlines())]
 
 
 _COMPILE = """
@@ -116,10 +132,11 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 job = json.loads(sys.argv[1])
-for path, types, constexprs in job["kernels"]:
+for path, types, constexprs, options in job["kernels"]:
     module, name = path.split(":")
     kernel = JITFunction(getattr(importlib.import_module(module), name))
     signature = {a: "constexpr" if a in constexprs else types.get(a, "i32") for a in kernel.arg_names}
-    compiled = compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", job["arch"], 32))
-    print(len(compiled.asm["cubin"]))
+    source = ASTSource(kernel, signature, constexprs)
+    compiled = compile(source, target=GPUTarget("cuda", job["arch"], 32), options=options)
+    print(len(compiled.asm["cubin"]), compiled.metadata.shared)
 """

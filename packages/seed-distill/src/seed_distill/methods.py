@@ -59,6 +59,9 @@ class Options:
     # TSCD: "teacher" (land where the teacher's ODE lands) or "ema" (one teacher step, then the EMA student:
     # Hyper-SD's consistency form); on seedream-mini "teacher" measured better at equal cost (RESULTS.md)
     tscd_target: str = "teacher"
+    # TSCD with the teacher's target: where the jumps start, "any" (a random teacher step of the segment)
+    # or "starts" (every segment's start of each trajectory: the points a `steps`-step sampler visits)
+    tscd_points: str = "any"
     r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
     r1_sigma: float = 0.05
     mse: float = 0.0  # ADP: weight of an extra regression to the teacher pair (0 = purely adversarial)
@@ -548,6 +551,10 @@ class TSCD(Method):
         super().__init__(target, student, options, shard)
         if options.tscd_target not in ("ema", "teacher"):
             raise UsageError(f"tscd: target '{options.tscd_target}'; use ema or teacher")
+        if options.tscd_points not in ("any", "starts"):
+            raise UsageError(f"tscd: points '{options.tscd_points}'; use any or starts")
+        if options.tscd_points == "starts" and options.tscd_target != "teacher":
+            raise UsageError("tscd: --tscd-points starts needs --tscd-target teacher")
         if options.tscd_target == "teacher" and options.teacher_steps % options.steps:
             raise UsageError(
                 f"tscd with the teacher's target: --teacher-steps ({options.teacher_steps}) must be a "
@@ -568,11 +575,17 @@ class TSCD(Method):
     def teacher_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         states, cond = self.teacher_trajectory(gen, n)  # (T + 1, n, ...)
         per = self.o.teacher_steps // self.o.steps  # teacher steps per student step
-        i = torch.randint(0, self.o.teacher_steps, (n,), generator=gen).to(states.device)
-        end = (i // per + 1) * per
-        rows = torch.arange(n, device=states.device)
-        x_t, target = states[i, rows], states[end, rows]
-        t, s = self.coarse[i], self.coarse[end]
+        if self.o.tscd_points == "starts":  # all `steps` jumps of each trajectory, step-major rows
+            starts = torch.arange(0, self.o.teacher_steps, per, device=states.device)
+            x_t, target = states[starts].flatten(0, 1), states[starts + per].flatten(0, 1)
+            t, s = self.coarse[starts].repeat_interleave(n), self.coarse[starts + per].repeat_interleave(n)
+            cond = self.target.conditions(self.target.prompts(cond) * self.o.steps)
+        else:
+            i = torch.randint(0, self.o.teacher_steps, (n,), generator=gen).to(states.device)
+            end = (i // per + 1) * per
+            rows = torch.arange(n, device=states.device)
+            x_t, target = states[i, rows], states[end, rows]
+            t, s = self.coarse[i], self.coarse[end]
         pred = L.euler_jump(x_t, t, self.student_velocity(x_t, t, cond), s)
         return torch.nn.functional.mse_loss(pred, target)
 

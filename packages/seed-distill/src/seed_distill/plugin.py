@@ -143,6 +143,14 @@ def seed_register_commands(app: Any) -> None:
                 "student: Hyper-SD's consistency form)."
             ),
         ] = "teacher",
+        tscd_points: Annotated[
+            str,
+            typer.Option(
+                help="tscd with the teacher's target: where jumps start: 'any' (a random teacher step of "
+                "a segment) or 'starts' (every segment's start of each teacher trajectory, the points the "
+                "student's sampler visits: --student-steps pairs per trajectory)."
+            ),
+        ] = "any",
         init: Annotated[
             Path | None,
             typer.Option(
@@ -228,6 +236,7 @@ def seed_register_commands(app: Any) -> None:
             data=data,
             init=init,
             tscd_target=tscd_target,
+            tscd_points=tscd_points,
             critic_warmup=critic_warmup,
             gan=gan,
             reward=reward,

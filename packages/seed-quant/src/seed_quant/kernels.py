@@ -98,28 +98,52 @@ def _int8_mm(
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
+    GROUP_M: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    # a 1-D grid walked in groups of GROUP_M row tiles: the programs that run together share B's column
+    # tiles and A's row tiles in L2 (the ordering of Triton's matmul tutorial)
+    pid = tl.program_id(0)
+    tiles_m, tiles_n = tl.cdiv(M, BM), tl.cdiv(N, BN)
+    in_group = GROUP_M * tiles_n
+    first_m = (pid // in_group) * GROUP_M
+    group_rows = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % in_group) % group_rows
+    pid_n = (pid % in_group) // group_rows
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
+    # rows past M and columns past N read a valid row again (modulo) instead of a masked load; their
+    # results are never stored, and the loads stay unmasked but for K's tail
+    am, bn = rm % M, rn % N
     acc = tl.zeros((BM, BN), dtype=tl.int32)
     for k0 in range(0, K, BK):
         rk = k0 + tl.arange(0, BK)
-        a = tl.load(
-            A + rm[:, None] * sa_m + rk[None, :] * sa_k, mask=(rm[:, None] < M) & (rk[None, :] < K), other=0
-        )
-        b = tl.load(
-            B + rn[:, None] * sb_n + rk[None, :] * sb_k, mask=(rn[:, None] < N) & (rk[None, :] < K), other=0
-        )
+        a = tl.load(A + am[:, None] * sa_m + rk[None, :] * sa_k, mask=rk[None, :] < K, other=0)
+        b = tl.load(B + bn[:, None] * sb_n + rk[None, :] * sb_k, mask=rk[None, :] < K, other=0)
         acc += tl.dot(a, tl.trans(b))  # (BM, BK) x (BK, BN), both K-major
-    a_scale = tl.load(AS + rm, mask=rm < M, other=0.0)
-    b_scale = tl.load(BS + rn, mask=rn < N, other=0.0)
+    a_scale = tl.load(AS + am)
+    b_scale = tl.load(BS + bn)
     y = acc.to(tl.float32) * a_scale[:, None] * b_scale[None, :]
     if HAS_BIAS:
-        y += tl.load(BIAS + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
+        y += tl.load(BIAS + bn).to(tl.float32)[None, :]
     y_mask = (rm[:, None] < M) & (rn[None, :] < N)
     tl.store(Y + rm[:, None] * sy_m + rn[None, :] * sy_n, y.to(Y.dtype.element_ty), mask=y_mask)
+
+
+#: launch options the INT8 GEMM is autotuned over on CUDA, per (M, N, K): (BM, BN, BK, warps, stages).
+#: The first is the fixed choice of session 11 (measured there: 0.84x - 1.18x of cuBLAS bf16 for the
+#: whole W8A8 layer); the others are the shapes Triton's Hopper matmuls favour for 8-bit operands (a
+#: 128-byte K tile). `test_int8_gemm_configs_fit_hopper` compiles each for sm_90 and checks its shared
+#: memory against the 227 KB a block may hold.
+INT8_CONFIGS: tuple[tuple[int, int, int, int, int], ...] = (
+    (128, 128, 64, 8, 3),
+    (128, 256, 128, 8, 3),
+    (256, 128, 128, 8, 3),
+    (128, 128, 128, 8, 4),
+    (128, 128, 128, 4, 4),
+    (128, 256, 64, 8, 4),
+    (64, 128, 128, 4, 4),
+    (64, 64, 128, 4, 5),
+)
 
 
 def _quantize_rows(
@@ -151,8 +175,17 @@ def _quantize_rows(
 
 @functools.cache
 def _kernel(interpret: bool, name: str = "int4") -> Any:
-    del interpret  # part of the cache key: triton.jit reads TRITON_INTERPRET when it decorates
-    return triton.jit({"int4": _int4_mm, "int8": _int8_mm, "quant": _quantize_rows}[name])
+    # interpret is part of the cache key: triton.jit reads TRITON_INTERPRET when it decorates
+    kernel = triton.jit(
+        {"int4": _int4_mm, "int8": _int8_mm, "quant": _quantize_rows, "int8-tuned": _int8_mm}[name]
+    )
+    if name != "int8-tuned":
+        return kernel
+    configs = [
+        triton.Config({"BM": bm, "BN": bn, "BK": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
+        for bm, bn, bk, w, st in INT8_CONFIGS
+    ]
+    return triton.autotune(configs, key=["M", "N", "K"])(kernel)
 
 
 def quantize_rows(
@@ -192,34 +225,38 @@ def int8_matmul(
     block: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """INT8 codes a (M, K) and b (N, K) with float32 scales a_scale (M,) / (M, 1) and b_scale (N,) ->
-    a·bᵀ dequantized, plus bias, as (M, N) in `out_dtype`."""
+    a·bᵀ dequantized, plus bias, as (M, N) in `out_dtype`.
+
+    Without `block`, on a GPU the launch options are autotuned over `INT8_CONFIGS` on the first call of
+    each (M, N, K) (a few milliseconds per shape, then cached for the process); under the interpreter the
+    first config runs. `block` = (BM, BN, BK) fixes them."""
     m, k = a.shape
     n = b.shape[0]
     y = torch.empty(m, n, dtype=out_dtype, device=a.device)
-    bm, bn, bk = block or ((64 if m <= 64 else 128), 128, 64)
-    grid = (triton.cdiv(m, bm), triton.cdiv(n, bn))
-    _kernel(_interpret(), "int8")[grid](
-        a,
-        b,
-        a_scale.reshape(-1),
-        b_scale,
-        bias if bias is not None else b_scale,
-        y,
-        m,
-        n,
-        k,
-        a.stride(0),
-        a.stride(1),
-        b.stride(0),
-        b.stride(1),
-        y.stride(0),
-        y.stride(1),
+    args = (a, b, a_scale.reshape(-1), b_scale, bias if bias is not None else b_scale, y, m, n, k)
+    strides = (a.stride(0), a.stride(1), b.stride(0), b.stride(1), y.stride(0), y.stride(1))
+    if block is None and not _interpret():
+
+        def grid(meta: dict[str, Any]) -> tuple[int]:
+            return (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)
+
+        _kernel(False, "int8-tuned")[grid](*args, *strides, HAS_BIAS=bias is not None)
+        return y
+    if block is None:
+        bm, bn, bk, warps, stages = INT8_CONFIGS[0]
+    else:
+        (bm, bn, bk), stages = block, 3
+        warps = 8 if bm * bn >= 128 * 128 else 4
+    _kernel(_interpret(), "int8")[(triton.cdiv(m, bm) * triton.cdiv(n, bn),)](
+        *args,
+        *strides,
         HAS_BIAS=bias is not None,
         BM=bm,
         BN=bn,
         BK=bk,
-        num_warps=8 if bm * bn >= 128 * 128 else 4,
-        num_stages=3,
+        GROUP_M=8,
+        num_warps=warps,
+        num_stages=stages,
     )
     return y
 

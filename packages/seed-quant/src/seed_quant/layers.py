@@ -130,15 +130,18 @@ class W8A8Linear(_QuantLinear):
             _meta((k,), torch.float32) if smooth else None,
         )
 
-    #: "auto": the fused Triton kernels on CUDA, `torch._int_mm` elsewhere; "torch": `torch._int_mm` always
+    #: "auto": the fused Triton kernels on CUDA (the GEMM autotuned per shape), `torch._int_mm` elsewhere;
+    #: "fixed": the same kernels with the GEMM's first launch option (for benchmarks); "torch":
+    #: `torch._int_mm` always
     kernel: str = "auto"
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and self.kernel == "auto":
-            from seed_quant.kernels import int8_matmul, quantize_rows
+        if x.is_cuda and self.kernel in ("auto", "fixed"):
+            from seed_quant.kernels import INT8_CONFIGS, int8_matmul, quantize_rows
 
             q, xs = quantize_rows(x, self.smooth)
-            return int8_matmul(q, xs, self.weight, self.weight_scale, self.bias, x.dtype)
+            block = INT8_CONFIGS[0][:3] if self.kernel == "fixed" else None
+            return int8_matmul(q, xs, self.weight, self.weight_scale, self.bias, x.dtype, block=block)
         if self.smooth is not None:
             x = x * self.smooth.to(x.dtype)
         q, xs = formats.quantize_tokens_int8(x)
@@ -170,6 +173,10 @@ class FP8Linear(_QuantLinear):
         n, k = linear.out_features, linear.in_features
         return cls(linear, _meta((n, k), formats.FP8), _meta((n,), torch.float32))
 
+    #: cuBLAS's fast FP8 accumulation (no periodic promotion to float32 along K): quicker on Hopper, a
+    #: little less exact; off until a GPU run measures both (`benchmarks/quant.py --gpu-only`, `fp8-fast`)
+    fast_accum: bool = False
+
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda:
             from seed_quant.kernels import quantize_rows
@@ -177,7 +184,12 @@ class FP8Linear(_QuantLinear):
             q, xs = quantize_rows(x, fp8=True)
             # row-wise scales need a bf16 output (and some torch versions refuse a bias with them)
             out = torch._scaled_mm(
-                q, self.weight.t(), scale_a=xs, scale_b=self.weight_scale[None, :], out_dtype=torch.bfloat16
+                q,
+                self.weight.t(),
+                scale_a=xs,
+                scale_b=self.weight_scale[None, :],
+                out_dtype=torch.bfloat16,
+                use_fast_accum=self.fast_accum,
             )
             return self._biased(out.to(x.dtype))
         q, xs = formats.quantize_tokens_fp8(x)
