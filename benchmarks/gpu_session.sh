@@ -112,6 +112,6 @@ case " $PARTS " in *" distill "*)                # issue 6
     done ;;
 esac
 part attention 110 python3 benchmarks/attention.py --gpu-only --json "$OUT/attention-gpu.json"   # issue 5
-part quant 100 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.json"                 # issue 7
+part quant 150 python3 benchmarks/quant.py --gpu-only --json "$OUT/quant-gpu.json"                 # issue 7
 part restore 420 python3 benchmarks/restore.py --gpu --json "$OUT/restore-gpu.json"                # issue 8
 cat "$OUT/summary.txt"
