@@ -190,13 +190,13 @@ def quantize_blocks_fused(
     scales (B, H, nb). Eager torch makes about ten float32 passes for it; at N = 32K with 24 heads of
     128 that cost INT8 attention about 3 ms on an H200, more than INT8 Q·Kᵀ saves."""
     b, h, length, d = x.shape
+    if mean is not None and mean.shape != (b, h, d):
+        raise ValueError(f"mean has shape {tuple(mean.shape)}; x needs {(b, h, d)}")
     x = x if x.stride(-1) == 1 else x.contiguous()
     n = math.ceil(length / block)
     codes = torch.empty(b, h, n * block, d, dtype=torch.int8, device=x.device)
     scale = torch.empty(b, h, n, dtype=torch.float32, device=x.device)
     means = mean if mean is not None else scale  # unread without HAS_MEAN
-    if mean is not None and mean.shape != (b, h, d):
-        raise ValueError(f"mean has shape {tuple(mean.shape)}; x needs {(b, h, d)}")
     _kernel(os.environ.get("TRITON_INTERPRET") == "1", "quantize")[(n, b * h)](
         x, means, codes, scale, length,
         *x.stride()[:3], *(means.stride()[:2] if mean is not None else (0, 0)), *codes.stride()[:3],

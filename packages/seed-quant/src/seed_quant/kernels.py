@@ -177,7 +177,7 @@ def _quantize_rows(
 def _kernel(interpret: bool, name: str = "int4") -> Any:
     # interpret is part of the cache key: triton.jit reads TRITON_INTERPRET when it decorates
     kernel = triton.jit(
-        {"int4": _int4_mm, "int8": _int8_mm, "quant": _quantize_rows, "int8-tuned": _int8_mm}[name]
+        {"int4": _int4_mm, "int8": _int8_mm, "quant": _quantize_rows}[name.removesuffix("-tuned")]
     )
     if name != "int8-tuned":
         return kernel
@@ -242,11 +242,7 @@ def int8_matmul(
 
         _kernel(False, "int8-tuned")[grid](*args, *strides, HAS_BIAS=bias is not None)
         return y
-    if block is None:
-        bm, bn, bk, warps, stages = INT8_CONFIGS[0]
-    else:
-        (bm, bn, bk), stages = block, 3
-        warps = 8 if bm * bn >= 128 * 128 else 4
+    bm, bn, bk = block or INT8_CONFIGS[0][:3]
     _kernel(_interpret(), "int8")[(triton.cdiv(m, bm) * triton.cdiv(n, bn),)](
         *args,
         *strides,
@@ -255,8 +251,8 @@ def int8_matmul(
         BN=bn,
         BK=bk,
         GROUP_M=8,
-        num_warps=warps,
-        num_stages=stages,
+        num_warps=8 if bm * bn >= 128 * 128 else 4,  # INT8_CONFIGS[0]'s 8 warps and 3 stages
+        num_stages=3,
     )
     return y
 
