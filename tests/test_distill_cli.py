@@ -123,3 +123,39 @@ def test_apt_on_real_data_and_a_reward_term(run, teacher: Path, tmp_path: Path) 
     out = tmp_path / "dmd2"
     result = run(*base, "--method", "dmd2", "--data", str(data), "--ratio", "1", "-o", str(out))
     assert result.exit_code == 0, result.output
+
+
+def test_distill_on_edits_then_edit_with_the_student(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The shapes world's edit sources (every operation in turn) feed `seed distill --edits`; the student
+    edits through `seed edit --accel`; a method that cannot read edits gets one line."""
+    from seed_mini.train import write_edits
+
+    edits = tmp_path / "edits"
+    assert write_edits(edits, 14, size=64) == 14
+    lines = [json.loads(line) for line in (edits / "metadata.jsonl").read_text().splitlines()]
+    assert [e["op"] for e in lines[:7]] == [e["op"] for e in lines[7:]] and len({e["op"] for e in lines}) == 7
+    assert all((edits / e["file_name"]).is_file() and e["text"] for e in lines)
+
+    out = tmp_path / "run"
+    base = ["distill", "-m", str(teacher), "--steps", "2", "--student-steps", "2", "--batch", "2"]
+    tscd = [*base, "--method", "tscd", "--teacher-steps", "4", "--edits", str(edits)]
+    result = run(*tscd, "--edit-share", "1", "-o", str(out))  # every micro-batch an edit
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "student" / "student.json").read_text())
+    assert info["options"]["edit_share"] == 1.0 and info["edits"] == str(edits)
+    result = run(*tscd, "--steps", "1", "-o", str(tmp_path / "default"))
+    assert result.exit_code == 0, result.output
+    default = json.loads((tmp_path / "default" / "student" / "student.json").read_text())
+    assert default["options"]["edit_share"] == 0.25
+
+    image = tmp_path / "edited.png"
+    source = edits / lines[0]["file_name"]
+    accel = ["--accel", f"tscd:path={out},steps=2"]
+    result = run("edit", str(source), lines[0]["text"], "-m", str(teacher), *accel, "-o", str(image))
+    assert result.exit_code == 0, result.output
+    assert read_metadata(image)["settings"]["steps"] == 2
+
+    refused = run(*base, "--method", "adm", "--edits", str(edits), "-o", str(tmp_path / "x"))
+    assert refused.exit_code == 2 and "--edits is read by cfg and tscd only" in refused.output
+    missing = run(*base, "--method", "tscd", "--edits", str(tmp_path / "nowhere"), "-o", str(tmp_path / "y"))
+    assert missing.exit_code == 2 and "--edits" in missing.output and "no such directory" in missing.output

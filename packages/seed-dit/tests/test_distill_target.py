@@ -112,3 +112,74 @@ def test_a_saved_student_loads_to_continue_and_a_foreign_one_is_refused(
     target.save_student(deeper, tmp_path / "w", {"steps": 2})
     with pytest.raises(ConfigError, match="differs from the teacher's \\(single_blocks: "):
         target.load_student(tmp_path / "w")
+
+
+def test_edit_conditions_follow_the_edit_sampler(pipeline: SeedreamPipeline, tmp_path: Path) -> None:
+    """One Euler step (t 1 -> 0) through the target's edit conditions, at the teacher's text scale, lands
+    where `pipeline.edit` with steps=1 lands: same three branches, the same dual guidance. The image-only
+    and null branches differ (the null one has no source) and repeating the batch repeats every branch."""
+    import dataclasses
+
+    from PIL import Image
+
+    from seed_core.images import from_pil
+    from seed_core.requests import EditRequest
+
+    # large scales, so a wrong branch or scale shows through the random model's small outputs
+    pipeline.config = dataclasses.replace(pipeline.config, default_guidance=12.0, default_image_guidance=9.0)
+    target = pipeline.distill_target(["a red circle"])
+    pixels = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
+    source = Image.fromarray((pixels * 255).to(torch.uint8).numpy())
+    source.save(tmp_path / "source.png")
+    request = EditRequest(prompt="make the circle green", image=str(tmp_path / "source.png"), steps=1, seed=5)
+    expected = from_pil(pipeline.edit(request).images[0])
+
+    cond = target.edit_conditions(target.encode(from_pil(source)[None] * 2 - 1), ["make the circle green"])
+    noise = torch.randn(1, *target.latent, generator=torch.Generator().manual_seed(5))
+
+    def one_step(c: object) -> torch.Tensor:
+        v = target.velocity(target.teacher, noise, torch.ones(1), c, pipeline.config.default_guidance)
+        return ((target.decode(noise - v)[0] + 1) / 2).clamp(0, 1)
+
+    assert (one_step(cond) - expected).abs().max() <= 2 / 255  # uint8 rounding of the pipeline's image
+    # the tolerance tells a wrong scale or branch apart: image scale 1, or a null branch with the source
+    for wrong in (
+        dataclasses.replace(cond, image_guidance=1.0),
+        dataclasses.replace(cond, null=cond.image_only),
+    ):
+        assert (one_step(wrong) - expected).abs().max() > 4 / 255
+
+    assert cond.image_only is not None and cond.image_guidance == pipeline.config.default_image_guidance
+    assert torch.equal(cond.image_only.references[0], cond.full.references[0])
+    assert not cond.null.references[0].any()
+    twice = target.repeat_conditions(cond, 2)
+    assert twice.prompts == cond.prompts * 2 and twice.image_only is not None
+    assert torch.equal(twice.null.text[1], cond.null.text[0])
+    assert torch.equal(twice.image_only.references[0][1], cond.full.references[0][0])
+    with pytest.raises(ConfigError, match="2 edit sources for 1 instructions"):
+        target.edit_conditions(torch.cat([cond.full.references[0]] * 2), ["x"])
+
+
+def test_features_of_an_edit_are_the_generated_image_tokens(target: SeedreamDistillTarget) -> None:
+    """With a reference image the single blocks hold text, the image, then the reference: the features
+    are the image's tokens (the model's own return_hidden agrees), not the reference's."""
+    gen = torch.Generator().manual_seed(4)
+    x, t = target.sample_noise(1, gen), torch.rand(1, generator=gen)
+    cond = target.edit_conditions(target.sample_noise(1, gen), ["remove the square"])
+    feats = target.features(target.teacher, x, t, cond)
+    _, hidden = target.teacher(x, t, cond.full, return_hidden=target.depths[-1])
+    assert torch.allclose(feats[-1], hidden.float(), atol=1e-6)
+
+
+def test_edit_guidance_takes_one_scale_a_row(target: SeedreamDistillTarget) -> None:
+    """CFG distillation draws a text scale per sample: row i of the batched edit velocity is the edit
+    velocity of row i alone at its own scale."""
+    gen = torch.Generator().manual_seed(6)
+    x, t = target.sample_noise(2, gen), torch.rand(2, generator=gen)
+    cond = target.edit_conditions(target.sample_noise(2, gen), ["make it red", "remove the square"])
+    scales = torch.tensor([1.5, 5.0])
+    both = target.velocity(target.teacher, x, t, cond, scales)
+    for i in range(2):
+        one = target.edit_conditions(cond.full.references[0][i : i + 1], [cond.prompts[i]])
+        alone = target.velocity(target.teacher, x[i : i + 1], t[i : i + 1], one, float(scales[i]))
+        torch.testing.assert_close(both[i : i + 1], alone, atol=1e-5, rtol=1e-4)

@@ -110,6 +110,17 @@ class DistillTarget(abc.ABC):
         """The prompts behind a batch of conditions (reward models read them). Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its prompts")
 
+    def edit_conditions(self, sources: torch.Tensor, instructions: Sequence[str]) -> Any:
+        """Conditions of instruction edits of `sources` (latents from `encode`, one per instruction):
+        `velocity` then guides them as the backbone's edit sampler does (`guidance` is the text scale),
+        so a student trained on them keeps editing. Optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not take edits")
+
+    def repeat_conditions(self, cond: Any, k: int) -> Any:
+        """The batch tiled `k` times: row i * n + j is condition j. This default re-encodes the prompts,
+        so a target with `edit_conditions` overrides it (an edit is more than its instruction)."""
+        return self.conditions(self.prompts(cond) * k)
+
     @property
     def device(self) -> torch.device:
         return next(self.teacher.parameters()).device

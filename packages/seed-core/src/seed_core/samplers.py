@@ -86,10 +86,10 @@ def dual_cfg(
     full: torch.Tensor,
     image_only: torch.Tensor,
     uncond: torch.Tensor,
-    text_scale: float,
-    image_scale: float,
+    text_scale: float | torch.Tensor,
+    image_scale: float | torch.Tensor,
 ) -> torch.Tensor:
-    """Text + image guidance for editing (InstructPix2Pix form).
+    """Text + image guidance for editing (InstructPix2Pix form); a tensor scale broadcasts (one a row).
 
     ``full`` has both the instruction and the source image, ``image_only`` the source image and no text,
     ``uncond`` neither: ``uncond + image_scale (image_only - uncond) + text_scale (full - image_only)``.

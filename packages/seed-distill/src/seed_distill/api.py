@@ -85,6 +85,10 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
         shutil.rmtree(out / "student", ignore_errors=True)
 
 
+#: methods that train on `--edits` (regression to the teacher's guided trajectories)
+EDIT_METHODS = ("cfg", "tscd")
+
+
 def _offers(target: Any, method: str) -> bool:
     from seed_core.distill import DistillTarget
 
@@ -92,11 +96,30 @@ def _offers(target: Any, method: str) -> bool:
 
 
 def check_fit(
-    target: Any, name: str, stages: Sequence[Any], teacher: str, *, reward: bool = False, data: bool = False
+    target: Any,
+    name: str,
+    stages: Sequence[Any],
+    teacher: str,
+    *,
+    reward: bool = False,
+    data: bool = False,
+    edits: bool = False,
 ) -> None:
     """A method that needs what the backbone does not offer is refused with the reason."""
     if reward and not (_offers(target, "decode") and _offers(target, "prompts")):
         raise UsageError(f"a reward term needs decoded images and their prompts; '{teacher}' offers neither")
+    # an edit's conditions must survive repetition (tscd's segment starts), not be re-made from the text
+    if edits and not all(_offers(target, m) for m in ("edit_conditions", "encode", "repeat_conditions")):
+        raise UsageError(f"--edits: '{teacher}' does not take instruction edits for distillation")
+    wrong = [s.method for s in stages if s.method not in EDIT_METHODS]
+    if edits and wrong:
+        # the others fit a fake score or a discriminator to conditional samples; an edit's velocity is
+        # guided by the source image even at text scale 1, so they would learn the wrong thing from it
+        methods = " and ".join(EDIT_METHODS)
+        raise UsageError(
+            f"--edits is read by {methods} only (they follow the teacher's trajectories); "
+            f"'{name}' has a {wrong[0]} stage"
+        )
     if data and not any(s.method in ("apt", "dmd2") for s in stages):
         raise UsageError("--data is read by apt and dmd2 (its GAN term) only; drop it or use one of them")
     if any(s.method == "apt" for s in stages):
@@ -139,9 +162,12 @@ def distill_model(
     progress: Any = None,
     data: Path | None = None,
     init: Path | None = None,
+    edits: Path | None = None,
 ) -> Path:
     """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`; `init`: the
-    student directory (or run directory) to start from instead of the teacher."""
+    student directory (or run directory) to start from instead of the teacher; `edits`: a folder of edit
+    sources and instructions (the image-folder layout of `data`), a share `options.edit_share` of the
+    micro-batches."""
     recipe_stages(method, recipe)  # refuse a bad method / recipe before loading the teacher
     pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
     name = teacher if isinstance(teacher, str) else pipeline.spec.name
@@ -164,7 +190,12 @@ def distill_model(
         name,
         reward=options.extra.get("reward_name") is not None,
         data=data is not None,
+        edits=edits is not None,
     )
+    if edits is None and options.edit_share > 0:
+        raise UsageError("--edit-share needs edit sources: --edits DIR (images + metadata.jsonl)")
+    if not 0.0 <= options.edit_share <= 1.0:
+        raise UsageError(f"--edit-share is a share of the micro-batches, 0 to 1; got {options.edit_share}")
     if options.extra.get("reward_name") is not None:
         from seed_core.registry import get_registry
 
@@ -172,11 +203,13 @@ def distill_model(
         model = spec.build(device)
         model.margin = spec.margin if options.reward_margin is None else options.reward_margin
         options.extra["reward"] = model
-    if data is not None:
-        from seed_distill.data import encode_folder
+    for key, folder in (("data", data), ("edits", edits)):  # encoded once, kept in memory for the run
+        if folder is not None:
+            from seed_distill.data import encode_folder
 
-        w, h = size or pipeline.default_size
-        options.extra["data"] = encode_folder(target, data, (w, h))
+            options.extra[key] = encode_folder(target, folder, size or pipeline.default_size, flag=f"--{key}")
+    if edits is not None:
+        options.extra["edits_dir"] = edits  # recorded in the student's info
     options.extra["name"] = method or recipe
     start = None
     if init is not None:
@@ -238,6 +271,8 @@ DEFAULTS: dict[str, Any] = {
     "fsdp": False,
     "data": None,
     "init": None,
+    "edits": None,
+    "edit_share": None,
     "tscd_target": "teacher",
     "tscd_points": "any",
     "critic_warmup": 0,
@@ -297,6 +332,7 @@ def run_command(**kw: Any) -> Path | None:
         gan=kw["gan"],
         reward_weight=reward_weight,
         reward_margin=kw["reward_margin"],
+        edit_share=kw["edit_share"] if kw["edit_share"] is not None else (0.25 if kw["edits"] else 0.0),
     )
     if kw["reward"] is not None:
         options.extra["reward_name"] = kw["reward"]
@@ -336,6 +372,7 @@ def run_command(**kw: Any) -> Path | None:
                 progress=tick,
                 data=kw["data"],
                 init=kw["init"],
+                edits=kw["edits"],
             )
         except BaseException:
             leave_world(world, failed=True)

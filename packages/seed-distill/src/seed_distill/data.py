@@ -36,11 +36,12 @@ class RealData:
         return self.latents[index.to(self.latents.device)], [self.captions[int(i)] for i in index]
 
 
-def read_folder(directory: Path) -> list[tuple[Path, str]]:
-    """(image, caption) pairs of an image folder; one clear line for a folder that is not one."""
+def read_folder(directory: Path, flag: str = "--data") -> list[tuple[Path, str]]:
+    """(image, caption) pairs of an image folder; one clear line (naming the option `flag`) for a folder
+    that is not one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise UsageError(f"--data {directory}: no such directory")
+        raise UsageError(f"{flag} {directory}: no such directory")
     meta = directory / "metadata.jsonl"
     pairs: list[tuple[Path, str]] = []
     if meta.is_file():
@@ -68,7 +69,7 @@ def read_folder(directory: Path) -> list[tuple[Path, str]]:
                 pairs.append((path, prompt))
     if not pairs:
         raise UsageError(
-            f"--data {directory}: no captioned images (give metadata.jsonl with file_name and text, or "
+            f"{flag} {directory}: no captioned images (give metadata.jsonl with file_name and text, or "
             "images made by `seed generate`)"
         )
     return pairs
@@ -92,9 +93,11 @@ def load_images(paths: Sequence[Path], size: tuple[int, int]) -> torch.Tensor:
     return torch.stack(out)
 
 
-def encode_folder(target: Any, directory: Path, size: tuple[int, int], chunk: int = 32) -> RealData:
+def encode_folder(
+    target: Any, directory: Path, size: tuple[int, int], chunk: int = 32, flag: str = "--data"
+) -> RealData:
     """Read, resize and encode a folder once (the latents stay in memory for the run)."""
-    pairs = read_folder(directory)
+    pairs = read_folder(directory, flag)
     latents = []
     for i in range(0, len(pairs), chunk):
         pixels = load_images([p for p, _ in pairs[i : i + chunk]], size)

@@ -72,7 +72,10 @@ class Options:
     gan_critic: float = 1e-2  # DMD2 with real data: weight of the classifier loss in the fake score's phase
     reward_weight: float = 0.0  # ReFL term on generator losses (needs a reward model in extra["reward"])
     reward_margin: float | None = None  # None: the reward model's own margin
-    # not saved with the student: the reward model ("reward"), real data ("data")
+    # share of micro-batches that are instruction edits of extra["edits"] (sources + instructions, from
+    # `--edits DIR`) instead of the text-to-image prompts: the student keeps editing (RESULTS, session 15)
+    edit_share: float = 0.0
+    # not saved with the student: the reward model ("reward"), real data ("data"), edit sources ("edits")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -159,7 +162,7 @@ class Method:
     ) -> tuple[torch.Tensor, Any]:
         """Backward simulation: run the student k ~ U{0..steps-1} steps without gradient, then predict
         x0 from there (with gradient when `grad`). Returns (x0, conditions); `cond` (else drawn)."""
-        cond = self.target.sample_conditions(n, gen) if cond is None else cond
+        cond = self.sample_conditions(gen, n) if cond is None else cond
         x = self.target.sample_noise(n, gen)
         k = int(torch.randint(0, len(self.grid) - 1, (), generator=gen))
         with torch.no_grad():
@@ -180,7 +183,7 @@ class Method:
     def teacher_trajectory(self, gen: torch.Generator, n: int, w: Any = None) -> tuple[torch.Tensor, Any]:
         """Every state of the teacher's Euler ODE at `teacher_steps` with CFG, (teacher_steps + 1, n, ...)
         from the noise to x0 on `flow_timesteps(teacher_steps, shift)`, and the conditions."""
-        cond = self.target.sample_conditions(n, gen)
+        cond = self.sample_conditions(gen, n)
         x = self.target.sample_noise(n, gen)
         grid = flow_timesteps(self.o.teacher_steps, self.target.shift, device=x.device)
         states = [x]
@@ -189,6 +192,16 @@ class Method:
             x = L.euler_jump(x, t, self.teacher_velocity(x, t, cond, w), s)
             states.append(x)
         return torch.stack(states), cond
+
+    def sample_conditions(self, gen: torch.Generator, n: int) -> Any:
+        """A micro-batch of training conditions: edits of the `--edits` sources with probability
+        `edit_share` (a whole micro-batch: edits and prompts differ in their inputs), else prompts. Without
+        edits nothing extra is drawn from `gen`, so runs without them are unchanged."""
+        edits = self.o.extra.get("edits")
+        if edits is not None and self.o.edit_share > 0:
+            if float(torch.rand((), generator=gen)) < self.o.edit_share:
+                return self.target.edit_conditions(*edits.batch(n, gen))
+        return self.target.sample_conditions(n, gen)
 
     def noise_like(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(x.shape, generator=gen).to(x.device)
@@ -579,7 +592,7 @@ class TSCD(Method):
             starts = torch.arange(0, self.o.teacher_steps, per, device=states.device)
             x_t, target = states[starts].flatten(0, 1), states[starts + per].flatten(0, 1)
             t, s = self.coarse[starts].repeat_interleave(n), self.coarse[starts + per].repeat_interleave(n)
-            cond = self.target.conditions(self.target.prompts(cond) * self.o.steps)
+            cond = self.target.repeat_conditions(cond, self.o.steps)
         else:
             i = torch.randint(0, self.o.teacher_steps, (n,), generator=gen).to(states.device)
             end = (i // per + 1) * per

@@ -162,6 +162,21 @@ def seed_register_commands(app: Any) -> None:
             Path | None,
             typer.Option(help="Real data for apt and dmd2's GAN: images + metadata.jsonl (file_name, text)."),
         ] = None,
+        edits: Annotated[
+            Path | None,
+            typer.Option(
+                help="Instruction edits to train on beside the prompts, so the student keeps editing: "
+                "source images + metadata.jsonl (file_name, text = the instruction); "
+                "`python -m seed_mini.train edits --out DIR` renders one from the shapes world."
+            ),
+        ] = None,
+        edit_share: Annotated[
+            float | None,
+            typer.Option(
+                help="Share of micro-batches that are edits of --edits [0.25 with --edits].",
+                show_default=False,
+            ),
+        ] = None,
         gan: Annotated[
             float, typer.Option(help="dmd2 with --data: weight of the generator's GAN term.")
         ] = 3e-3,
@@ -235,6 +250,8 @@ def seed_register_commands(app: Any) -> None:
             fsdp=fsdp,
             data=data,
             init=init,
+            edits=edits,
+            edit_share=edit_share,
             tscd_target=tscd_target,
             tscd_points=tscd_points,
             critic_warmup=critic_warmup,

@@ -20,6 +20,7 @@ from torch import nn
 from seed_core.distill import DistillTarget, batched_cfg
 from seed_core.errors import ConfigError
 from seed_core.files import atomic_write_bytes
+from seed_core.samplers import dual_cfg
 from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
 from seed_dit.config import TASKS, MMDiTConfig
 from seed_dit.model import Conditioning, MMDiT
@@ -32,11 +33,15 @@ STUDENT_FILE = "student.json"
 
 @dataclasses.dataclass
 class Condition:
-    """A batch of prompts encoded once: the conditional and the null (empty prompt) branch."""
+    """A batch of prompts encoded once: the conditional and the null (empty prompt) branch. An edit
+    also has the image-only branch (the source, no instruction); its null branch has zero latents in
+    place of the source, as `SeedreamPipeline.edit` samples."""
 
     full: Conditioning
     null: Conditioning
     prompts: list[str] = dataclasses.field(default_factory=list)
+    image_only: Conditioning | None = None  # edits only
+    image_guidance: float = 1.0  # edits: the image scale of the dual guidance
 
 
 class SeedreamDistillTarget(DistillTarget):
@@ -59,12 +64,14 @@ class SeedreamDistillTarget(DistillTarget):
 
     # --- conditions ---------------------------------------------------------------------------------
 
-    def _encode(self, prompts: list[str]) -> Conditioning:
+    def _encode(
+        self, prompts: list[str], task: str = "generate", references: tuple[torch.Tensor, ...] = ()
+    ) -> Conditioning:
         with torch.no_grad():
             emb = self.pipeline.text_encoder.encode(prompts, device=self.device)
         n = len(prompts)
-        task = torch.full((n,), TASKS["generate"], device=self.device)
-        return Conditioning(emb.tokens.float(), emb.mask, emb.pooled.float(), task)
+        tasks = torch.full((n,), TASKS[task], device=self.device)
+        return Conditioning(emb.tokens.float(), emb.mask, emb.pooled.float(), tasks, references=references)
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> Condition:
         rng = random.Random(int(torch.randint(0, 2**62, (), generator=generator)))
@@ -77,6 +84,31 @@ class SeedreamDistillTarget(DistillTarget):
     def prompts(self, cond: Any) -> list[str]:
         assert isinstance(cond, Condition)
         return list(cond.prompts)
+
+    def edit_conditions(self, sources: torch.Tensor, instructions: Sequence[str]) -> Condition:
+        instructions = list(instructions)
+        if sources.shape[0] != len(instructions):
+            raise ConfigError(f"{sources.shape[0]} edit sources for {len(instructions)} instructions")
+        refs = (sources.to(self.device).float(),)
+        empty = self._encode([""] * len(instructions), "edit", refs)
+        return Condition(
+            self._encode(instructions, "edit", refs),
+            dataclasses.replace(empty, references=(torch.zeros_like(refs[0]),)),
+            instructions,
+            image_only=empty,
+            image_guidance=self.pipeline.config.default_image_guidance,
+        )
+
+    def repeat_conditions(self, cond: Any, k: int) -> Condition:
+        assert isinstance(cond, Condition)
+        image_only = None if cond.image_only is None else _cat(*[cond.image_only] * k)
+        return Condition(
+            _cat(*[cond.full] * k),
+            _cat(*[cond.null] * k),
+            cond.prompts * k,
+            image_only=image_only,
+            image_guidance=cond.image_guidance,
+        )
 
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn((n, *self.latent), generator=generator).to(self.device)
@@ -92,6 +124,13 @@ class SeedreamDistillTarget(DistillTarget):
         guidance: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         assert isinstance(net, MMDiT) and isinstance(cond, Condition)
+        if cond.image_only is not None:
+            # an edit, guided as `SeedreamPipeline.edit` guides it: three branches, `guidance` the text
+            # scale, and no embedded scale even for a guidance-distilled student (the pipeline sets none)
+            both = _cat(cond.full, cond.image_only, cond.null)
+            full, image, null = net(x.repeat(3, 1, 1, 1), t.repeat(3), both).float().chunk(3)
+            text = guidance.view(-1, 1, 1, 1) if isinstance(guidance, torch.Tensor) else guidance
+            return dual_cfg(full, image, null, text, cond.image_guidance)
         if net.guidance_in is not None:  # a guidance-distilled student: the scale is an input
             g = torch.as_tensor(guidance, dtype=torch.float32, device=x.device).expand(x.shape[0])
             return net(x, t, dataclasses.replace(cond.full, guidance=g)).float()
@@ -104,13 +143,14 @@ class SeedreamDistillTarget(DistillTarget):
         assert isinstance(net, MMDiT) and isinstance(cond, Condition)
         found: dict[int, torch.Tensor] = {}
         n_img = (x.shape[-2] // net.cfg.patch_size) * (x.shape[-1] // net.cfg.patch_size)
+        lt = cond.full.text.shape[1]  # single blocks: text, the image, then any reference images
         blocks = [*net.dual_blocks, *net.single_blocks]
         handles = []
         for depth in self.depths:
 
             def keep(_m: nn.Module, _i: Any, out: Any, depth: int = depth) -> None:
                 tokens = out[0] if isinstance(out, tuple) else out  # dual: (img, txt); single: text + image
-                found[depth] = tokens[:, :n_img] if isinstance(out, tuple) else tokens[:, -n_img:]
+                found[depth] = tokens[:, :n_img] if isinstance(out, tuple) else tokens[:, lt : lt + n_img]
 
             handles.append(blocks[depth - 1].register_forward_hook(keep))
         try:
@@ -167,12 +207,14 @@ class SeedreamDistillTarget(DistillTarget):
             return self.pipeline.vae.encode(pixels.to(self.device)).float()
 
 
-def _cat(a: Conditioning, b: Conditioning) -> Conditioning:
+def _cat(*parts: Conditioning) -> Conditioning:
+    """Conditionings stacked along the batch (their references too: each has the same count)."""
     return Conditioning(
-        torch.cat((a.text, b.text)),
-        torch.cat((a.text_mask, b.text_mask)),
-        torch.cat((a.pooled, b.pooled)),
-        torch.cat((a.task, b.task)),
+        torch.cat([c.text for c in parts]),
+        torch.cat([c.text_mask for c in parts]),
+        torch.cat([c.pooled for c in parts]),
+        torch.cat([c.task for c in parts]),
+        references=tuple(torch.cat(refs) for refs in zip(*[c.references for c in parts], strict=True)),
     )
 
 

@@ -10,6 +10,8 @@ it stopped and follows the same loss curve. The same code runs on a GPU (`--devi
     python -m seed_mini.train export --out runs/dit --vae runs/vae --to DIR   # EMA of the last checkpoint
     python -m seed_mini.train bundle --out runs/dit --to DIR       # EMA + live weights as two fp16 files
     python -m seed_mini.train unbundle --bundle FILE --vae runs/vae --to DIR
+    python -m seed_mini.train data --out DIR [--count N]    # captioned renders: `seed distill --data`
+    python -m seed_mini.train edits --out DIR [--count N]   # edit sources + instructions: `--edits`
 """
 
 from __future__ import annotations
@@ -832,13 +834,41 @@ def write_dataset(out: Path, count: int, *, size: int = 64, seed: int = 0) -> in
     return count
 
 
+def write_edits(out: Path, count: int, *, size: int = 64, seed: int = 0) -> int:
+    """Render `count` edit sources with their instructions into an image folder (PNG + metadata.jsonl,
+    the layout `seed distill --edits` reads), every operation in equal share, the scenes drawn as
+    `metrics.edit_suite` draws them. Seed 2027 would reproduce that suite's draws; other seeds give other
+    draws (in a world this small a few may still coincide with the suite's)."""
+    from PIL import Image
+
+    from seed_core.files import atomic_write_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    lines = []
+    for start in range(0, count, 64):
+        edits: list[world.Edit] = []
+        while len(edits) < min(64, count - start):
+            op = world.EDIT_OPS[(start + len(edits)) % len(world.EDIT_OPS)]
+            edit = world.make_edit(world.sample_scene(rng, rng.choice((1, 2, 2, 3))), rng, op)
+            if edit is not None:
+                edits.append(edit)
+        images = (world.render_batch([e.source for e in edits], size) * 255).round().clamp(0, 255)
+        for i, (edit, image) in enumerate(zip(edits, images.to(torch.uint8), strict=True)):
+            name = f"{start + i:06d}.png"
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(out / name)
+            lines.append(json.dumps({"file_name": name, "text": edit.instruction, "op": edit.op}))
+    atomic_write_bytes(out / "metadata.jsonl", ("\n".join(lines) + "\n").encode(), force=True)
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m seed_mini.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data"))
+    parser.add_argument("stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data", "edits"))
     parser.add_argument("--out", type=Path, help="the run directory (every stage but unbundle)")
     parser.add_argument("--vae", type=Path, help="trained autoencoder directory (for the dit stage)")
     parser.add_argument("--steps", type=int, default=0)
@@ -896,8 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="dit stage: profile N steps, 20 steps in, into OUT/profile.txt (operators by device, host time)",
     )
-    parser.add_argument("--count", type=int, default=512, help="data stage: scenes to render")
-    parser.add_argument("--size", type=int, default=64, help="data stage: image side in pixels")
+    parser.add_argument("--count", type=int, default=512, help="data / edits stage: images to render")
+    parser.add_argument("--size", type=int, default=64, help="data / edits stage: image side in pixels")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress under nohup / tee
     torch.set_flush_denormal(
@@ -909,6 +939,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "data":
         written = write_dataset(args.out, args.count, size=args.size, seed=args.seed)
         print(f"wrote {written} captioned images and metadata.jsonl to {args.out}")
+        return 0
+    if args.stage == "edits":
+        written = write_edits(args.out, args.count, size=args.size, seed=args.seed)
+        print(f"wrote {written} edit sources with instructions (metadata.jsonl) to {args.out}")
         return 0
     if args.stage == "bundle":
         if args.to is None:
