@@ -50,7 +50,8 @@ def test_one_step_students_learn(
 
 # the EMA target walks a fine grid of teacher_steps x steps = 8 steps; the teacher's target gets as many
 @pytest.mark.parametrize(
-    ("aim", "teacher_steps", "points"), [("ema", 4, "any"), ("teacher", 8, "any"), ("teacher", 8, "starts")]
+    ("aim", "teacher_steps", "points"),
+    [("ema", 4, "any"), ("teacher", 8, "any"), ("teacher", 8, "starts"), ("teacher", 8, "own")],
 )
 def test_tscd_learns(
     target: toy.ToyTarget, tmp_path: Path, aim: str, teacher_steps: int, points: str
@@ -196,7 +197,7 @@ def test_tscd_refuses_a_target_it_cannot_reach(target: toy.ToyTarget) -> None:
         TSCD(target, student, Options(steps=4, teacher_steps=6, tscd_target="teacher"))
     with pytest.raises(UsageError, match="target 'nearest'; use ema or teacher"):
         TSCD(target, student, Options(tscd_target="nearest"))
-    with pytest.raises(UsageError, match="points 'middle'; use any or starts"):
+    with pytest.raises(UsageError, match="points 'middle'; use any, starts or own"):
         TSCD(target, student, Options(tscd_points="middle"))
     with pytest.raises(UsageError, match="--tscd-points starts needs --tscd-target teacher"):
         TSCD(target, student, Options(tscd_points="starts", tscd_target="ema"))
@@ -223,6 +224,37 @@ def test_tscd_from_the_starts_trains_on_every_jump_of_the_sampler(target: toy.To
     assert x.shape[0] == 10  # 5 trajectories x 2 jumps
     torch.testing.assert_close(t, method.coarse[torch.tensor([0, 2])].repeat_interleave(5))
     torch.testing.assert_close(x, states[torch.tensor([0, 2])].flatten(0, 1))
+
+
+def test_tscd_own_points_start_where_the_student_samples(target: toy.ToyTarget) -> None:
+    """With `tscd_points="own"` the jumps start at the states of the student's own chain (the first at
+    the noise) and the targets are the teacher's ODE from each of them over its segment."""
+    from seed_distill import losses as L
+    from seed_distill.methods import TSCD
+
+    student = target.make_student()
+    with torch.no_grad():  # a student unlike the teacher, so its chain leaves the teacher's trajectory
+        for p in student.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    method = TSCD(target, student, Options(steps=2, teacher_steps=4, tscd_points="own"))
+    seen: list[torch.Tensor] = []
+    real = method.student_velocity
+
+    def spy(x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return real(x, t, cond)
+
+    method.student_velocity = spy  # type: ignore[method-assign]
+    method.teacher_loss(torch.Generator().manual_seed(3), 5)
+    chain0, chain1, trained = seen  # the chain's two steps (no gradient), then the training pass
+    assert trained.shape[0] == 10
+    torch.testing.assert_close(trained, torch.cat((chain0, chain1)))
+    cond = target.sample_conditions(5, torch.Generator().manual_seed(3))
+    x = chain0
+    for i in range(2):  # the teacher's first segment from the noise is not where the student went
+        t, s = method.coarse[i].expand(5), method.coarse[i + 1].expand(5)
+        x = L.euler_jump(x, t, method.teacher_velocity(x, t, cond), s)
+    assert not torch.allclose(x, chain1, atol=1e-3)
 
 
 def test_critics_warm_up_before_the_first_generator_update(target: toy.ToyTarget, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from seed_mini import metrics, world
 from seed_mini.analyzer import analyze
 
@@ -94,3 +96,35 @@ def test_suite_is_fixed():
         and {c.category for c in a} == {"single", "relation", "counting", "background"}
     )
     assert metrics.SUITE_VERSION == 1
+
+
+def _result(seed: int, single: float, edit: float, ratio: float, fd: float, version: int = 1) -> dict:
+    return {
+        "suite_version": version,
+        "settings": {"seed": seed},
+        "prompt_accuracy": {"single": single, "relation": 0.0, "counting": 0.25, "background": 1.0},
+        "prompt_cases": {"single": 24, "relation": 24, "counting": 24, "background": 24},
+        "edit": {"success": edit, "preservation": 0.9, "psnr_outside_db": 30.0, "cases": 42},
+        "compose": {"success": 0.0, "cases": 16},
+        "diversity": {"a shape": {"entropy_ratio": ratio, "tv_distance": 0.5, "samples": 48}},
+        "frechet": {"distance": fd, "floor": 30.0, "samples": 192},
+        "seconds": 10.0,
+    }
+
+
+def test_pooled_runs_count_every_case_and_give_the_standard_error() -> None:
+    from seed_mini.evaluate import SEED_STRIDE, pool
+
+    pooled = pool([_result(0, 0.5, 0.5, 0.4, 100.0), _result(SEED_STRIDE, 1.0, 0.0, 0.8, 200.0)])
+    assert pooled["prompt_accuracy"]["single"] == 0.75 and pooled["prompt_cases"]["single"] == 48
+    assert pooled["edit"]["success"] == 0.25 and pooled["edit"]["cases"] == 84
+    assert pooled["diversity"]["a shape"]["entropy_ratio"] == pytest.approx(0.6)
+    assert pooled["frechet"]["distance"] == 150.0 and pooled["seconds"] == 20.0
+    p = pooled["pooled"]
+    assert p["seeds"] == [0, SEED_STRIDE] and p["prompt_mean"] == pytest.approx((0.75 + 0 + 0.25 + 1) / 4)
+    # binomial: sqrt(sum p (1 - p) / n) / 4 over the four categories of 48 cases
+    assert p["prompt_mean_se"] == pytest.approx((0.75 * 0.25 / 48 + 0.25 * 0.75 / 48) ** 0.5 / 4)
+    with pytest.raises(ValueError, match="same seed"):
+        pool([_result(3, 0.5, 0.5, 0.4, 100.0)] * 2)
+    with pytest.raises(ValueError, match="different suite versions"):
+        pool([_result(0, 0.5, 0.5, 0.4, 100.0), _result(1, 0.5, 0.5, 0.4, 100.0, version=2)])

@@ -63,6 +63,19 @@ def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_eval_at_several_seeds_pools_them(seed_registry_factory, tmp_path):
+    seed_registry_factory(entry_points=True, env={})
+    out = tmp_path / "eval.json"
+    args = ["eval", "-m", "toy-gradient", "--quick", "--steps", "1", "--size", "64", "--seed", "3"]
+    result = CliRunner().invoke(create_app(), [*args, "--seeds", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["pooled"]["seeds"] == [3, 10_003] and data["prompt_cases"]["single"] == 12
+    assert "mean of four, seeds 3, 10003" in result.output
+    bad = CliRunner().invoke(create_app(), [*args, "--seeds", "0"])
+    assert bad.exit_code == 2 and "--seeds must be >= 1" in bad.output
+
+
 def test_eval_at_a_size_runs_the_text_to_image_suites(seed_registry_factory, tmp_path):
     seed_registry_factory(entry_points=True, env={})
     out = tmp_path / "eval.json"

@@ -59,8 +59,9 @@ class Options:
     # TSCD: "teacher" (land where the teacher's ODE lands) or "ema" (one teacher step, then the EMA student:
     # Hyper-SD's consistency form); on seedream-mini "teacher" measured better at equal cost (RESULTS.md)
     tscd_target: str = "teacher"
-    # TSCD with the teacher's target: where the jumps start, "any" (a random teacher step of the segment)
-    # or "starts" (every segment's start of each trajectory: the points a `steps`-step sampler visits)
+    # TSCD with the teacher's target: where the jumps start, "any" (a random teacher step of the segment),
+    # "starts" (every segment's start of each teacher trajectory) or "own" (every segment's start of the
+    # student's own sampling chain, the teacher's ODE from there the target: no exposure bias)
     tscd_points: str = "any"
     r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
     r1_sigma: float = 0.05
@@ -564,10 +565,10 @@ class TSCD(Method):
         super().__init__(target, student, options, shard)
         if options.tscd_target not in ("ema", "teacher"):
             raise UsageError(f"tscd: target '{options.tscd_target}'; use ema or teacher")
-        if options.tscd_points not in ("any", "starts"):
-            raise UsageError(f"tscd: points '{options.tscd_points}'; use any or starts")
-        if options.tscd_points == "starts" and options.tscd_target != "teacher":
-            raise UsageError("tscd: --tscd-points starts needs --tscd-target teacher")
+        if options.tscd_points not in ("any", "starts", "own"):
+            raise UsageError(f"tscd: points '{options.tscd_points}'; use any, starts or own")
+        if options.tscd_points != "any" and options.tscd_target != "teacher":
+            raise UsageError(f"tscd: --tscd-points {options.tscd_points} needs --tscd-target teacher")
         if options.tscd_target == "teacher" and options.teacher_steps % options.steps:
             raise UsageError(
                 f"tscd with the teacher's target: --teacher-steps ({options.teacher_steps}) must be a "
@@ -585,7 +586,33 @@ class TSCD(Method):
     def modules(self) -> dict[str, nn.Module]:
         return {} if self.ema is None else {"ema": self.ema}
 
+    def own_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        """From every segment start of the student's own chain (run without gradient), its jump must land
+        where the teacher's ODE from that state lands at the segment's end (DAgger-style: the student
+        is trained where it will be, not only on the teacher's trajectory)."""
+        cond = self.sample_conditions(gen, n)
+        x = self.target.sample_noise(n, gen)
+        per = self.o.teacher_steps // self.o.steps
+        starts, targets = [], []
+        with torch.no_grad():
+            for k in range(self.o.steps):
+                starts.append(x)
+                y = x
+                for i in range(k * per, (k + 1) * per):
+                    t, s = self.coarse[i].expand(n), self.coarse[i + 1].expand(n)
+                    y = L.euler_jump(y, t, self.teacher_velocity(y, t, cond), s)
+                targets.append(y)
+                t, s = self.grid[k].expand(n), self.grid[k + 1].expand(n)
+                x = L.euler_jump(x, t, self.student_velocity(x, t, cond), s)
+        x_t, target = torch.cat(starts), torch.cat(targets)  # step-major rows, as "starts"
+        t, s = self.grid[:-1].repeat_interleave(n), self.grid[1:].repeat_interleave(n)
+        cond = self.target.repeat_conditions(cond, self.o.steps)
+        pred = L.euler_jump(x_t, t, self.student_velocity(x_t, t, cond), s)
+        return torch.nn.functional.mse_loss(pred, target)
+
     def teacher_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        if self.o.tscd_points == "own":
+            return self.own_loss(gen, n)
         states, cond = self.teacher_trajectory(gen, n)  # (T + 1, n, ...)
         per = self.o.teacher_steps // self.o.steps  # teacher steps per student step
         if self.o.tscd_points == "starts":  # all `steps` jumps of each trajectory, step-major rows

@@ -147,8 +147,9 @@ def seed_register_commands(app: Any) -> None:
             str,
             typer.Option(
                 help="tscd with the teacher's target: where jumps start: 'any' (a random teacher step of "
-                "a segment) or 'starts' (every segment's start of each teacher trajectory, the points the "
-                "student's sampler visits: --student-steps pairs per trajectory)."
+                "a segment), 'starts' (every segment's start of each teacher trajectory: --student-steps "
+                "pairs per trajectory) or 'own' (every segment's start of the student's own sampling "
+                "chain, the teacher's ODE from there as the target)."
             ),
         ] = "any",
         init: Annotated[

@@ -147,6 +147,77 @@ def evaluate(
     }
 
 
+#: the text-to-image categories whose mean is a model's prompt accuracy (the 256-px check stands apart)
+CATEGORIES = ("single", "relation", "counting", "background")
+#: base seeds of pooled runs lie this far apart: case i of a suite is sampled at seed + i (the diversity
+#: samples at seed + 1000 + i), so base seeds 1 apart would share all but one diversity sample
+SEED_STRIDE = 10_000
+
+
+def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs of the same model and suite at different base seeds (`seed eval --seeds N`):
+    accuracies over all their cases, diversity and the Fréchet distance averaged, and `pooled` with the
+    seeds, the mean of the four prompt categories and its binomial standard error (one suite has 24
+    cases a category: about 5 points of error on a mean near 33%, more than most differences measured
+    between students)."""
+    if not results:
+        raise ValueError("nothing to pool")
+    versions = {r["suite_version"] for r in results}
+    seeds = [r["settings"]["seed"] for r in results]
+    if len(versions) > 1:
+        raise ValueError(f"runs of different suite versions {sorted(versions)}: pool one version at a time")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"two runs with the same seed ({seeds}) are the same samples: pool other seeds")
+
+    def weighted(values: Sequence[float], weights: Sequence[int]) -> float:
+        return sum(v * w for v, w in zip(values, weights, strict=True)) / max(sum(weights), 1)
+
+    first = results[0]
+    accuracy, cases = {}, {}
+    for category in first["prompt_accuracy"]:
+        counts = [r["prompt_cases"][category] for r in results]
+        accuracy[category] = weighted([r["prompt_accuracy"][category] for r in results], counts)
+        cases[category] = sum(counts)
+    four = [c for c in CATEGORIES if c in cases]
+    variance = sum(accuracy[c] * (1 - accuracy[c]) / cases[c] for c in four if cases[c])
+    edit_cases = [r["edit"]["cases"] for r in results]
+    compose_cases = [r["compose"]["cases"] for r in results]
+    return {
+        **first,
+        "settings": {**first["settings"], "seed": seeds[0]},
+        "prompt_accuracy": accuracy,
+        "prompt_cases": cases,
+        "edit": {
+            **{k: weighted([r["edit"][k] for r in results], edit_cases) for k in ("success", "preservation")},
+            "psnr_outside_db": weighted([r["edit"]["psnr_outside_db"] for r in results], edit_cases),
+            "cases": sum(edit_cases),
+        },
+        "compose": {
+            "success": weighted([r["compose"]["success"] for r in results], compose_cases),
+            "cases": sum(compose_cases),
+        },
+        "diversity": {
+            prompt: {
+                "entropy_ratio": sum(r["diversity"][prompt]["entropy_ratio"] for r in results) / len(results),
+                "tv_distance": sum(r["diversity"][prompt]["tv_distance"] for r in results) / len(results),
+                "samples": sum(r["diversity"][prompt]["samples"] for r in results),
+            }
+            for prompt in first["diversity"]
+        },
+        "frechet": {
+            "distance": sum(r["frechet"]["distance"] for r in results) / len(results),
+            "floor": sum(r["frechet"]["floor"] for r in results) / len(results),
+            "samples": first["frechet"]["samples"],  # per run: the distance is of each run's samples
+        },
+        "seconds": sum(r["seconds"] for r in results),
+        "pooled": {
+            "seeds": seeds,
+            "prompt_mean": sum(accuracy[c] for c in four) / max(len(four), 1),
+            "prompt_mean_se": variance**0.5 / max(len(four), 1),
+        },
+    }
+
+
 def total_ticks(quick: bool, size: int | None = None) -> int:
     share = 4 if quick else 1
     if size is not None:

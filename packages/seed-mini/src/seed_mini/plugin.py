@@ -99,6 +99,13 @@ def seed_register_commands(app: Any) -> None:
         guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
         shift: Annotated[float | None, typer.Option(help="Timestep shift [default: the model's].")] = None,
         seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+        seeds: Annotated[
+            int,
+            typer.Option(
+                help="Run the suites at N base seeds (SEED, SEED + 10000, ...) and pool them: N times "
+                "the samples, and the standard error of the mean prompt accuracy."
+            ),
+        ] = 1,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         size: Annotated[
             int | None,
@@ -116,26 +123,33 @@ def seed_register_commands(app: Any) -> None:
         from rich.progress import Progress
         from rich.table import Table
 
+        from seed_core.errors import UsageError
         from seed_core.files import atomic_write_bytes, check_writable
-        from seed_mini.evaluate import evaluate, total_ticks
+        from seed_mini.evaluate import CATEGORIES, SEED_STRIDE, evaluate, pool, total_ticks
 
+        if seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {seeds}")
         if output is not None:
             check_writable(output, force)
         console = Console(stderr=True)
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("evaluating", total=total_ticks(quick, size))
-            result = evaluate(
-                model,
-                accel or [],
-                quick=quick,
-                steps=steps,
-                guidance=guidance,
-                shift=shift,
-                seed=seed,
-                device=device,
-                tick=lambda what: bar.update(task, advance=1, description=what),
-                size=size,
-            )
+            task = bar.add_task("evaluating", total=seeds * total_ticks(quick, size))
+            runs = [
+                evaluate(
+                    model,
+                    accel or [],
+                    quick=quick,
+                    steps=steps,
+                    guidance=guidance,
+                    shift=shift,
+                    seed=seed + k * SEED_STRIDE,
+                    device=device,
+                    tick=lambda what: bar.update(task, advance=1, description=what),
+                    size=size,
+                )
+                for k in range(seeds)
+            ]
+            result = pool(runs) if seeds > 1 else runs[0]
         at = f" at {size}x{size}" if size else ""
         table = Table(title=f"seed eval: {model} {' '.join(accel or [])}{at}".strip(), title_justify="left")
         table.add_column("metric")
@@ -165,6 +179,13 @@ def seed_register_commands(app: Any) -> None:
         table.add_row(
             "Fréchet distance (floor)", f"{fd['distance']:.2f} ({fd['floor']:.2f})", str(fd["samples"])
         )
+        if "pooled" in result:
+            p = result["pooled"]
+            table.add_row(
+                f"prompt accuracy: mean of four, seeds {', '.join(map(str, p['seeds']))}",
+                f"{p['prompt_mean']:.1%} ± {p['prompt_mean_se']:.1%}",
+                str(sum(result["prompt_cases"].get(c, 0) for c in CATEGORIES)),
+            )
         table.add_row("seconds", f"{result['seconds']:.0f}", "")
         Console().print(table)
         if output is not None:
