@@ -44,12 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     table: dict[str, dict[str, Any]] = {}
     for group in args.groups:
-        label, sep, files = group.partition("=")
+        label, sep, files = group.rpartition("=")  # a label may hold "=" (tscd:steps=4), a file not
         if not sep or not files:
             raise SystemExit(f"'{group}': give LABEL=FILE,FILE,...")
         try:
             table[label] = pool([json.loads(Path(f).read_text()) for f in files.split(",")])
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise SystemExit(f"{label}: {exc}") from None
     columns = ("model", "seeds", "single / relation / counting / background", "mean ± se", "edits")
     print("| " + " | ".join((*columns, "diversity", "FD")) + " |")
