@@ -13,7 +13,7 @@
 #              dit-profile.txt has 10 steps' operators by GPU and host time.
 #   teacher    the live weights of that run as a model directory (/tmp/teacher)
 #   distill    issue 6: both shipped students made again from /tmp/teacher (or $TEACHER), side by side
-#              (tscd-4: cfg, then tscd from it; dmdx-1: the dmdx recipe),
+#              (tscd-4: cfg, then tscd, then tscd --tscd-points own; dmdx-1: the dmdx recipe),
 #              each within $DISTILL_MINUTES (default 3.0; `seed distill --minutes` plans the steps);
 #              they come back in students/ with their logs. Not yet run on a GPU (a CPU dry run of
 #              the parts, with the plugins found as below, passed in session 12)
@@ -97,10 +97,13 @@ student() {  # student NAME "--recipe R | --method M [--init DIR]" STEPS MINUTES
         "--lr 5e-5 --ratio 5 --minutes $4 --device $DEVICE --force -o /tmp/distill/$1" \
         ">/tmp/distill-$1.txt 2>&1"
 }
-# the shipped 4-step student is cfg, then tscd from it (RESULTS, session 13): a third of the time, then the rest
-third=$(awk "BEGIN {print $DISTILL_MINUTES / 3}"); rest=$(awk "BEGIN {print $DISTILL_MINUTES * 2 / 3}")
-part distill $((90 + ${DISTILL_MINUTES%.*} * 60 + 60)) bash -c "rm -rf /tmp/distill; \
-    ( $(student cfg-4 '--method cfg' 4 $third) && $(student tscd-4 '--method tscd --init /tmp/distill/cfg-4' 4 $rest) ) & \
+# the shipped 4-step student is cfg, then tscd from it, then tscd from its own chain (RESULTS, sessions 13
+# and 15; 240, 480 and 480 CPU steps): a fifth of the time, then two fifths each
+fifth=$(awk "BEGIN {print $DISTILL_MINUTES / 5}"); two=$(awk "BEGIN {print $DISTILL_MINUTES * 2 / 5}")
+part distill $((90 + ${DISTILL_MINUTES%.*} * 60 + 90)) bash -c "rm -rf /tmp/distill; \
+    ( $(student cfg-4 '--method cfg' 4 $fifth) && \
+      $(student tscd-4a '--method tscd --init /tmp/distill/cfg-4' 4 $two) && \
+      $(student tscd-4 '--method tscd --tscd-points own --init /tmp/distill/tscd-4a' 4 $two) ) & \
     a=\$!; $(student dmdx-1 '--recipe dmdx' 1 $DISTILL_MINUTES) & b=\$!; wait \$a; ra=\$?; wait \$b; rb=\$?; \
     for f in /tmp/distill-*.txt; do echo \"--- \$f\"; tail -c 2000 \$f; done; exit \$((ra | rb))"
 case " $PARTS " in *" distill "*)                # issue 6
