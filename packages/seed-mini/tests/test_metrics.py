@@ -124,6 +124,10 @@ def test_pooled_runs_count_every_case_and_give_the_standard_error() -> None:
     assert p["seeds"] == [0, SEED_STRIDE] and p["prompt_mean"] == pytest.approx((0.75 + 0 + 0.25 + 1) / 4)
     # binomial: sqrt(sum p (1 - p) / n) / 4 over the four categories of 48 cases
     assert p["prompt_mean_se"] == pytest.approx((0.75 * 0.25 / 48 + 0.25 * 0.75 / 48) ** 0.5 / 4)
+    assert pool([pooled]) is pooled  # already pooled: as it is
+    again = pool([pooled, _result(2 * SEED_STRIDE, 0.0, 0.0, 0.4, 100.0)])
+    assert again["pooled"]["seeds"] == [0, SEED_STRIDE, 2 * SEED_STRIDE]
+    assert again["prompt_cases"]["single"] == 72 and again["prompt_accuracy"]["single"] == 0.5
     with pytest.raises(ValueError, match="same seed"):
         pool([_result(3, 0.5, 0.5, 0.4, 100.0)] * 2)
     with pytest.raises(ValueError, match="different suite versions"):

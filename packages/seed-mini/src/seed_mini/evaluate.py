@@ -162,8 +162,11 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     between students)."""
     if not results:
         raise ValueError("nothing to pool")
+    if len(results) == 1 and "pooled" in results[0]:
+        return results[0]
     versions = {r["suite_version"] for r in results}
-    seeds = [r["settings"]["seed"] for r in results]
+    # a result pooled before brings all its seeds
+    seeds = [s for r in results for s in r.get("pooled", {}).get("seeds", [r["settings"]["seed"]])]
     if len(versions) > 1:
         raise ValueError(f"runs of different suite versions {sorted(versions)}: pool one version at a time")
     if len(set(seeds)) < len(seeds):
