@@ -246,10 +246,13 @@ def test_tscd_own_points_start_where_the_student_samples(target: toy.ToyTarget) 
 
     method.student_velocity = spy  # type: ignore[method-assign]
     method.teacher_loss(torch.Generator().manual_seed(3), 5)
-    chain0, chain1, trained = seen  # the chain's two steps (no gradient), then the training pass
+    chain0, trained = seen  # the chain's one jump that is used (no gradient), then the training pass
+    cond = target.sample_conditions(5, torch.Generator().manual_seed(3))
+    with torch.no_grad():  # where the student's first jump lands: the second start
+        t0, t1 = method.grid[0].expand(5), method.grid[1].expand(5)
+        chain1 = L.euler_jump(chain0, t0, real(chain0, t0, cond), t1)
     assert trained.shape[0] == 10
     torch.testing.assert_close(trained, torch.cat((chain0, chain1)))
-    cond = target.sample_conditions(5, torch.Generator().manual_seed(3))
     x = chain0
     for i in range(2):  # the teacher's first segment from the noise is not where the student went
         t, s = method.coarse[i].expand(5), method.coarse[i + 1].expand(5)

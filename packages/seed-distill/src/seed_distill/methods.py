@@ -187,12 +187,18 @@ class Method:
         cond = self.sample_conditions(gen, n)
         x = self.target.sample_noise(n, gen)
         grid = flow_timesteps(self.o.teacher_steps, self.target.shift, device=x.device)
-        states = [x]
-        for i in range(self.o.teacher_steps):
-            t, s = grid[i].expand(n), grid[i + 1].expand(n)
+        return torch.stack([x, *self.teacher_ode(x, cond, grid, 0, self.o.teacher_steps, w)]), cond
+
+    def teacher_ode(
+        self, x: torch.Tensor, cond: Any, grid: torch.Tensor, start: int, end: int, w: Any = None
+    ) -> list[torch.Tensor]:
+        """The teacher's Euler states with CFG from x at grid[start] to grid[end], one a step."""
+        states = []
+        for i in range(start, end):
+            t, s = grid[i].expand(x.shape[0]), grid[i + 1].expand(x.shape[0])
             x = L.euler_jump(x, t, self.teacher_velocity(x, t, cond, w), s)
             states.append(x)
-        return torch.stack(states), cond
+        return states
 
     def sample_conditions(self, gen: torch.Generator, n: int) -> Any:
         """A micro-batch of training conditions: edits of the `--edits` sources with probability
@@ -597,13 +603,10 @@ class TSCD(Method):
         with torch.no_grad():
             for k in range(self.o.steps):
                 starts.append(x)
-                y = x
-                for i in range(k * per, (k + 1) * per):
-                    t, s = self.coarse[i].expand(n), self.coarse[i + 1].expand(n)
-                    y = L.euler_jump(y, t, self.teacher_velocity(y, t, cond), s)
-                targets.append(y)
-                t, s = self.grid[k].expand(n), self.grid[k + 1].expand(n)
-                x = L.euler_jump(x, t, self.student_velocity(x, t, cond), s)
+                targets.append(self.teacher_ode(x, cond, self.coarse, k * per, (k + 1) * per)[-1])
+                if k + 1 < self.o.steps:  # the chain's last jump would only be thrown away
+                    t, s = self.grid[k].expand(n), self.grid[k + 1].expand(n)
+                    x = L.euler_jump(x, t, self.student_velocity(x, t, cond), s)
         x_t, target = torch.cat(starts), torch.cat(targets)  # step-major rows, as "starts"
         t, s = self.grid[:-1].repeat_interleave(n), self.grid[1:].repeat_interleave(n)
         cond = self.target.repeat_conditions(cond, self.o.steps)

@@ -191,8 +191,10 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "prompt_accuracy": accuracy,
         "prompt_cases": cases,
         "edit": {
-            **{k: weighted([r["edit"][k] for r in results], edit_cases) for k in ("success", "preservation")},
-            "psnr_outside_db": weighted([r["edit"]["psnr_outside_db"] for r in results], edit_cases),
+            **{
+                k: weighted([r["edit"][k] for r in results], edit_cases)
+                for k in ("success", "preservation", "psnr_outside_db")
+            },
             "cases": sum(edit_cases),
         },
         "compose": {
