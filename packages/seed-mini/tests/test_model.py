@@ -76,6 +76,18 @@ def test_eval_at_several_seeds_pools_them(seed_registry_factory, tmp_path):
     assert bad.exit_code == 2 and "--seeds must be >= 1" in bad.output
 
 
+def test_eval_records_the_sampler_and_refuses_an_unknown_one(seed_registry_factory, tmp_path):
+    seed_registry_factory(entry_points=True, env={})
+    out = tmp_path / "eval.json"
+    args = ["eval", "-m", "toy-gradient", "--quick", "--steps", "1", "--size", "64"]
+    result = CliRunner().invoke(create_app(), [*args, "--sampler", "heun", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["sampler"] == "heun"
+    bad = CliRunner().invoke(create_app(), [*args, "--sampler", "nope"])
+    assert bad.exit_code != 0 and "Unknown sampler 'nope'" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+
+
 def test_eval_at_a_size_runs_the_text_to_image_suites(seed_registry_factory, tmp_path):
     seed_registry_factory(entry_points=True, env={})
     out = tmp_path / "eval.json"

@@ -13,6 +13,7 @@ import torch
 
 from seed_core.images import from_pil, save_png, to_pil
 from seed_core.pipeline import load
+from seed_core.registry import get_registry
 from seed_core.requests import EditRequest, GenerateRequest
 from seed_mini import classifier, metrics, world
 from seed_mini.analyzer import analyze
@@ -28,6 +29,7 @@ def evaluate(
     steps: int | None = None,
     guidance: float | None = None,
     shift: float | None = None,
+    sampler: str | None = None,
     seed: int = 0,
     device: str = "cpu",
     tick: Tick | None = None,
@@ -41,13 +43,16 @@ def evaluate(
     that size and the edit / composition suites are skipped: what sparse attention is judged on. The
     text-to-image outputs are appended to `images` when given (to compare two runs pixel by pixel)."""
     start = time.perf_counter()
+    if sampler is not None:
+        get_registry().samplers.get(sampler)  # a typo fails before the model loads
     pipeline = load(model, accelerators=list(accelerators), device=device)
     tick = tick or (lambda _: None)
     share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
-    settings = {"steps": steps, "guidance": guidance, "shift": shift}
+    settings = {"steps": steps, "guidance": guidance, "shift": shift, "sampler": sampler}
 
     def run(request: GenerateRequest) -> Any:
         request.steps, request.guidance, request.shift = steps, guidance, shift
+        request.sampler = sampler
         if size is not None and not request.references and request.task != "edit":
             request.width = request.height = size
         return pipeline.run(request).images[0]

@@ -98,6 +98,9 @@ def seed_register_commands(app: Any) -> None:
         steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
         guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
         shift: Annotated[float | None, typer.Option(help="Timestep shift [default: the model's].")] = None,
+        sampler: Annotated[
+            str | None, typer.Option(help="Sampler [default: the model's]. See `seed samplers`.")
+        ] = None,
         seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
         seeds: Annotated[
             int,
@@ -142,6 +145,7 @@ def seed_register_commands(app: Any) -> None:
                     steps=steps,
                     guidance=guidance,
                     shift=shift,
+                    sampler=sampler,
                     seed=seed + k * SEED_STRIDE,
                     device=device,
                     tick=lambda what: bar.update(task, advance=1, description=what),
