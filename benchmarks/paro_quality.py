@@ -6,8 +6,11 @@ Per configuration, through `seed eval`'s text-to-image suites at 256 px: prompt 
 Fréchet distance on the world classifier's features, and the PSNR of every output against the dense
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
-    uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] \
+    uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] [--no-draft] \
         [--json benchmarks/results/paro-quality.json]
+
+seedream-mini draws images above 64 px as a 64-px draft (exact attention) refined at full size from
+t = 0.5 (PARO on those steps); `--no-draft` runs every step at full size, PARO on all of them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--fraction", type=int, default=16, help="run 1/N of each suite (CPU time)")
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
+    parser.add_argument(
+        "--no-draft",
+        action="store_true",
+        help="sample every step at full size (default: the model's draft at 64 px, refined at full size)",
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/paro-quality.json"))
     args = parser.parse_args()
     rows = []
@@ -57,7 +65,14 @@ def main() -> None:
             continue
         images: list[torch.Tensor] = []
         start = time.perf_counter()
-        result = evaluate(args.model, accel, size=args.size, fraction=args.fraction, images=images)
+        result = evaluate(
+            args.model,
+            accel,
+            size=args.size,
+            fraction=args.fraction,
+            images=images,
+            draft=False if args.no_draft else None,
+        )
         if name == "dense":
             dense_images = images
         scores = [psnr(a, b) for a, b in zip(images, dense_images, strict=True)]
@@ -67,6 +82,7 @@ def main() -> None:
                 "config": name,
                 "accelerators": accel,
                 "prompt_accuracy": result["prompt_accuracy"],
+                "prompt_cases": result["prompt_cases"],
                 "frechet": result["frechet"],
                 "psnr_vs_dense_db": sum(finite) / len(finite) if finite else float("inf"),
                 "images": len(images),
@@ -79,7 +95,13 @@ def main() -> None:
               f"PSNR vs dense {r['psnr_vs_dense_db']:.1f} dB  {r['seconds']:.0f} s", flush=True)  # fmt: skip
         # after every configuration: a long run cut short keeps what it measured
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {"model": args.model, "size": args.size, "fraction": args.fraction, "rows": rows}
+        record = {
+            "model": args.model,
+            "size": args.size,
+            "fraction": args.fraction,
+            "draft": not args.no_draft,
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -91,6 +91,19 @@ def test_full_density_16_bit_paro_is_exact_attention(registry, plan_dir):
     assert np.isfinite(sparse).all() and _psnr(sparse, dense) < _psnr(exact, dense)
 
 
+def test_a_draft_runs_exact_attention_and_its_refine_the_plan(registry, plan_dir):
+    import dataclasses
+
+    dense, paro = load(MODEL), load(MODEL, accelerators=[f"paro:plan={plan_dir},density=0.3,bits=8"])
+    for pipeline in (dense, paro):  # a draft at 128 px: a layout the 256-px plan does not cover
+        pipeline.config = dataclasses.replace(pipeline.config, draft_side=128)
+    d, p = _image(dense), _image(paro)
+    assert paro.run(GenerateRequest("x", steps=2, **SIZE)).settings["draft"] == [128, 128]
+    assert [key[1] for key in paro.paro.prepared] == [(16, 16)]  # the plan ran on the refine only
+    assert paro.dit.dual_blocks[0].attn.attention_backend == "paro"  # and is back in place
+    assert np.isfinite(p).all() and 20 < _psnr(p, d) < 60
+
+
 def test_paro_errors_name_the_fix(registry, plan_dir, tmp_path):
     with pytest.raises(PlanError, match="seed calibrate -m seedream-tiny-random --accel paro"):
         load(MODEL, accelerators=[f"paro:plan={tmp_path}"])

@@ -10,6 +10,7 @@ from seed_core.attention import (
     attention_backend,
     causal_mask,
     current_backend,
+    exact_attention,
     math_attention,
     set_attention_backend,
 )
@@ -184,6 +185,23 @@ def test_backend_selection_precedence(seed_registry_factory):
     assert set_attention_backend(model, None) == 2
     model[0](q, k, v)
     assert len(recorder.calls) == 3
+
+
+def test_exact_attention_sets_the_layers_aside_and_restores_them(seed_registry_factory):
+    recorder = Recorder()
+    seed_registry_factory(recorder)
+    q, k, v = _qkv(1, 2, 2, 4, 4, 8, 8)
+    model = nn.Sequential(Layer(), Layer())
+    set_attention_backend(model, "recorder")
+    with attention_backend("recorder"), exact_attention(model):
+        assert current_backend() == "sdpa" and [m.attention_backend for m in model] == [None, None]
+        model[0](q, k, v)
+        attention(q, k, v)
+    assert recorder.calls == []
+    with pytest.raises(RuntimeError), exact_attention(model):
+        raise RuntimeError  # restored however the block ends
+    model[1](q, k, v)
+    assert recorder.calls == ["recorder"] and model[0].attention_backend == "recorder"
 
 
 def test_backend_refusal_and_unknown_names(seed_registry_factory):

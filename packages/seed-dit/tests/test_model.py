@@ -105,6 +105,31 @@ def test_cross_modality_positions():
     assert txt.tolist() == [[0, 3, 3], [0, 4, 4], [0, 5, 5]]  # after the image on both axes
 
 
+def test_position_interpolation():
+    model = _model().eval()
+    x, t = torch.randn(1, 4, 8, 8), torch.rand(1)
+    cond = _cond(model.cfg, 1)
+    with torch.no_grad():
+        plain = model(x, t, cond)
+        cond.position_scale = 0.5
+        scaled = model(x, t, cond)
+        # the same as positions (index, row / 2, column / 2) with the text from 2: a 4x4 grid's span
+        import seed_dit.model as mmdit
+
+        original = mmdit.image_positions, mmdit.text_positions
+        mmdit.image_positions = lambda h, w, i, d: (
+            original[0](h, w, i, d).double() * torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64)
+        )
+        mmdit.text_positions = lambda n, start, d: original[1](n, start // 2, d).double()
+        try:
+            cond.position_scale = 1.0
+            by_hand = model(x, t, cond)
+        finally:
+            mmdit.image_positions, mmdit.text_positions = original
+    assert not torch.allclose(plain, scaled)
+    torch.testing.assert_close(scaled, by_hand)
+
+
 def test_patchify_round_trip():
     model = _model()
     x = torch.randn(2, 4, 6, 10)

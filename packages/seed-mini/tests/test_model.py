@@ -39,6 +39,12 @@ def test_seedream_mini_is_shipped_small_and_the_default(seed_registry_factory, t
     assert read_metadata("out.png")["model"] == "seedream-mini"
     with Image.open("out.png") as im:
         assert im.size == (64, 64)
+    big = CliRunner().invoke(
+        create_app(), ["generate", "a red circle", "--size", "128", "--steps", "2", "-o", "big.png"]
+    )
+    assert big.exit_code == 0, big.output
+    settings = read_metadata("big.png")["settings"]  # drawn at 64 px, refined at 128 from t = 0.5
+    assert settings["draft"] == [64, 64] and settings["refine_from"] == 0.5 and settings["width"] == 128
 
 
 def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):

@@ -54,11 +54,13 @@ def calibrate(
     check_writable(directory / "plan.json", force=True)  # a writable place, before minutes of sampling
     dit = backbone(pipeline)
     installed = install(dit, calibrator, "paro-calibrate")
+    draft = None  # a pipeline that drafts small and refines at full size: only the refine is recorded
     try:
         for i, prompt in enumerate(prompts):
-            pipeline.run(
+            result = pipeline.run(
                 pipeline.text_request(prompt, width=width, height=height, seed=i, steps=steps, frames=frames)
             )
+            draft = result.settings.get("draft")
             if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
                 check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
             if tick:
@@ -74,6 +76,7 @@ def calibrate(
             "size": [width, height],
             "steps": steps or pipeline.default_steps,
             "frames": frames,
+            "draft": draft,
         },
     )
     return plan.save(directory, force=force), plan

@@ -570,6 +570,15 @@ def generate(
         list[Path] | None,
         typer.Option("--ref", help="Reference image, repeatable (multi-image composition)."),
     ] = None,
+    draft: Annotated[
+        bool | None,
+        typer.Option(
+            "--draft/--no-draft",
+            help="Above the model's draft size, draw a small draft and refine it at full size, or sample "
+            "at full size from the noise [default: the model's; seedream-mini drafts at 64 px].",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
@@ -593,6 +602,7 @@ def generate(
         sampler=sampler,
         shift=shift,
         references=[str(r) for r in reference or []],
+        draft=draft,
     )
     _run(request, model, accel or [], output, "seed-{model}-{seed}.png", device, dtype, force)
 

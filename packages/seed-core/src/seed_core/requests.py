@@ -33,6 +33,9 @@ class GenerateRequest:
     sampler: str | None = None
     shift: float | None = None  # None: the model's resolution-aware shift
     references: list[str] = field(default_factory=list)  # paths of reference images
+    # draw a small draft, upscale it and refine it at full size (models with a draft size, above it);
+    # None: the model's default, False: sample at full size from the noise
+    draft: bool | None = None
 
     task = "t2i"
 

@@ -180,6 +180,9 @@ class Conditioning:
     source: torch.Tensor | None = None  # (B,) long meta-info label, default 0
     references: tuple[torch.Tensor, ...] = ()
     guidance: torch.Tensor | None = None  # (B,) guidance scale, for guidance-embedded students
+    # RoPE position interpolation: image rows / columns (and the text start) are multiplied by this, so a
+    # large grid spans the positions of the small one the model knows best (the refine of a draft)
+    position_scale: float = 1.0
 
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -267,7 +270,13 @@ class MMDiT(nn.Module):
         device = x.device
         pos_img = torch.cat([image_positions(gh, gw, i, device) for i, (gh, gw) in enumerate(grids)])
         start = max(max(g) for g in grids)
-        pos = torch.cat((text_positions(txt.shape[1], start, device), pos_img))  # text first, then image
+        if cond.position_scale != 1.0:
+            pos_img = pos_img.double()
+            pos_img[:, 1:] *= cond.position_scale
+            start = max(1, round(start * cond.position_scale))
+        pos = torch.cat(
+            (text_positions(txt.shape[1], start, device).to(pos_img.dtype), pos_img)
+        )  # text first
         angles = rope_frequencies(pos[None].expand(b, -1, -1), cfg.rope_axes, cfg.rope_theta)
         n_img = img.shape[1]
         keep = torch.cat(

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from seed_core.attention import exact_attention
 from seed_core.config import Config
 from seed_core.errors import ConfigError, InvalidRequestError
 from seed_core.files import check_writable
@@ -57,6 +59,20 @@ class PipelineConfig(Config):
     # with `shift`: the token count at which `shift` holds; the shift then grows with sqrt(tokens / this),
     # SD3's rule, which is how seed-mini's recipe trains its mixed resolutions
     shift_base_tokens: int | None = None
+    # text-to-image larger than this side (pixels) is drawn as a draft whose longer side is this, upscaled,
+    # noised back to `refine_from` and denoised at full size over the tail of the schedule, with the image
+    # positions interpolated to the draft's span (a "hires fix": a model trained mostly small keeps its
+    # composition). None: always sample at full size from the noise
+    draft_side: int | None = None
+    refine_from: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.refine_from < 1.0:
+            raise ConfigError(f"pipeline refine_from must be in (0, 1), got {self.refine_from}")
+        if self.draft_side is not None and self.draft_side <= 0:
+            raise ConfigError(
+                f"pipeline draft_side must be a positive number of pixels, got {self.draft_side}"
+            )
 
 
 def float_dtype(module: torch.nn.Module) -> torch.dtype:
@@ -248,6 +264,26 @@ class SeedreamPipeline(Pipeline):
     def _text(self, prompts: list[str]) -> TextEmbeddings:
         return self.text_encoder.encode(prompts, device=self.device)
 
+    def _draft_size(
+        self, request: GenerateRequest, size: tuple[int, int], task: str
+    ) -> tuple[int, int] | None:
+        """The draft's size for this request, or None to sample at full size."""
+        side = self.config.draft_side
+        if request.draft and not side:
+            raise InvalidRequestError(
+                f"model '{self.spec.name}' has no draft size; drop --draft (or set pipeline.draft_side)"
+            )
+        if request.draft is False or not side or task != "generate" or max(size) <= side:
+            return None
+        unit, longer = self.unit, max(size)
+        return (
+            max(unit, round(size[0] * side / longer / unit) * unit),
+            max(unit, round(size[1] * side / longer / unit) * unit),
+        )
+
+    def _shift(self, request: GenerateRequest, size: tuple[int, int]) -> float:
+        return request.shift or self.sampling_shift((size[0] // self.unit) * (size[1] // self.unit))
+
     def _sample(
         self,
         request: GenerateRequest,
@@ -258,24 +294,19 @@ class SeedreamPipeline(Pipeline):
         progress: Progress | None,
         embedded_guidance: float | None = None,
     ) -> GenerationResult:
-        """Sample `num_images` latents with one DiT call per step over all guidance branches."""
+        """Sample `num_images` latents with one DiT call per step over all guidance branches, directly or
+        as a draft and its refine (`PipelineConfig.draft_side`)."""
         start = time.perf_counter()
         width, height = size
         n = request.num_images
         steps = request.steps or self.config.default_steps
         sampler_name = request.sampler or self.config.sampler
         sampler = get_registry().samplers.get(sampler_name).factory()
-        lh, lw = height // self.vae.factor, width // self.vae.factor
-        tokens = (lh // self.dit.cfg.patch_size) * (lw // self.dit.cfg.patch_size)
-        shift = request.shift or self.sampling_shift(tokens)
         dtype = self.dit.compute_dtype
         seeds = [request.seed + i for i in range(n)]
-        noise = torch.cat(
-            [
-                torch.randn(1, self.dit.cfg.in_channels, lh, lw, generator=torch.Generator().manual_seed(s))
-                for s in seeds
-            ]
-        ).to(self.device)  # the ODE runs in float32 whatever the model's dtype
+        # image i's noise (the draft's, then the refine's) comes from its own generator: seed + i alone
+        # reproduces it
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
 
         k = len(branches)  # rows: branch-major, each branch repeated for the n images
         text = torch.cat([b[0].tokens.expand(n, -1, -1) for b in branches]).to(dtype)
@@ -296,21 +327,43 @@ class SeedreamPipeline(Pipeline):
             assert isinstance(out, torch.Tensor)
             return combine(*out.float().chunk(k))
 
-        callback = (lambda i, total, t, x: progress(i + 1, total)) if progress else None
+        def noise(side: tuple[int, int]) -> torch.Tensor:  # (n, C, h, w), float32 whatever the model's dtype
+            shape = (1, self.dit.cfg.in_channels, side[1] // self.vae.factor, side[0] // self.vae.factor)
+            return torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
+
+        draft = self._draft_size(request, size, task)
+        shift = self._shift(request, size)
+        grid = flow_timesteps(steps, shift, device=self.device)
+        settings: dict[str, Any] = {"width": width, "height": height, "steps": steps, "sampler": sampler_name}
+        first, tail, t0 = grid, grid[:0], self.config.refine_from
+        if draft is not None:  # the draft's own schedule, then the full-size one's tail from t0
+            first = flow_timesteps(steps, self._shift(request, draft), device=self.device)
+            tail = torch.cat((grid.new_tensor([t0]), grid[grid < t0]))
+            settings.update(
+                draft=list(draft), draft_shift=round(self._shift(request, draft), 4),
+                refine_from=t0, refine_steps=len(tail) - 1,
+            )  # fmt: skip
+        total = len(first) - 1 + max(len(tail) - 1, 0)
+
+        def report(done: int) -> Any:
+            return (lambda i, _n, _t, _x: progress(done + i + 1, total)) if progress else None
+
+        vae_dtype = float_dtype(self.vae)
         with torch.no_grad():
-            latents = sampler.sample(
-                velocity, noise, flow_timesteps(steps, shift, device=self.device), callback
-            )
-            pixels = self.vae.decode(latents.to(float_dtype(self.vae)))
+            if draft is None:
+                latents = sampler.sample(velocity, noise(size), grid, report(0))
+            else:
+                with exact_attention(self.dit):  # attention plans (PARO) are made for the full size
+                    latents = sampler.sample(velocity, noise(draft), first, report(0))
+                up = F.interpolate(
+                    self.vae.decode(latents.to(vae_dtype)).float(), size=(height, width), mode="bicubic"
+                ).clamp(-1, 1)
+                x = (1 - t0) * self.vae.encode(up.to(vae_dtype)).float() + t0 * noise(size)
+                cond.position_scale = max(draft) / max(size)
+                latents = sampler.sample(velocity, x, tail, report(len(first) - 1))
+            pixels = self.vae.decode(latents.to(vae_dtype))
         images = [to_pil((p.float() + 1) / 2) for p in pixels]
-        settings = {
-            "width": width,
-            "height": height,
-            "steps": steps,
-            "sampler": sampler_name,
-            "shift": round(shift, 4),
-            "task": task,
-        }
+        settings.update(shift=round(shift, 4), task=task)
         return GenerationResult(
             images,
             request,

@@ -30,6 +30,7 @@ def evaluate(
     guidance: float | None = None,
     shift: float | None = None,
     sampler: str | None = None,
+    draft: bool | None = None,
     seed: int = 0,
     device: str = "cpu",
     tick: Tick | None = None,
@@ -48,11 +49,11 @@ def evaluate(
     pipeline = load(model, accelerators=list(accelerators), device=device)
     tick = tick or (lambda _: None)
     share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
-    settings = {"steps": steps, "guidance": guidance, "shift": shift, "sampler": sampler}
+    settings = {"steps": steps, "guidance": guidance, "shift": shift, "sampler": sampler, "draft": draft}
 
     def run(request: GenerateRequest) -> Any:
         request.steps, request.guidance, request.shift = steps, guidance, shift
-        request.sampler = sampler
+        request.sampler, request.draft = sampler, draft
         if size is not None and not request.references and request.task != "edit":
             request.width = request.height = size
         return pipeline.run(request).images[0]

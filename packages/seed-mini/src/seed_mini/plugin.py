@@ -101,6 +101,15 @@ def seed_register_commands(app: Any) -> None:
         sampler: Annotated[
             str | None, typer.Option(help="Sampler [default: the model's]. See `seed samplers`.")
         ] = None,
+        draft: Annotated[
+            bool | None,
+            typer.Option(
+                "--draft/--no-draft",
+                help="Above the model's draft size, refine a small draft, or sample at full size from "
+                "the noise [default: the model's].",
+                show_default=False,
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
         seeds: Annotated[
             int,
@@ -146,6 +155,7 @@ def seed_register_commands(app: Any) -> None:
                     guidance=guidance,
                     shift=shift,
                     sampler=sampler,
+                    draft=draft,
                     seed=seed + k * SEED_STRIDE,
                     device=device,
                     tick=lambda what: bar.update(task, advance=1, description=what),
@@ -154,7 +164,7 @@ def seed_register_commands(app: Any) -> None:
                 for k in range(seeds)
             ]
             result = pool(runs) if seeds > 1 else runs[0]
-        at = f" at {size}x{size}" if size else ""
+        at = (f" at {size}x{size}" if size else "") + (" without drafts" if draft is False else "")
         table = Table(title=f"seed eval: {model} {' '.join(accel or [])}{at}".strip(), title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
