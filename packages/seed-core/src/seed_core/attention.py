@@ -207,14 +207,13 @@ def exact_attention(module: nn.Module) -> Iterator[None]:
     """Inside the block, every attention layer of `module` runs the default backend, whatever an
     accelerator set; their own backends come back after. For a stage that an attention plan does not
     cover (a pipeline's draft at a smaller size than the plan's)."""
-    layers = [m for m in module.modules() if hasattr(m, "attention_backend")]
-    saved = [m.attention_backend for m in layers]
+    saved = {m: m.attention_backend for m in module.modules() if hasattr(m, "attention_backend")}
     token = _active.set(None)
     try:
         set_attention_backend(module, None)
         yield
     finally:
-        for layer, backend in zip(layers, saved, strict=True):
+        for layer, backend in saved.items():
             setattr(layer, "attention_backend", backend)  # noqa: B010 - any module type may hold it
         _active.reset(token)
 

@@ -335,15 +335,9 @@ class SeedreamPipeline(Pipeline):
         shift = self._shift(request, size)
         grid = flow_timesteps(steps, shift, device=self.device)
         settings: dict[str, Any] = {"width": width, "height": height, "steps": steps, "sampler": sampler_name}
-        first, tail, t0 = grid, grid[:0], self.config.refine_from
-        if draft is not None:  # the draft's own schedule, then the full-size one's tail from t0
-            first = flow_timesteps(steps, self._shift(request, draft), device=self.device)
-            tail = torch.cat((grid.new_tensor([t0]), grid[grid < t0]))
-            settings.update(
-                draft=list(draft), draft_shift=round(self._shift(request, draft), 4),
-                refine_from=t0, refine_steps=len(tail) - 1,
-            )  # fmt: skip
-        total = len(first) - 1 + max(len(tail) - 1, 0)
+        t0 = self.config.refine_from
+        tail = torch.cat((grid.new_tensor([t0]), grid[grid < t0]))  # a refine: the grid below t0, from t0
+        total = steps + (len(tail) - 1 if draft else 0)
 
         def report(done: int) -> Any:
             return (lambda i, _n, _t, _x: progress(done + i + 1, total)) if progress else None
@@ -353,14 +347,20 @@ class SeedreamPipeline(Pipeline):
             if draft is None:
                 latents = sampler.sample(velocity, noise(size), grid, report(0))
             else:
+                draft_shift = self._shift(request, draft)
+                settings.update(
+                    draft=list(draft), draft_shift=round(draft_shift, 4), refine_from=t0,
+                    refine_steps=len(tail) - 1,
+                )  # fmt: skip
+                draft_grid = flow_timesteps(steps, draft_shift, device=self.device)
                 with exact_attention(self.dit):  # attention plans (PARO) are made for the full size
-                    latents = sampler.sample(velocity, noise(draft), first, report(0))
+                    latents = sampler.sample(velocity, noise(draft), draft_grid, report(0))
                 up = F.interpolate(
                     self.vae.decode(latents.to(vae_dtype)).float(), size=(height, width), mode="bicubic"
                 ).clamp(-1, 1)
                 x = (1 - t0) * self.vae.encode(up.to(vae_dtype)).float() + t0 * noise(size)
                 cond.position_scale = max(draft) / max(size)
-                latents = sampler.sample(velocity, x, tail, report(len(first) - 1))
+                latents = sampler.sample(velocity, x, tail, report(steps))
             pixels = self.vae.decode(latents.to(vae_dtype))
         images = [to_pil((p.float() + 1) / 2) for p in pixels]
         settings.update(shift=round(shift, 4), task=task)
