@@ -79,6 +79,23 @@ def test_calibrated_plan(plan_dir):
     assert info["density"] == 0.3 and info["bits"] == 8 and len(info["meta"]["sparse_metric"]) == plan.layers
 
 
+def test_a_partial_last_query_block_keeps_its_share():
+    """Blocks rank by mass per query row: a last query block of 16 rows (of 64) whose rows attend as
+    sharply as the others' keeps as many blocks as they do (ranked by total mass, it kept only the
+    forced ones)."""
+    n, length = 5, 4 * 64 + 16
+    rows = torch.tensor([64.0, 64, 64, 64, 16])
+    mass = torch.zeros(1, 1, 1, n, n)
+    for i in range(n):  # each row: 0.5 on its own block, 0.2 on the next one, 0.1 on each of the others
+        mass[..., i, :] = 0.1 * rows[i]
+        mass[..., i, i] = 0.5 * rows[i]
+        mass[..., i, (i + 1) % n] = 0.2 * rows[i]
+    plan = ParoPlan("m", 0, (1, length), length, 64, torch.zeros(1, 1, dtype=torch.long), mass, mass)
+    masks = plan.block_masks(0.4)[0, 0, 0]  # 10 of 25 blocks: the diagonal and the 'next' of each row
+    assert masks.sum(-1).tolist() == [2, 2, 2, 2, 2]
+    assert masks[4, 0] and masks[torch.arange(4), torch.arange(1, 5)].all()
+
+
 def test_full_density_16_bit_paro_is_exact_attention(registry, plan_dir):
     dense = _image(MODEL)
     exact = _image(MODEL, [f"paro:plan={plan_dir},density=1,bits=16"])  # permuted, every block kept
