@@ -79,6 +79,18 @@ def test_calibrated_plan(plan_dir):
     assert info["density"] == 0.3 and info["bits"] == 8 and len(info["meta"]["sparse_metric"]) == plan.layers
 
 
+def test_the_plans_defaults_are_recorded_with_the_output(registry, plan_dir):
+    """Density and bits left to the plan (calibrated with 0.3 and 8) appear in the accelerator's record,
+    which is what an output's metadata carries; given ones are kept as given."""
+    pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir}"])
+    result = pipeline.run(GenerateRequest("a red circle", seed=0, steps=1, **SIZE))
+    options = result.accelerators[0].options
+    assert (options["density"], options["bits"]) == (0.3, 8)
+    pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir},density=0.5"])
+    result = pipeline.run(GenerateRequest("a red circle", seed=0, steps=1, **SIZE))
+    assert (result.accelerators[0].options["density"], result.accelerators[0].options["bits"]) == (0.5, 8)
+
+
 def test_a_partial_last_query_block_keeps_its_share():
     """Blocks rank by mass per query row: a last query block of 16 rows (of 64) whose rows attend as
     sharply as the others' keeps as many blocks as they do (ranked by total mass, it kept only the

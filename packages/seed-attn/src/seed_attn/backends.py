@@ -153,6 +153,20 @@ def plan_directory(pipeline: Any, plan: str | None) -> Path:
     return Path(pipeline.source) / "paro"
 
 
+def plan_defaults(directory: Path, key: str) -> Any:
+    """The `key` ("density" or "bits") that every plan in `directory` was calibrated with, or None when
+    they differ (each plan then brings its own) or a plan file cannot be read (its load reports it)."""
+    import json
+
+    values = set()
+    for path in directory.glob("*.json"):
+        try:
+            values.add(json.loads(path.read_text()).get(key))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return values.pop() if len(values) == 1 else None
+
+
 def apply_paro(
     pipeline: Any,
     density: float | None = None,
@@ -179,7 +193,14 @@ def apply_paro(
             f"paro: no calibrated plan in {directory}; "
             f"run `seed calibrate -m {model} --accel paro --size WxH` first"
         )
+    # what the user left to the plans: when every plan in the directory has the same default, it is this
+    # run's value, and the accelerator's record (an output's metadata) names it
+    defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
+    density = defaults["density"] if density is None else density
+    bits = defaults["bits"] if bits is None else bits
     runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel)
+    runtime.record = {k: v for k, v in (("density", density), ("bits", bits)) if v is not None}
+    runtime.records = pipeline.accelerators
     install(backbone(pipeline), runtime, "flex" if kernel == "flex" else "paro")
     pipeline.paro = runtime
     return pipeline
