@@ -82,6 +82,33 @@ def test_applied_in_kind_order_with_options(seed_registry_factory):
     ]
 
 
+def test_options_an_accelerator_chose_are_recorded(seed_registry_factory):
+    """What an accelerator picks for an option left out (`Pipeline.chosen_options`) joins its record;
+    an option the user gave is kept as given, and the next accelerator starts with nothing chosen."""
+
+    def choose(pipeline, **options):
+        pipeline.chosen_options = {"steps": 6, "why": "plan"}
+        return pipeline
+
+    class Chooser:
+        from seed_core import hookimpl
+
+        @hookimpl
+        def seed_register_accelerators(self, register):
+            register(
+                AcceleratorSpec(
+                    "chooser", AcceleratorKind.STEPS, choose, options=(AcceleratorOption("steps", int),)
+                )
+            )
+            register(AcceleratorSpec("plain", AcceleratorKind.MEMORY, _apply("plain")))
+
+    seed_registry_factory(Chooser())
+    pipeline = apply_accelerators(Pipeline(MODEL), plan_accelerators(["chooser", "plain"], MODEL))
+    assert [a.options for a in pipeline.accelerators] == [{"steps": 6, "why": "plan"}, {}]
+    pipeline = apply_accelerators(Pipeline(MODEL), plan_accelerators(["chooser:steps=2"], MODEL))
+    assert pipeline.accelerators[0].options == {"steps": 2, "why": "plan"}
+
+
 def test_defaults_fill_in(seed_registry_factory):
     seed_registry_factory(Plugin())
     [(_spec, options)] = plan_accelerators(["student"], MODEL)

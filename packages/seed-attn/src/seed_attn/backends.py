@@ -199,8 +199,7 @@ def apply_paro(
     density = defaults["density"] if density is None else density
     bits = defaults["bits"] if bits is None else bits
     runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel)
-    runtime.record = {k: v for k, v in (("density", density), ("bits", bits)) if v is not None}
-    runtime.records = pipeline.accelerators
+    pipeline.chosen_options = {k: v for k, v in (("density", density), ("bits", bits)) if v is not None}
     install(backbone(pipeline), runtime, "flex" if kernel == "flex" else "paro")
     pipeline.paro = runtime
     return pipeline

@@ -343,17 +343,8 @@ class ParoRuntime:
     reorder: bool = True
     kernel: str = "auto"  # auto | torch | flex
     prepared: dict[tuple[int, tuple[int, ...], int, str], PreparedPlan] = field(default_factory=dict)
-    # the plans' defaults this run took (see apply_paro), written into the pipeline's record of `paro`
-    # once it exists (it is appended after the accelerator applies)
-    record: dict[str, Any] = field(default_factory=dict)
-    records: list[Any] = field(default_factory=list)
 
     def prepare(self, prefix: int, grid: tuple[int, ...], length: int, device: torch.device) -> PreparedPlan:
-        for applied in self.records:
-            if applied.name == "paro":
-                for name, value in self.record.items():
-                    applied.options.setdefault(name, value)
-                self.records = []  # written once
         key = (prefix, grid, length, str(device))
         if key in self.prepared:
             return self.prepared[key]

@@ -51,6 +51,9 @@ class Pipeline:
         # the model directory the weights came from (set by `load`): accelerators keep their artefacts
         # (a PARO plan, a quantized state) beside it
         self.source: str | None = None
+        # what the accelerator being applied chose for options the user left out (a PARO plan's density):
+        # `apply_accelerators` records them with the given options, so an output's metadata names them
+        self.chosen_options: dict[str, Any] = {}
 
     def components(self) -> dict[str, Any]:
         return {}
@@ -197,10 +200,14 @@ def plan_accelerators(
 def apply_accelerators(
     pipeline: Pipeline, plan: Iterable[tuple[AcceleratorSpec, dict[str, Any]]]
 ) -> Pipeline:
-    """Apply a plan from `plan_accelerators`, recording each step on the pipeline."""
+    """Apply a plan from `plan_accelerators`, recording each step on the pipeline: its given options and
+    those it chose itself (`Pipeline.chosen_options`; given ones win)."""
     for spec, options in plan:
+        pipeline.chosen_options = {}
         pipeline = spec.apply(pipeline, **options) or pipeline
-        pipeline.accelerators.append(AppliedAccelerator(spec.name, spec.kind.value, dict(options)))
+        chosen = {k: v for k, v in pipeline.chosen_options.items() if options.get(k) is None}
+        pipeline.chosen_options = {}
+        pipeline.accelerators.append(AppliedAccelerator(spec.name, spec.kind.value, {**options, **chosen}))
     return pipeline
 
 
