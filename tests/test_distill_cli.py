@@ -159,3 +159,22 @@ def test_distill_on_edits_then_edit_with_the_student(run, teacher: Path, tmp_pat
     assert refused.exit_code == 2 and "--edits is read by cfg and tscd only" in refused.output
     missing = run(*base, "--method", "tscd", "--edits", str(tmp_path / "nowhere"), "-o", str(tmp_path / "y"))
     assert missing.exit_code == 2 and "--edits" in missing.output and "no such directory" in missing.output
+
+
+def test_kd_on_a_pair_bank_end_to_end(run, teacher: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--method kd --pairs DIR` makes the bank, trains from it, and a second run reuses it; a bank made
+    with other teacher steps is refused with one line naming the option."""
+    bank = tmp_path / "bank"
+    args = ["distill", "-m", str(teacher), "--method", "kd", "--steps", "2", "--student-steps", "1"]
+    common = [*args, "--batch", "2", "--teacher-steps", "2", "--pairs", str(bank), "--pair-count", "5"]
+    result = run(*common, "-o", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "a" / "student" / "student.json").read_text())
+    assert info["name"] == "kd" and info["pairs"] == str(bank)
+    made = (bank / "pairs.safetensors").stat().st_mtime_ns
+    assert run(*common, "-o", str(tmp_path / "b")).exit_code == 0
+    assert (bank / "pairs.safetensors").stat().st_mtime_ns == made  # reused, not made again
+    other = [*args, "--batch", "2", "--teacher-steps", "4", "--pairs", str(bank), "--pair-count", "5"]
+    refused = run(*other, "-o", str(tmp_path / "c"))
+    assert refused.exit_code == 2 and "teacher_steps=2, this run's is 4" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1

@@ -37,7 +37,7 @@ def _train(
 
 @pytest.mark.parametrize(
     ("method", "steps", "ratio", "factor"),
-    [("dmd2", 300, 2, 0.2), ("adm", 300, 2, 0.6), ("adp", 200, 1, 0.2)],
+    [("dmd2", 300, 2, 0.2), ("adm", 300, 2, 0.6), ("adp", 200, 1, 0.2), ("kd", 200, 1, 0.2)],
 )
 def test_one_step_students_learn(
     target: toy.ToyTarget, tmp_path: Path, method: str, steps: int, ratio: int, factor: float

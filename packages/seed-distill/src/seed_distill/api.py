@@ -163,11 +163,16 @@ def distill_model(
     data: Path | None = None,
     init: Path | None = None,
     edits: Path | None = None,
+    pairs: Path | None = None,
+    pair_count: int = 4096,
+    pair_precision: str = "fp32",
+    pair_progress: Any = None,
 ) -> Path:
     """Distill `teacher` (a name, a directory or a loaded pipeline) into `out / "student"`; `init`: the
     student directory (or run directory) to start from instead of the teacher; `edits`: a folder of edit
     sources and instructions (the image-folder layout of `data`), a share `options.edit_share` of the
-    micro-batches."""
+    micro-batches; `pairs`: a bank of teacher ODE pairs (seed_distill.pairs), made there first with
+    `pair_count` pairs when it has fewer, that the methods drawing teacher ODE pairs (kd, adp) read."""
     recipe_stages(method, recipe)  # refuse a bad method / recipe before loading the teacher
     pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
     name = teacher if isinstance(teacher, str) else pipeline.spec.name
@@ -210,6 +215,19 @@ def distill_model(
             options.extra[key] = encode_folder(target, folder, size or pipeline.default_size, flag=f"--{key}")
     if edits is not None:
         options.extra["edits_dir"] = edits  # recorded in the student's info
+    if pairs is not None:
+        options.extra["pairs"] = load_pairs(
+            target,
+            Path(pairs),
+            pair_count,
+            name,
+            options,
+            pair_precision,
+            run or RunConfig(),
+            world,
+            pair_progress,
+        )
+        options.extra["pairs_dir"] = pairs
     options.extra["name"] = method or recipe
     start = None
     if init is not None:
@@ -234,6 +252,44 @@ def distill_model(
             Path(out) / "recipe.json", (json.dumps(record, indent=2) + "\n").encode(), force=True
         )
     return student
+
+
+def load_pairs(
+    target: Any,
+    directory: Path,
+    count: int,
+    teacher: str,
+    options: Options,
+    precision: str,
+    run: RunConfig,
+    world: World | None,
+    progress: Any = None,
+) -> Any:
+    """The pair bank of `--pairs`: made (or completed) on one process, read by every rank."""
+    from seed_distill.pairs import FILE, pair_bank
+
+    if not _offers(target, "conditions") or not _offers(target, "prompts"):
+        raise UsageError(
+            f"--pairs: '{teacher}' cannot give the prompts of its samples, so it cannot keep a bank"
+        )
+    guidance = options.guidance if options.guidance is not None else target.default_guidance
+    world = world or World()
+    if world.size > 1 and not (Path(directory) / FILE).is_file():
+        raise UsageError(
+            f"--pairs {directory}: make the bank with one process first (the same command without "
+            "--nproc), then run it on several"
+        )
+    return pair_bank(
+        target,
+        Path(directory),
+        count,
+        teacher=teacher,
+        teacher_steps=options.teacher_steps,
+        guidance=guidance,
+        seed=run.seed,
+        precision=precision,
+        progress=progress,
+    )
 
 
 def load_init(target: Any, init: Path) -> Any:
@@ -283,6 +339,9 @@ DEFAULTS: dict[str, Any] = {
     "pixel": 0.15,
     "r1": 0.0,
     "r2": 0.0,
+    "pairs": None,
+    "pair_count": 4096,
+    "pair_precision": "fp32",
 }
 
 
@@ -351,6 +410,9 @@ def run_command(**kw: Any) -> Path | None:
     with Progress(*columns, console=console, transient=True, disable=not world.main) as bar:
         task = bar.add_task("distilling", total=run.steps)
 
+        def pair_tick(made: int, total: int) -> None:
+            bar.update(task, completed=made, total=total, description="teacher ODE pairs")
+
         def tick(step: int, total: int, losses: dict[str, float]) -> None:
             text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
             # total: --minutes re-plans the step count
@@ -373,6 +435,10 @@ def run_command(**kw: Any) -> Path | None:
                 data=kw["data"],
                 init=kw["init"],
                 edits=kw["edits"],
+                pairs=kw["pairs"],
+                pair_count=kw["pair_count"],
+                pair_precision=kw["pair_precision"],
+                pair_progress=pair_tick,
             )
         except BaseException:
             leave_world(world, failed=True)

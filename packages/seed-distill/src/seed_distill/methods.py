@@ -159,12 +159,13 @@ class Method:
             return self.target.velocity(self.target.teacher, x, t, cond, self.w if w is None else w)
 
     def generate(
-        self, gen: torch.Generator, n: int, grad: bool, cond: Any = None
+        self, gen: torch.Generator, n: int, grad: bool, cond: Any = None, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Any]:
         """Backward simulation: run the student k ~ U{0..steps-1} steps without gradient, then predict
-        x0 from there (with gradient when `grad`). Returns (x0, conditions); `cond` (else drawn)."""
+        x0 from there (with gradient when `grad`). Returns (x0, conditions); `cond` and the starting
+        `noise` (else drawn)."""
         cond = self.sample_conditions(gen, n) if cond is None else cond
-        x = self.target.sample_noise(n, gen)
+        x = self.target.sample_noise(n, gen) if noise is None else noise
         k = int(torch.randint(0, len(self.grid) - 1, (), generator=gen))
         with torch.no_grad():
             for i in range(k):
@@ -177,7 +178,12 @@ class Method:
     def teacher_sample(
         self, gen: torch.Generator, n: int, w: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """(noise, x0, cond) from the teacher's Euler ODE at `teacher_steps` with CFG: ODE pairs."""
+        """(noise, x0, cond) from the teacher's Euler ODE at `teacher_steps` with CFG: ODE pairs, drawn
+        from the bank of `--pairs` (extra["pairs"]) when there is one and the guidance is the teacher's."""
+        bank = self.o.extra.get("pairs")
+        if bank is not None and w is None:
+            noise, x0, prompts = bank.batch(n, gen)
+            return noise, x0, self.target.conditions(prompts)
         states, cond = self.teacher_trajectory(gen, n, w)
         return states[0], states[-1], cond
 
@@ -557,6 +563,24 @@ class CFGDistill(Method):
         return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
 
 
+class KD(Method):
+    """Knowledge distillation on teacher ODE pairs (Luhman & Luhman 2021), with backward simulation: the
+    student runs k ~ U{0..steps-1} of its own steps from the pair's noise without gradient, and its x0
+    from there must be the teacher's sample from that noise. An Euler step on an x0 prediction re-noises
+    toward the same noise, so every step of a multi-step student aims at the one target and is trained
+    where it samples. Cheap with a bank of pairs (`--pairs`); without one the teacher runs every step."""
+
+    name = "kd"
+
+    def loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        noise, x0, cond = self.teacher_sample(gen, n)
+        pred, _ = self.generate(gen, n, True, cond, noise)
+        return torch.nn.functional.mse_loss(pred, x0) + self.reward_term(pred, cond)
+
+    def phases(self, step: int) -> list[Phase]:
+        return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
+
+
 class TSCD(Method):
     """Trajectory-segmented consistency distillation (Hyper-SD): `steps` segments; from t_n the student
     jumps to its segment's lower edge and must land where one teacher ODE step then the EMA student land
@@ -660,4 +684,4 @@ class TSCD(Method):
         return [Phase("generator", self.g_opt, self.trainable(self.student), self.loss)]
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (CFGDistill, TSCD, ADP, DMD2, ADM, APT)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (CFGDistill, TSCD, KD, ADP, DMD2, ADM, APT)}

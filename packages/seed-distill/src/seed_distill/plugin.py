@@ -13,6 +13,7 @@ from seed_core.specs import AcceleratorKind, AcceleratorOption, AcceleratorSpec,
 DESCRIPTIONS = {
     "cfg": "guidance distillation into a student that embeds the guidance scale",
     "tscd": "trajectory-segmented consistency distillation (Hyper-SD)",
+    "kd": "regression on teacher ODE pairs from the student's own chain (knowledge distillation; --pairs)",
     "adp": "adversarial pre-training on teacher ODE pairs (DMDX stage 1)",
     "dmd2": "distribution matching with a learned fake score, TTUR, backward simulation; GAN with --data",
     "adm": "adversarial distribution matching: a discriminator on the real / fake score steps",
@@ -195,6 +196,18 @@ def seed_register_commands(app: Any) -> None:
         ] = 0.15,
         r1: Annotated[float, typer.Option(help="Approximate R1 weight on real samples (adm, apt).")] = 0.0,
         r2: Annotated[float, typer.Option(help="Approximate R2 weight on generated samples (apt).")] = 0.0,
+        pairs: Annotated[
+            Path | None,
+            typer.Option(
+                help="A bank of teacher ODE pairs for kd and adp (they then run no teacher): made in DIR "
+                "first (--pair-count pairs of --teacher-steps Euler steps with CFG), reused when it is there."
+            ),
+        ] = None,
+        pair_count: Annotated[int, typer.Option(help="Pairs the --pairs bank holds.")] = 4096,
+        pair_precision: Annotated[
+            str,
+            typer.Option(help="The teacher's precision when making pairs: fp32 or bf16 (2x on AMX CPUs)."),
+        ] = "fp32",
         list_methods: Annotated[
             bool, typer.Option("--list", help="List methods, recipes and reward models.")
         ] = False,
@@ -263,6 +276,9 @@ def seed_register_commands(app: Any) -> None:
             pixel=pixel,
             r1=r1,
             r2=r2,
+            pairs=pairs,
+            pair_count=pair_count,
+            pair_precision=pair_precision,
         )
         if path is not None:
             typer.echo(str(path))

@@ -336,6 +336,7 @@ def distill(
             "recipe": [asdict(s) for s in stages],
             **({"init": str(options.extra["init"])} if "init" in options.extra else {}),
             **({"edits": str(options.extra["edits_dir"])} if "edits_dir" in options.extra else {}),
+            **({"pairs": str(options.extra["pairs_dir"])} if "pairs_dir" in options.extra else {}),
             "options": {k: v for k, v in asdict(options).items() if k != "extra"},
             "run": asdict(run),
             "ranks": world.size,
