@@ -215,25 +215,17 @@ def distill_model(
             options.extra[key] = encode_folder(target, folder, size or pipeline.default_size, flag=f"--{key}")
     if edits is not None:
         options.extra["edits_dir"] = edits  # recorded in the student's info
+    run = run or RunConfig()
     if pairs is not None:
-        options.extra["pairs"] = load_pairs(
-            target,
-            Path(pairs),
-            pair_count,
-            name,
-            options,
-            pair_precision,
-            run or RunConfig(),
-            world,
-            pair_progress,
+        bank = load_pairs(
+            target, Path(pairs), pair_count, name, options, pair_precision, run, world, pair_progress
         )
-        options.extra["pairs_dir"] = pairs
+        options.extra["pairs"], options.extra["pairs_dir"] = bank, pairs
     options.extra["name"] = method or recipe
     start = None
     if init is not None:
         start = load_init(target, Path(init))
         options.extra["init"] = init
-    run = run or RunConfig()
     student = distill(
         target,
         Path(out),

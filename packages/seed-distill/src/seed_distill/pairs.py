@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,11 @@ CHUNK = 64  # pairs drawn at a time (and written every `save_every` chunks)
 
 @dataclass
 class PairBank:
-    """Teacher ODE pairs: `noise` and `x0` (N, ...) and their prompts; `info` says what made them."""
+    """Teacher ODE pairs: `noise` and `x0` (N, ...) and their prompts."""
 
     noise: torch.Tensor
     x0: torch.Tensor
     prompts: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -140,13 +139,12 @@ def pair_bank(
         noise, x0, prompts = [tensors["noise"]], [tensors["x0"]], list(info["prompts"])
         generator.set_state(tensors["generator"])
     grid = flow_timesteps(teacher_steps, target.shift, device=target.device)
-    chunks = 0
+    chunks, n = 0, CHUNK
     while len(prompts) < count:
-        n = CHUNK
         with torch.no_grad(), torch.autocast(target.device.type, torch.bfloat16, enabled=precision == "bf16"):
             cond = target.sample_conditions(n, generator)  # the text encoder runs in the bank's precision too
             x = target.sample_noise(n, generator)
-            noise.append(x.detach().cpu())
+            noise.append(x.cpu())
             for i in range(teacher_steps):
                 t, s = grid[i].expand(n), grid[i + 1].expand(n)
                 x = L.euler_jump(x, t, target.velocity(target.teacher, x, t, cond, guidance).float(), s)
@@ -159,4 +157,4 @@ def pair_bank(
             _write(directory, noise, x0, prompts, made, generator)
     # fp16 in memory as on disk: a bank read back is the bank that was made
     bank_noise, bank_x0 = torch.cat(noise).half(), torch.cat(x0).half()
-    return PairBank(bank_noise.to(target.device), bank_x0.to(target.device), prompts, made)
+    return PairBank(bank_noise.to(target.device), bank_x0.to(target.device), prompts)
