@@ -1,7 +1,7 @@
 """Generation time of distilled students against their teacher, model already loaded, in one run on one
 machine (ratios), and the wall time of the whole `seed generate` command for each.
 
-    uv run python benchmarks/distill_speed.py [--model seedream-mini] [--accel tscd:steps=4 dmdx:steps=1]
+    uv run python benchmarks/distill_speed.py [--model seedream-mini] [--accel tscd:steps=4 kd:steps=1]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="seedream-mini")
-    parser.add_argument("--accel", nargs="+", default=["tscd:steps=4", "dmdx:steps=1"])
+    parser.add_argument("--accel", nargs="+", default=["tscd:steps=4", "kd:steps=1"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/distill_speed.json"))
     args = parser.parse_args()

@@ -323,3 +323,13 @@ def test_adp_with_the_pixel_discriminator_learns(target: toy.ToyTarget, tmp_path
     assert after < 0.3 * before, (before, after)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert "pdisc" in state["modules"] and "pdisc" in state["optimizers"]
+
+
+def test_regression_uses_momentum_and_the_games_do_not(target: toy.ToyTarget) -> None:
+    from seed_distill.methods import ADM, KD
+
+    kd = KD(target, target.make_student(), Options(steps=1))
+    assert kd.g_opt.param_groups[0]["betas"] == (0.9, 0.999)
+    adm = ADM(target, target.make_student(), Options(steps=1))
+    assert adm.g_opt.param_groups[0]["betas"] == (0.0, 0.99)
+    assert all(group["betas"] == (0.0, 0.99) for o in adm.optimizers().values() for group in o.param_groups)

@@ -110,7 +110,7 @@ def test_eval_at_a_size_runs_the_text_to_image_suites(seed_registry_factory, tmp
 def test_shipped_students_load_by_name(seed_registry_factory, tmp_path, monkeypatch):
     seed_registry_factory(entry_points=True, env={})
     monkeypatch.chdir(tmp_path)
-    for accel, steps in (("tscd:steps=4", 4), ("dmdx:steps=1", 1)):
+    for accel, steps in (("tscd:steps=4", 4), ("kd:steps=1", 1)):
         result = CliRunner().invoke(
             create_app(), ["generate", "a red circle", "--accel", accel, "-o", f"{steps}.png"]
         )

@@ -94,8 +94,14 @@ class Phase:
     loss: Callable[[torch.Generator, int], torch.Tensor]  # (generator, micro-batch size) -> loss
 
 
-def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, betas=(0.0, 0.99), weight_decay=0.01)
+# beta1 = 0 for the adversarial games (DMD2's and GAN practice: momentum lags a moving opponent)
+GAME_BETAS = (0.0, 0.99)
+
+
+def _adam(
+    params: list[nn.Parameter], lr: float, betas: tuple[float, float] = GAME_BETAS
+) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.01)
 
 
 class Method:
@@ -104,6 +110,8 @@ class Method:
     name = ""
     #: the student needs a guidance-scale embedding (CFG distillation)
     guidance_embed = False
+    #: the student's AdamW betas
+    betas: tuple[float, float] = GAME_BETAS
 
     def __init__(
         self, target: DistillTarget, student: nn.Module, options: Options, shard: Shard = None
@@ -117,7 +125,7 @@ class Method:
         self.sharded = shard is not None
         self.w = options.guidance if options.guidance is not None else target.default_guidance
         self.grid = flow_timesteps(options.steps, target.shift, device=target.device)
-        self.g_opt = _adam(self.trainable(student), options.lr)
+        self.g_opt = _adam(self.trainable(student), options.lr, self.betas)
         # values logged beside the losses (the trainer reads and clears them every step)
         self.stats: dict[str, float] = {}
         self.stage_step = 0  # steps of this stage before the current one (set by the trainer)
@@ -571,6 +579,8 @@ class KD(Method):
     where it samples. Cheap with a bank of pairs (`--pairs`); without one the teacher runs every step."""
 
     name = "kd"
+    # a fixed regression target, not a game: momentum helps (session 19's students were trained so)
+    betas = (0.9, 0.999)
 
     def loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
         noise, x0, cond = self.teacher_sample(gen, n)
