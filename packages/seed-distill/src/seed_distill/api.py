@@ -172,7 +172,8 @@ def distill_model(
     student directory (or run directory) to start from instead of the teacher; `edits`: a folder of edit
     sources and instructions (the image-folder layout of `data`), a share `options.edit_share` of the
     micro-batches; `pairs`: a bank of teacher ODE pairs (seed_distill.pairs), made there first with
-    `pair_count` pairs when it has fewer, that the methods drawing teacher ODE pairs (kd, adp) read."""
+    `pair_count` pairs when it has fewer, that the methods drawing teacher ODE pairs (kd, adp, dmd2 with
+    `mse`) read."""
     recipe_stages(method, recipe)  # refuse a bad method / recipe before loading the teacher
     pipeline = load(teacher, device=device) if isinstance(teacher, str) else teacher
     name = teacher if isinstance(teacher, str) else pipeline.spec.name
@@ -329,6 +330,7 @@ DEFAULTS: dict[str, Any] = {
     "reward_weight": -1.0,
     "reward_margin": None,
     "pixel": 0.15,
+    "mse": 0.0,
     "r1": 0.0,
     "r2": 0.0,
     "pairs": None,
@@ -378,6 +380,7 @@ def run_command(**kw: Any) -> Path | None:
         tscd_points=kw["tscd_points"],
         critic_warmup=kw["critic_warmup"],
         pixel=kw["pixel"],
+        mse=kw["mse"],
         r1=kw["r1"],
         r2=kw["r2"],
         gan=kw["gan"],

@@ -65,7 +65,9 @@ class Options:
     tscd_points: str = "any"
     r1: float = 0.0  # approximate R1 weight on the discriminator (0: off)
     r1_sigma: float = 0.05
-    mse: float = 0.0  # ADP: weight of an extra regression to the teacher pair (0 = purely adversarial)
+    # ADP, DMD2: weight of a regression of the student's x0 onto the teacher's ODE sample from the same noise
+    # (DMD's regression loss, which DMD2 dropped; 0 = none)
+    mse: float = 0.0
     pixel: float = 0.15  # ADP: weight of the pixel discriminator (DMDX: 0.15; the latent one gets 1 - pixel)
     r2: float = 0.0  # approximate R2 weight (APT: on generated samples)
     fm: float = 1.0  # APT: weight of the feature-matching term of the generator
@@ -289,7 +291,9 @@ class DMD2(_FakeScore):
     """Distribution matching (reverse KL) with a learned fake score, TTUR and backward simulation. With
     real data (`extra["data"]`), DMD2's GAN term: heads on the fake score's features classify real latents
     against generated ones, both noised to the same t ("diffusion GAN"); the heads train with the fake
-    score (weight `gan_critic`) and the generator gets a non-saturating term (weight `gan`)."""
+    score (weight `gan_critic`) and the generator gets a non-saturating term (weight `gan`). With `mse`,
+    DMD's (v1) regression loss: the generator's samples start from the noise of teacher ODE pairs (the
+    `--pairs` bank's when there is one) and are also pulled onto the teacher's sample, weight `mse`."""
 
     name = "dmd2"
 
@@ -314,13 +318,19 @@ class DMD2(_FakeScore):
         return self.heads(self.target.features(self.fake, L.noised(x0, noise, t), t, cond))
 
     def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        x0, cond = self.generate(gen, n, grad=True)
+        if self.o.mse:  # DMD's form: the generator starts from the noise of teacher ODE pairs (a bank's)
+            noise, x_teacher, cond = self.teacher_sample(gen, n)
+            x0, cond = self.generate(gen, n, True, cond, noise)
+        else:
+            x0, cond = self.generate(gen, n, grad=True)
         t = L.uniform_t(n, gen, shift=self.target.shift).to(x0.device)
         x_t = L.noised(x0.detach(), self.noise_like(x0, gen), t)
         with torch.no_grad():
             real = L.to_x0(x_t, t, self.teacher_velocity(x_t, t, cond))
             fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
         loss = L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
+        if self.o.mse:
+            loss = loss + self.o.mse * torch.nn.functional.mse_loss(x0, x_teacher.to(x0.device))
         if self.heads is not None:
             self.fake.requires_grad_(self.sharded)  # the gradient goes to x0 only (see ADM)
             try:

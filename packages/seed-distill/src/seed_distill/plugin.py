@@ -194,13 +194,21 @@ def seed_register_commands(app: Any) -> None:
         pixel: Annotated[
             float, typer.Option(help="adp: weight of the pixel discriminator (the latent one gets the rest).")
         ] = 0.15,
+        mse: Annotated[
+            float,
+            typer.Option(
+                help="adp, dmd2: weight of a regression of the student's sample onto the teacher's ODE "
+                "sample from the same noise (DMD's regression loss; reads the --pairs bank if given)."
+            ),
+        ] = 0.0,
         r1: Annotated[float, typer.Option(help="Approximate R1 weight on real samples (adm, apt).")] = 0.0,
         r2: Annotated[float, typer.Option(help="Approximate R2 weight on generated samples (apt).")] = 0.0,
         pairs: Annotated[
             Path | None,
             typer.Option(
-                help="A bank of teacher ODE pairs for kd and adp (they then run no teacher): made in DIR "
-                "first (--pair-count pairs of --teacher-steps Euler steps with CFG), reused when it is there."
+                help="A bank of teacher ODE pairs for kd, adp and dmd2's --mse (they then run no teacher): "
+                "made in DIR first (--pair-count pairs of --teacher-steps Euler steps with CFG), reused when "
+                "it is there."
             ),
         ] = None,
         pair_count: Annotated[int, typer.Option(help="Pairs the --pairs bank holds.")] = 4096,
@@ -274,6 +282,7 @@ def seed_register_commands(app: Any) -> None:
             reward_weight=reward_weight,
             reward_margin=reward_margin,
             pixel=pixel,
+            mse=mse,
             r1=r1,
             r2=r2,
             pairs=pairs,
