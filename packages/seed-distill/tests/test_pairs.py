@@ -126,3 +126,6 @@ def test_dmd2_with_the_regression_term_keeps_the_teachers_pairing(
         errors[weight] = float((x - paired).pow(2).sum(-1).mean())
         assert toy.mmd(x, reference) < 0.2 * toy.mmd(euler(target.teacher, 1), reference), weight
     assert errors[1.0] < 0.5 * errors[0.0], errors
+    logged = [e["mse"] for e in read_log(tmp_path / "mse1.0") if "mse" in e]  # the term is logged apart
+    assert len(logged) >= 100 and sum(logged[-20:]) < sum(logged[:20]), logged[:20]
+    assert not any("mse" in e for e in read_log(tmp_path / "mse0.0"))

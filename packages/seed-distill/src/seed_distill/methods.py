@@ -330,7 +330,9 @@ class DMD2(_FakeScore):
             fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
         loss = L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
         if self.o.mse:
-            loss = loss + self.o.mse * torch.nn.functional.mse_loss(x0, x_teacher.to(x0.device))
+            regression = torch.nn.functional.mse_loss(x0, x_teacher.to(x0.device))
+            self.stats["mse"] = float(regression.detach())  # logged apart: the sum hides which term moves
+            loss = loss + self.o.mse * regression
         if self.heads is not None:
             self.fake.requires_grad_(self.sharded)  # the gradient goes to x0 only (see ADM)
             try:
