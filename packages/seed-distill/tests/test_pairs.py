@@ -129,3 +129,19 @@ def test_dmd2_with_the_regression_term_keeps_the_teachers_pairing(
     logged = [e["mse"] for e in read_log(tmp_path / "mse1.0") if "mse" in e]  # the term is logged apart
     assert len(logged) >= 100 and sum(logged[-20:]) < sum(logged[:20]), logged[:20]
     assert not any("mse" in e for e in read_log(tmp_path / "mse0.0"))
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("dmd2", Options(mse=-1.0), "loss weights are >= 0; got --mse -1.0"),
+        ("kd", Options(mse=1.0), "--mse is read by adp and dmd2 only"),
+    ],
+)
+def test_a_regression_weight_that_does_not_fit_is_refused(
+    tmp_path: Path, method: str, options: Options, message: str
+) -> None:
+    from seed_distill.api import distill_model
+
+    with pytest.raises(UsageError, match=message):
+        distill_model("seedream-tiny-random", tmp_path, method=method, prompts=["a"], options=options)

@@ -202,6 +202,12 @@ def distill_model(
         raise UsageError("--edit-share needs edit sources: --edits DIR (images + metadata.jsonl)")
     if not 0.0 <= options.edit_share <= 1.0:
         raise UsageError(f"--edit-share is a share of the micro-batches, 0 to 1; got {options.edit_share}")
+    weights = {"--mse": options.mse, "--pixel": options.pixel, "--r1": options.r1, "--r2": options.r2}
+    negative = [f"{flag} {value}" for flag, value in {**weights, "--gan": options.gan}.items() if value < 0]
+    if negative:
+        raise UsageError(f"loss weights are >= 0; got {', '.join(negative)}")
+    if options.mse > 0 and not {s.method for s in stages} & {"adp", "dmd2"}:
+        raise UsageError("--mse is read by adp and dmd2 only; drop it or pick one of them")
     if options.extra.get("reward_name") is not None:
         from seed_core.registry import get_registry
 
