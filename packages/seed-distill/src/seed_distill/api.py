@@ -104,6 +104,7 @@ def check_fit(
     reward: bool = False,
     data: bool = False,
     edits: bool = False,
+    mse: bool = False,
 ) -> None:
     """A method that needs what the backbone does not offer is refused with the reason."""
     if reward and not (_offers(target, "decode") and _offers(target, "prompts")):
@@ -122,6 +123,8 @@ def check_fit(
         )
     if data and not any(s.method in ("apt", "dmd2") for s in stages):
         raise UsageError("--data is read by apt and dmd2 (its GAN term) only; drop it or use one of them")
+    if mse and not any(s.method in ("adp", "dmd2") for s in stages):
+        raise UsageError("--mse is read by adp and dmd2 only; drop it or pick one of them")
     if any(s.method == "apt" for s in stages):
         if not data:
             raise UsageError("method 'apt' trains against real data: give --data DIR (images + captions)")
@@ -197,17 +200,22 @@ def distill_model(
         reward=options.extra.get("reward_name") is not None,
         data=data is not None,
         edits=edits is not None,
+        mse=options.mse > 0,
     )
     if edits is None and options.edit_share > 0:
         raise UsageError("--edit-share needs edit sources: --edits DIR (images + metadata.jsonl)")
     if not 0.0 <= options.edit_share <= 1.0:
         raise UsageError(f"--edit-share is a share of the micro-batches, 0 to 1; got {options.edit_share}")
-    weights = {"--mse": options.mse, "--pixel": options.pixel, "--r1": options.r1, "--r2": options.r2}
-    negative = [f"{flag} {value}" for flag, value in {**weights, "--gan": options.gan}.items() if value < 0]
+    weights = {
+        "--mse": options.mse,
+        "--pixel": options.pixel,
+        "--r1": options.r1,
+        "--r2": options.r2,
+        "--gan": options.gan,
+    }
+    negative = [f"{flag} {value}" for flag, value in weights.items() if value < 0]
     if negative:
         raise UsageError(f"loss weights are >= 0; got {', '.join(negative)}")
-    if options.mse > 0 and not {s.method for s in stages} & {"adp", "dmd2"}:
-        raise UsageError("--mse is read by adp and dmd2 only; drop it or pick one of them")
     if options.extra.get("reward_name") is not None:
         from seed_core.registry import get_registry
 

@@ -318,18 +318,17 @@ class DMD2(_FakeScore):
         return self.heads(self.target.features(self.fake, L.noised(x0, noise, t), t, cond))
 
     def generator_loss(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        noise = x_teacher = cond = None
         if self.o.mse:  # DMD's form: the generator starts from the noise of teacher ODE pairs (a bank's)
             noise, x_teacher, cond = self.teacher_sample(gen, n)
-            x0, cond = self.generate(gen, n, True, cond, noise)
-        else:
-            x0, cond = self.generate(gen, n, grad=True)
+        x0, cond = self.generate(gen, n, True, cond, noise)
         t = L.uniform_t(n, gen, shift=self.target.shift).to(x0.device)
         x_t = L.noised(x0.detach(), self.noise_like(x0, gen), t)
         with torch.no_grad():
             real = L.to_x0(x_t, t, self.teacher_velocity(x_t, t, cond))
             fake = L.to_x0(x_t, t, self.fake_velocity(x_t, t, cond))
         loss = L.dmd_loss(x0, real, fake) + self.reward_term(x0, cond)
-        if self.o.mse:
+        if x_teacher is not None:
             regression = torch.nn.functional.mse_loss(x0, x_teacher.to(x0.device))
             self.stats["mse"] = float(regression.detach())  # logged apart: the sum hides which term moves
             loss = loss + self.o.mse * regression
