@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from seed_mini import train, world
 
@@ -34,6 +34,38 @@ def test_vae_resumes_with_the_same_loss_curve(tmp_path):
     for step in a:
         assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6), step
     assert (tmp_path / "a" / "vae.safetensors").exists() and (tmp_path / "a" / "vae.json").exists()
+
+
+def test_decoder_fine_tune_keeps_the_latent_space_and_improves_the_reconstruction(tmp_path, capsys):
+    quiet = {"batch": 4, "preset": "tiny-f8", "log": lambda _: None}
+    base = train.train_vae(tmp_path / "vae", steps=30, **quiet)
+    tuned = train.train_vae(tmp_path / "dec", steps=40, lr=2e-3, decoder_from=tmp_path / "vae", **quiet)
+    before, after = train.load_vae(tmp_path / "vae"), train.load_vae(tmp_path / "dec")
+    assert after.cfg == before.cfg  # the DiT's scaling and shift factors are not refitted
+    enc_a, enc_b = before.encoder.state_dict(), after.encoder.state_dict()
+    assert all(torch.equal(enc_a[k], enc_b[k]) for k in enc_a), "the encoder moved"
+    dec_a, dec_b = before.decoder.state_dict(), after.decoder.state_dict()
+    assert any(not torch.equal(dec_a[k], dec_b[k]) for k in dec_a), "the decoder did not train"
+    x = train.vae_batch(99, 0, 8, 64)
+    with torch.no_grad():
+        assert torch.equal(before.encode(x), after.encode(x))
+        err_before = (before.decode(before.encode(x)) - x).abs().mean().item()
+        err_after = (after.decode(after.encode(x)) - x).abs().mean().item()
+    assert err_after < 0.9 * err_before, (err_before, err_after)
+
+    # install-vae writes it (fp16) into a model directory trained on that latent space, and refuses another
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"vae": base.cfg.to_dict()}))
+    assert train.main(["install-vae", "--out", str(tmp_path / "dec"), "--to", str(model)]) == 0
+    installed = train.load_vae(model)
+    assert all(v.dtype == torch.float16 for v in load_file(model / "vae.safetensors").values())
+    for k, v in tuned.decoder.state_dict().items():
+        assert torch.allclose(installed.decoder.state_dict()[k], v.half().float()), k
+    train.train_vae(tmp_path / "other", steps=2, seed=1, **quiet)
+    with pytest.raises(SystemExit):
+        train.main(["install-vae", "--out", str(tmp_path / "other"), "--to", str(model)])
+    assert "config differs" in capsys.readouterr().err
 
 
 def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed_registry_factory):

@@ -187,14 +187,23 @@ def train_vae(
     checkpoint_every: int = 200,
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    decoder_from: Path | None = None,
 ) -> Autoencoder:
-    """Train (or resume) the autoencoder; writes `out/vae.safetensors` + `out/vae.json` at the end."""
+    """Train (or resume) the autoencoder; writes `out/vae.safetensors` + `out/vae.json` at the end.
+
+    With `decoder_from` (a trained autoencoder's directory) only its decoder trains, on the frozen
+    encoder's latents: the latent space, and so every DiT trained on it, stays valid.
+    """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    cfg = AutoencoderConfig.preset(preset)
-    vae = Autoencoder(cfg).to(device)
+    if decoder_from is None:
+        vae = Autoencoder(AutoencoderConfig.preset(preset)).to(device)
+    else:
+        vae = load_vae(decoder_from, device).train()
+        vae.encoder.requires_grad_(False)
     loss_fn = AutoencoderLoss().to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    params = vae.parameters() if decoder_from is None else vae.decoder.parameters()
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: (
@@ -213,7 +222,9 @@ def train_vae(
     progress = Progress(steps, step)
     while step < steps:
         x = vae_batch(seed, step, batch, 64).to(device)
-        recon, dist = vae(x, generator=torch.Generator().manual_seed(seed * 7919 + step))
+        with torch.set_grad_enabled(decoder_from is None):
+            dist = vae.encode_distribution(x)
+        recon = vae.decoder(dist.sample(torch.Generator().manual_seed(seed * 7919 + step)))
         terms = loss_fn(recon, x, dist)
         optimizer_step(terms.total, vae, opt, sched)
         step += 1
@@ -232,21 +243,43 @@ def train_vae(
             )
         if stop_after is not None and step >= stop_after:
             return vae
-    export_vae(vae, out)
+    export_vae(vae, out, refit=decoder_from is None)
     return vae
 
 
-def export_vae(vae: Autoencoder, out: Path) -> None:
-    """Fit the latent scaling factor on fresh scenes (unit variance for the DiT) and write the weights."""
+def export_vae(vae: Autoencoder, out: Path, refit: bool = True) -> None:
+    """Fit the latent scaling factor on fresh scenes (unit variance for the DiT) and write the weights.
+
+    `refit=False` keeps the config's factors (a decoder fine-tune must not move the DiT's latent space).
+    """
     from seed_core.weights import save_safetensors
 
-    with torch.no_grad():
-        x = vae_batch(12345, 0, 64, 64).to(next(vae.parameters()).device)
-        z = vae.encode_distribution(x).mean
-    cfg = vae.cfg.replace(scaling_factor=float(1.0 / z.std()), shift_factor=float(z.mean()))
-    vae.cfg = cfg
+    if refit:
+        with torch.no_grad():
+            x = vae_batch(12345, 0, 64, 64).to(next(vae.parameters()).device)
+            z = vae.encode_distribution(x).mean
+        vae.cfg = vae.cfg.replace(scaling_factor=float(1.0 / z.std()), shift_factor=float(z.mean()))
+    cfg = vae.cfg
     save_safetensors(vae.state_dict(), out / "vae.safetensors", force=True)
     cfg.to_json(out / "vae.json")
+
+
+def install_vae(vae_dir: Path, model_dir: Path) -> None:
+    """Write the autoencoder of `vae_dir` (fp16) into the model directory `model_dir`, whose DiT was trained
+    on the same latent space: the configs must agree (a decoder fine-tune keeps them), else ValueError."""
+    from seed_core.weights import save_safetensors
+
+    vae = load_vae(vae_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise ValueError(f"{model_dir}: no config.json; not a model directory")
+    shipped = AutoencoderConfig.from_dict(json.loads(config_path.read_text())["vae"])
+    if shipped != vae.cfg:
+        raise ValueError(
+            f"{vae_dir}: its autoencoder config differs from {config_path}'s ({vae.cfg} against {shipped}); "
+            "only a decoder fine-tune of the model's own autoencoder (--decoder-from) can replace it"
+        )
+    save_safetensors(vae.state_dict(), model_dir / "vae.safetensors", dtype="float16", force=True)
 
 
 def load_vae(directory: Path, device: str = "cpu") -> Autoencoder:
@@ -868,12 +901,23 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data", "edits"))
+    parser.add_argument(
+        "stage", choices=("vae", "dit", "export", "bundle", "unbundle", "data", "edits", "install-vae")
+    )
     parser.add_argument("--out", type=Path, help="the run directory (every stage but unbundle)")
     parser.add_argument("--vae", type=Path, help="trained autoencoder directory (for the dit stage)")
     parser.add_argument("--steps", type=int, default=0)
-    parser.add_argument("--to", type=Path, help="model directory to write (for the export stage)")
+    parser.add_argument(
+        "--to",
+        type=Path,
+        help="model directory to write (export stage) or to give the --out autoencoder to (install-vae)",
+    )
     parser.add_argument("--init", type=Path, help="start the dit stage from an exported model directory")
+    parser.add_argument(
+        "--decoder-from",
+        type=Path,
+        help="vae stage: fine-tune only the decoder of this trained autoencoder (its latents stay)",
+    )
     parser.add_argument("--live", action="store_true", help="export the raw weights instead of the EMA")
     parser.add_argument("--bundle", type=Path, help="unbundle stage: the bundle file to turn into --to DIR")
     parser.add_argument("--batch", type=int)
@@ -944,6 +988,15 @@ def main(argv: list[str] | None = None) -> int:
         written = write_edits(args.out, args.count, size=args.size, seed=args.seed)
         print(f"wrote {written} edit sources with instructions (metadata.jsonl) to {args.out}")
         return 0
+    if args.stage == "install-vae":
+        if args.to is None:
+            parser.error("the install-vae stage needs --out VAE_RUN and --to MODEL_DIR")
+        try:
+            install_vae(args.out, args.to)
+        except (ValueError, FileNotFoundError) as exc:
+            parser.error(str(exc))
+        print(f"wrote the autoencoder of {args.out} into {args.to}")
+        return 0
     if args.stage == "bundle":
         if args.to is None:
             parser.error("the bundle stage needs --to DIR")
@@ -965,7 +1018,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.steps <= 0:
         parser.error("give the total number of --steps (a resumed run continues up to it)")
     elif args.stage == "vae":
-        train_vae(args.out, steps=args.steps, seed=args.seed, device=args.device, **extra)
+        if args.decoder_from is not None and not (
+            (args.decoder_from / "vae.json").exists() or (args.decoder_from / "config.json").exists()
+        ):
+            parser.error(f"--decoder-from {args.decoder_from}: no vae.json or config.json there")
+        train_vae(
+            args.out,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            decoder_from=args.decoder_from,
+            **extra,
+        )
     else:
         if args.vae is None:
             parser.error("the dit stage needs --vae DIR")
