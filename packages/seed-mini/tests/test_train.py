@@ -66,6 +66,9 @@ def test_decoder_fine_tune_keeps_the_latent_space_and_improves_the_reconstructio
     with pytest.raises(SystemExit):
         train.main(["install-vae", "--out", str(tmp_path / "other"), "--to", str(model)])
     assert "config differs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["install-vae", "--out", str(tmp_path / "nothing"), "--to", str(model)])
+    assert "not a trained autoencoder" in capsys.readouterr().err
 
 
 def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed_registry_factory):

@@ -6,6 +6,8 @@ optimizer, EMA, step) is written atomically every `checkpoint_every` steps, so a
 it stopped and follows the same loss curve. The same code runs on a GPU (`--device cuda`).
 
     python -m seed_mini.train vae --out runs/vae --steps 4000
+    python -m seed_mini.train vae --out runs/dec --decoder-from runs/vae --steps 4500   # decoder only
+    python -m seed_mini.train install-vae --out runs/dec --to MODEL_DIR   # swap a model's decoder
     python -m seed_mini.train dit --out runs/dit --vae runs/vae --steps 100000
     python -m seed_mini.train export --out runs/dit --vae runs/vae --to DIR   # EMA of the last checkpoint
     python -m seed_mini.train bundle --out runs/dit --to DIR       # EMA + live weights as two fp16 files
@@ -280,6 +282,10 @@ def install_vae(vae_dir: Path, model_dir: Path) -> None:
             "only a decoder fine-tune of the model's own autoencoder (--decoder-from) can replace it"
         )
     save_safetensors(vae.state_dict(), model_dir / "vae.safetensors", dtype="float16", force=True)
+
+
+def _has_autoencoder(directory: Path) -> bool:
+    return (directory / "vae.json").is_file() or (directory / "config.json").is_file()
 
 
 def load_vae(directory: Path, device: str = "cpu") -> Autoencoder:
@@ -991,6 +997,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "install-vae":
         if args.to is None:
             parser.error("the install-vae stage needs --out VAE_RUN and --to MODEL_DIR")
+        if not _has_autoencoder(args.out):
+            parser.error(f"--out {args.out}: no vae.json or config.json there; not a trained autoencoder")
         try:
             install_vae(args.out, args.to)
         except (ValueError, FileNotFoundError) as exc:
@@ -1018,9 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.steps <= 0:
         parser.error("give the total number of --steps (a resumed run continues up to it)")
     elif args.stage == "vae":
-        if args.decoder_from is not None and not (
-            (args.decoder_from / "vae.json").exists() or (args.decoder_from / "config.json").exists()
-        ):
+        if args.decoder_from is not None and not _has_autoencoder(args.decoder_from):
             parser.error(f"--decoder-from {args.decoder_from}: no vae.json or config.json there")
         train_vae(
             args.out,
