@@ -67,6 +67,11 @@ def test_guidance_student_starts_as_the_teacher_and_round_trips(
     assert info["steps"] == 2 and pipeline.default_steps == 2 and pipeline.default_guidance == 4.0
     result = pipeline.run(GenerateRequest("a red circle", seed=0))
     assert result.settings["steps"] == 2 and result.images[0].size == (64, 64)
+    teacher_scale = pipeline.config.default_image_guidance
+    assert teacher_scale == 1.5  # a student without its own keeps the model's edit image guidance
+    target.save_student(student, tmp_path / "e", {"steps": 2, "guidance": 4.0, "image_guidance": 2.5})
+    pipeline.load_student(tmp_path / "e")
+    assert pipeline.config.default_image_guidance == 2.5
 
 
 def test_bad_student_directories_are_refused(pipeline: SeedreamPipeline, tmp_path: Path) -> None:

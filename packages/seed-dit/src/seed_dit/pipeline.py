@@ -213,8 +213,8 @@ class SeedreamPipeline(Pipeline):
         return SeedreamDistillTarget(self, prompts, size or (self.config.width, self.config.height))
 
     def load_student(self, directory: Path) -> dict[str, Any]:
-        """Use a distilled student: its DiT replaces the teacher's, and its steps, shift and guidance become
-        the defaults (a request can still override them)."""
+        """Use a distilled student: its DiT replaces the teacher's, and its steps, shift, guidance and (when
+        student.json has one) edit image guidance become the defaults (a request can still override them)."""
         from seed_dit.distill import load_student
 
         dtype = self.dit.compute_dtype
@@ -226,6 +226,9 @@ class SeedreamPipeline(Pipeline):
             self.config,
             default_steps=int(info["steps"]),
             default_guidance=float(info.get("guidance", 1.0)),
+            # a student may keep its own edit image guidance (one made without edits samples them best at
+            # the scale it was measured at)
+            default_image_guidance=float(info.get("image_guidance", self.config.default_image_guidance)),
             shift=float(info["shift"]) if "shift" in info else self.config.shift,
             shift_base_tokens=None if "shift" in info else self.config.shift_base_tokens,
             sampler="euler",

@@ -768,7 +768,8 @@ def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path
     config = PipelineConfig(
         default_steps=20,
         default_guidance=4.0,
-        default_image_guidance=1.5,
+        # edits: image guidance 3 over 1.5 gained 5 points of success on a held-out edit suite (session 22)
+        default_image_guidance=3.0,
         width=64,
         height=64,
         max_references=3,
