@@ -261,9 +261,8 @@ def export_vae(vae: Autoencoder, out: Path, refit: bool = True) -> None:
             x = vae_batch(12345, 0, 64, 64).to(next(vae.parameters()).device)
             z = vae.encode_distribution(x).mean
         vae.cfg = vae.cfg.replace(scaling_factor=float(1.0 / z.std()), shift_factor=float(z.mean()))
-    cfg = vae.cfg
     save_safetensors(vae.state_dict(), out / "vae.safetensors", force=True)
-    cfg.to_json(out / "vae.json")
+    vae.cfg.to_json(out / "vae.json")
 
 
 def install_vae(vae_dir: Path, model_dir: Path) -> None:
@@ -275,7 +274,10 @@ def install_vae(vae_dir: Path, model_dir: Path) -> None:
     config_path = model_dir / "config.json"
     if not config_path.exists():
         raise ValueError(f"{model_dir}: no config.json; not a model directory")
-    shipped = AutoencoderConfig.from_dict(json.loads(config_path.read_text())["vae"])
+    recorded = json.loads(config_path.read_text()).get("vae")
+    if recorded is None:
+        raise ValueError(f"{config_path}: no 'vae' entry; not a seedream-mini model directory")
+    shipped = AutoencoderConfig.from_dict(recorded)
     if shipped != vae.cfg:
         raise ValueError(
             f"{vae_dir}: its autoencoder config differs from {config_path}'s ({vae.cfg} against {shipped}); "
@@ -1029,14 +1031,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "vae":
         if args.decoder_from is not None and not _has_autoencoder(args.decoder_from):
             parser.error(f"--decoder-from {args.decoder_from}: no vae.json or config.json there")
-        train_vae(
-            args.out,
-            steps=args.steps,
-            seed=args.seed,
-            device=args.device,
-            decoder_from=args.decoder_from,
-            **extra,
-        )
+        extra["decoder_from"] = args.decoder_from
+        train_vae(args.out, steps=args.steps, seed=args.seed, device=args.device, **extra)
     else:
         if args.vae is None:
             parser.error("the dit stage needs --vae DIR")
