@@ -79,6 +79,30 @@ def test_edit_metrics():
     assert {e.op for e in metrics.edit_suite(14)} == set(world.EDIT_OPS)
 
 
+def test_an_added_object_may_stand_anywhere_but_must_be_the_one_asked_for():
+    old = world.Obj("square", "blue", "medium", 0.25, 0.25)
+    source = world.Scene("white", (old,))
+    drawn = world.Obj("star", "red", "small", 0.75, 0.75)  # where and how big the world drew it
+    edit = world.Edit("add", "add a red star", source, world.Scene("white", (old, drawn)), None)
+    assert metrics.edit_success(edit, analyze(world.render(edit.target)))
+    # the star elsewhere and one size up: "add a red star" says neither, so the edit is done
+    elsewhere = world.Obj("star", "red", "medium", 0.75, 0.25)
+    shown = analyze(world.render(world.Scene("white", (old, elsewhere))))
+    assert metrics.edit_success(edit, shown)
+    assert not metrics.scene_match(edit.target, shown)  # version 1 of the suite failed it
+    # what the instruction does say still counts: the shape, the colour, and the rest of the scene
+    for wrong in (
+        (old, world.Obj("circle", "red", "medium", 0.75, 0.25)),
+        (old, world.Obj("star", "green", "medium", 0.75, 0.25)),
+        (elsewhere,),  # the square lost
+        (world.Obj("square", "blue", "medium", 0.4, 0.6), elsewhere),  # the square moved
+        (old,),  # nothing added
+        (old, elsewhere, world.Obj("circle", "red", "small", 0.25, 0.75)),  # something more
+    ):
+        assert not metrics.edit_success(edit, analyze(world.render(world.Scene("white", wrong))))
+    assert not metrics.edit_success(edit, analyze(world.render(world.Scene("black", (old, elsewhere)))))
+
+
 def test_diversity_exposes_mode_collapse():
     rng = random.Random(0)
     uniform = [(rng.choice(world.SHAPES), rng.choice(list(world.COLOURS))) for _ in range(2000)]
@@ -95,7 +119,7 @@ def test_suite_is_fixed():
         and len(a) == 96
         and {c.category for c in a} == {"single", "relation", "counting", "background"}
     )
-    assert metrics.SUITE_VERSION == 1
+    assert metrics.SUITE_VERSION == 2
 
 
 def _result(seed: int, single: float, edit: float, ratio: float, fd: float, version: int = 1) -> dict:
@@ -104,7 +128,13 @@ def _result(seed: int, single: float, edit: float, ratio: float, fd: float, vers
         "settings": {"seed": seed},
         "prompt_accuracy": {"single": single, "relation": 0.0, "counting": 0.25, "background": 1.0},
         "prompt_cases": {"single": 24, "relation": 24, "counting": 24, "background": 24},
-        "edit": {"success": edit, "preservation": 0.9, "psnr_outside_db": 30.0, "cases": 42},
+        "edit": {
+            "success": edit,
+            "preservation": 0.9,
+            "psnr_outside_db": 30.0,
+            "cases": 42,
+            "by_op": {"add": [round(6 * edit), 6], "move": [0, 6]},
+        },
         "compose": {"success": 0.0, "cases": 16},
         "diversity": {"a shape": {"entropy_ratio": ratio, "tv_distance": 0.5, "samples": 48}},
         "frechet": {"distance": fd, "floor": 30.0, "samples": 192},
@@ -118,6 +148,7 @@ def test_pooled_runs_count_every_case_and_give_the_standard_error() -> None:
     pooled = pool([_result(0, 0.5, 0.5, 0.4, 100.0), _result(SEED_STRIDE, 1.0, 0.0, 0.8, 200.0)])
     assert pooled["prompt_accuracy"]["single"] == 0.75 and pooled["prompt_cases"]["single"] == 48
     assert pooled["edit"]["success"] == 0.25 and pooled["edit"]["cases"] == 84
+    assert pooled["edit"]["by_op"] == {"add": [3, 12], "move": [0, 12]}
     assert pooled["diversity"]["a shape"]["entropy_ratio"] == pytest.approx(0.6)
     assert pooled["frechet"]["distance"] == 150.0 and pooled["seconds"] == 20.0
     p = pooled["pooled"]

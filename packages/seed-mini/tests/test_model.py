@@ -56,7 +56,8 @@ def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
     assert result.exit_code == 0, result.output
     assert "prompt accuracy: single" in result.output and "edit preservation" in result.output
     data = json.loads(out.read_text())
-    assert data["suite_version"] == 1 and data["model"] == "toy-gradient"
+    assert data["suite_version"] == 2 and data["model"] == "toy-gradient"
+    assert sum(n for _, n in data["edit"]["by_op"].values()) == data["edit"]["cases"] > 0
     assert set(data["prompt_accuracy"]) == {"single", "relation", "counting", "background", "single@256"}
     for value in [*data["prompt_accuracy"].values(), data["edit"]["success"], data["compose"]["success"]]:
         assert 0.0 <= value <= 1.0

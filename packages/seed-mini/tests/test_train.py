@@ -134,6 +134,18 @@ def test_dit_resumes_with_the_same_loss_curve_and_exports_a_model(tmp_path, seed
         changed = [k for k in before if not torch.equal(before[k], after[k])]
         assert len(changed) > len(before) // 2, (name, changed)
 
+    # --freeze-text trains the DiT and leaves the text encoder bit for bit (its students stay valid)
+    train.train_dit(
+        tmp_path / "d", tmp_path / "vae", init=tmp_path / "a" / "model", freeze_text=True, **kwargs
+    )
+    train.export_checkpoint(tmp_path / "d", tmp_path / "vae", tmp_path / "d-live", preset="tiny", live=True)
+    for name, moves in (("dit.safetensors", True), ("text_encoder.safetensors", False)):
+        before = load_safetensors(tmp_path / "a" / "model" / name)
+        after = load_safetensors(tmp_path / "d-live" / name)
+        assert any(not torch.equal(before[k], after[k]) for k in before) == moves, name
+    with pytest.raises(ValueError, match="word loss"):
+        train.train_dit(tmp_path / "e", tmp_path / "vae", freeze_text=True, word_weight=0.1, **kwargs)
+
 
 def test_mixed_resolutions_keep_the_token_count():
     sizes = {train.dit_scenes(0, step, 32, resolutions=train.RESOLUTIONS).size for step in range(60)}

@@ -80,13 +80,16 @@ def evaluate(
         tick("prompts")
 
     edit_ok, kept, psnrs = [], [], []
+    by_op: dict[str, list[int]] = {}  # op -> [successes, cases]
     compose_ok = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, edit in enumerate(metrics.edit_suite(42 // share) if size is None else []):
             source = save_png(to_pil(world.render(edit.source)), Path(tmp) / f"edit{i}.png")
             image = run(EditRequest(edit.instruction, image=str(source), seed=seed + i))
             analysis = analyze(image)
-            edit_ok.append(metrics.scene_match(edit.target, analysis))
+            edit_ok.append(metrics.edit_success(edit, analysis))
+            counts = by_op.setdefault(edit.op, [0, 0])
+            counts[0], counts[1] = counts[0] + edit_ok[-1], counts[1] + 1
             kept.append(metrics.preservation(edit, analysis))
             psnrs.append(metrics.psnr_outside_edit(edit, from_pil(image)))
             tick("edits")
@@ -145,6 +148,7 @@ def evaluate(
             "preservation": mean(kept),
             "psnr_outside_db": mean(finite),
             "cases": len(edit_ok),
+            "by_op": by_op,
         },
         "compose": {"success": mean(compose_ok), "cases": len(compose_ok)},
         "diversity": diversity,
@@ -202,6 +206,10 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 for k in ("success", "preservation", "psnr_outside_db")
             },
             "cases": sum(edit_cases),
+            "by_op": {
+                op: [sum(r["edit"]["by_op"][op][i] for r in results) for i in (0, 1)]
+                for op in first["edit"].get("by_op", {})
+            },
         },
         "compose": {
             "success": weighted([r["compose"]["success"] for r in results], compose_cases),

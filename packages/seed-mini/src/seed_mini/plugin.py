@@ -176,6 +176,8 @@ def seed_register_commands(app: Any) -> None:
         edit = result["edit"]
         if edit["cases"]:
             table.add_row("edit success", f"{edit['success']:.1%}", str(edit["cases"]))
+            for op, (hits, cases) in edit.get("by_op", {}).items():
+                table.add_row(f"  {op}", f"{hits / cases:.1%}", str(cases))
             table.add_row("edit preservation", f"{edit['preservation']:.1%}", str(edit["cases"]))
             table.add_row(
                 "edit PSNR outside the edit", f"{edit['psnr_outside_db']:.1f} dB", str(edit["cases"])

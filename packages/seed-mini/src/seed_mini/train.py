@@ -632,6 +632,7 @@ def train_dit(
     workers: int = 0,
     word_weight: float = 0.0,
     pooled_drop: float = 0.0,
+    freeze_text: bool = False,
     profile: int = 0,
     profile_after: int = 20,
 ) -> None:
@@ -646,7 +647,9 @@ def train_dit(
     steps this run makes). With `minutes`, the run ends within that wall time: at each tenth of it, `steps`
     is set to what the measured rate reaches (at most the `steps` given), so a decay still lands on the
     last step. `workers` processes draw the scenes ahead (for a GPU). `word_weight` adds that times
-    `word_loss` to the flow loss (logged as "words"); `pooled_drop` is `dit_loss`'s. `profile` steps,
+    `word_loss` to the flow loss (logged as "words"); `pooled_drop` is `dit_loss`'s. `freeze_text` trains
+    the DiT only: the text encoder stays as it was, and so do the students distilled with it (a student
+    is a DiT that reads the teacher's text encoder), so a teacher trained on can ship alone. `profile` steps,
     `profile_after` steps into the run, are profiled into `out/profile.txt`.
 
     Losses stay on the device until the log is written (every 50 steps and at each checkpoint), so a GPU
@@ -655,6 +658,8 @@ def train_dit(
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     if not 0.0 <= pooled_drop <= 1.0:
         raise ValueError(f"pooled_drop is a share of the samples, between 0 and 1; got {pooled_drop}")
+    if freeze_text and word_weight > 0:
+        raise ValueError("the word loss trains the text encoder only: drop it when the encoder is frozen")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = load_vae(vae_dir, device)
@@ -667,7 +672,8 @@ def train_dit(
         log(f"initialised from {init} (step {step}); the optimizer starts fresh")
     # made after `init`: load_into assigns new parameter tensors, so an optimizer made before would step
     # the replaced ones (the model would never change), and an EMA would average from untrained weights
-    params = [*dit.parameters(), *text.parameters()]
+    text.requires_grad_(not freeze_text)
+    params = [*dit.parameters(), *([] if freeze_text else text.parameters())]
     # fused: one kernel for all tensors (4x quicker than foreach on this CPU's 6.3M parameters)
     fused = torch.device(device).type in ("cpu", "cuda")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99), fused=fused)
@@ -973,6 +979,11 @@ def main(argv: list[str] | None = None) -> int:
         "DiT reads the words from the text tokens",
     )
     parser.add_argument(
+        "--freeze-text",
+        action="store_true",
+        help="dit stage: train the DiT only; the text encoder (and the students that read it) stay valid",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -1038,6 +1049,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the dit stage needs --vae DIR")
         if not 0.0 <= args.pooled_drop <= 1.0:
             parser.error(f"--pooled-drop is a share of the samples, between 0 and 1; got {args.pooled_drop}")
+        if args.freeze_text and args.word_loss > 0:
+            parser.error("--word-loss trains the text encoder only: drop it with --freeze-text")
         try:
             resolutions = parse_resolutions(args.resolutions)
         except ValueError as exc:
@@ -1057,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             word_weight=args.word_loss,
             pooled_drop=args.pooled_drop,
+            freeze_text=args.freeze_text,
             profile=args.profile,
             **extra,
         )
