@@ -158,6 +158,20 @@ def test_mixed_resolutions_keep_the_token_count():
             train.parse_resolutions(bad)
 
 
+def test_edit_batches_hold_every_operation_in_equal_shares():
+    from collections import Counter
+
+    ops: Counter[str] = Counter()
+    for step in range(400):
+        scenes = train.dit_scenes(0, step, 32)
+        if scenes.task == "edit":  # which operation made each target: the instruction's first word
+            ops.update(p.split()[0] for p in scenes.prompts if p)
+    verbs = {"make", "change", "paint", "add", "remove", "delete", "turn", "move"}
+    assert set(ops) <= verbs and sum(ops.values()) > 1000
+    moves, adds = ops["move"] / sum(ops.values()), ops["add"] / sum(ops.values())
+    assert 0.11 < moves < 0.18 and 0.11 < adds < 0.18  # 1/7 each (moves were 6% when skipped)
+
+
 def test_learning_rate_warms_up_holds_and_decays_to_zero():
     factors = [train.learning_rate_factor(step, step, 10, warmup=4, decay=4) for step in range(10)]
     assert factors == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25])

@@ -363,9 +363,9 @@ def dit_scenes(
     """One task and one resolution per step (the batch shares its number of references and its size).
 
     The size is drawn from `resolutions` (unless `size` is given) and the batch shrinks with the square of
-    the side. At the base size: 70% text-to-image, 20% edit, 10% composition; larger sizes are
-    text-to-image only (their references would multiply the cost). Captions are dropped with probability
-    `drop_text` for classifier-free guidance."""
+    the side. At the base size: 70% text-to-image, 20% edit (an equal share of each operation), 10%
+    composition; larger sizes are text-to-image only (their references would multiply the cost).
+    Captions are dropped with probability `drop_text` for classifier-free guidance."""
     rng = batch_rng(seed, step)
     if size is None:
         size = rng.choices([s for s, _ in resolutions], weights=[w for _, w in resolutions])[0]
@@ -383,9 +383,11 @@ def dit_scenes(
     elif draw < 0.9:
         task = "edit"
         while len(targets) < batch:
-            edit = world.make_edit(world.sample_scene(rng), rng)
-            if edit is None:
-                continue
+            # the operation first, then scenes until it applies: an equal share of each, as the suite
+            # has (drawing a scene and skipping an edit that does not fit left moves at 6% of edits)
+            op, edit = rng.choice(world.EDIT_OPS), None
+            while edit is None:
+                edit = world.make_edit(world.sample_scene(rng), rng, op)
             targets.append(edit.target)
             prompts.append(edit.instruction)
             refs.append([edit.source])
