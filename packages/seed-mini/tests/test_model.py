@@ -140,3 +140,28 @@ def test_the_shipped_autoencoder_gives_back_scenes_the_analyzer_reads():
     exact = sum(metrics.scene_match(s, analyzer.analyze(img)) for s, img in zip(scenes, y, strict=True))
     psnr = -10 * math.log10(((y - x) ** 2).mean().item())
     assert exact >= 38 and psnr >= 38.0, (exact, psnr)
+
+
+def test_eval_gives_its_image_guidance_to_the_edits(monkeypatch):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from seed_core.requests import EditRequest
+    from seed_mini import evaluate
+
+    seen = []
+
+    class Blank:  # a model that draws nothing, and remembers what it was asked
+        default_steps, default_guidance, default_size = 1, 1.0, (64, 64)
+
+        def run(self, request):
+            seen.append(request)
+            side = request.width or 64
+            return SimpleNamespace(images=[Image.new("RGB", (side, side), "white")])
+
+    monkeypatch.setattr(evaluate, "load", lambda *args, **kwargs: Blank())
+    result = evaluate.evaluate("blank", quick=True, image_guidance=2.5)
+    edits = [r for r in seen if isinstance(r, EditRequest)]
+    assert len(edits) == result["edit"]["cases"] > 0 and {r.image_guidance for r in edits} == {2.5}
+    assert result["settings"]["image_guidance"] == 2.5 and result["edit"]["success"] == 0.0

@@ -28,6 +28,7 @@ def evaluate(
     quick: bool = False,
     steps: int | None = None,
     guidance: float | None = None,
+    image_guidance: float | None = None,
     shift: float | None = None,
     sampler: str | None = None,
     draft: bool | None = None,
@@ -49,11 +50,16 @@ def evaluate(
     pipeline = load(model, accelerators=list(accelerators), device=device)
     tick = tick or (lambda _: None)
     share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
-    settings = {"steps": steps, "guidance": guidance, "shift": shift, "sampler": sampler, "draft": draft}
+    settings = {
+        "steps": steps, "guidance": guidance, "image_guidance": image_guidance, "shift": shift,
+        "sampler": sampler, "draft": draft,
+    }  # fmt: skip
 
     def run(request: GenerateRequest) -> Any:
         request.steps, request.guidance, request.shift = steps, guidance, shift
         request.sampler, request.draft = sampler, draft
+        if isinstance(request, EditRequest):
+            request.image_guidance = image_guidance
         if size is not None and not request.references and request.task != "edit":
             request.width = request.height = size
         return pipeline.run(request).images[0]

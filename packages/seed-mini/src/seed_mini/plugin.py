@@ -97,6 +97,10 @@ def seed_register_commands(app: Any) -> None:
         ] = False,
         steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
         guidance: Annotated[float | None, typer.Option(help="Guidance [default: the model's].")] = None,
+        image_guidance: Annotated[
+            float | None,
+            typer.Option(help="Edits: the source image's guidance [default: the model's or student's]."),
+        ] = None,
         shift: Annotated[float | None, typer.Option(help="Timestep shift [default: the model's].")] = None,
         sampler: Annotated[
             str | None, typer.Option(help="Sampler [default: the model's]. See `seed samplers`.")
@@ -153,6 +157,7 @@ def seed_register_commands(app: Any) -> None:
                     quick=quick,
                     steps=steps,
                     guidance=guidance,
+                    image_guidance=image_guidance,
                     shift=shift,
                     sampler=sampler,
                     draft=draft,
