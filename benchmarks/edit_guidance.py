@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ def main() -> None:
             str(save_png(to_pil(world.render(e.source)), Path(tmp) / f"{i}.png")) for i, e in enumerate(edits)
         ]
         for guidance, image_guidance in pairs:
-            ok, kept, by_op = [], [], defaultdict(list)
+            ok, kept = [], []
             for seed in seeds:
                 for i, edit in enumerate(edits):
                     request = EditRequest(
@@ -68,14 +67,12 @@ def main() -> None:
                         image_guidance=image_guidance,
                     )  # fmt: skip
                     analysis = analyze(pipeline.run(request).images[0])
-                    hit = metrics.edit_success(edit, analysis)
-                    ok.append(hit)
+                    ok.append(metrics.edit_success(edit, analysis))
                     kept.append(metrics.preservation(edit, analysis))
-                    by_op[edit.op].append(hit)
             rows.append({
                 "guidance": guidance, "image_guidance": image_guidance, "cases": len(ok),
                 "success": sum(ok) / len(ok), "preservation": sum(kept) / len(kept),
-                "by_op": {op: [sum(v), len(v)] for op, v in sorted(by_op.items())},
+                "by_op": dict(sorted(metrics.by_operation(edits * len(seeds), ok).items())),
             })  # fmt: skip
             r = rows[-1]
             ops = " ".join(f"{op} {h}/{n}" for op, (h, n) in r["by_op"].items())

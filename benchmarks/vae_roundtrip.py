@@ -43,13 +43,8 @@ def main() -> None:
         psnrs.append(-10 * math.log10(((y - x) ** 2).mean().item() + 1e-12))
         seen = analyzer.analyze(y)
         exact += metrics.scene_match(scene, seen)
-        for o in scene.objects:
-            total += 1
-            found += any(
-                (d.shape, d.colour, d.size) == (o.shape, o.colour, o.size)
-                and math.hypot(d.x - o.x, d.y - o.y) <= metrics.POSITION_TOLERANCE
-                for d in seen.objects
-            )
+        total += len(scene.objects)
+        found += sum(metrics.found_in_place(o, seen) for o in scene.objects)
     result = {
         "vae": str(args.vae), "scenes": args.scenes, "size": args.size, "objects": args.objects,
         "scenes_exact": exact / args.scenes, "objects_found": found / total,

@@ -86,16 +86,14 @@ def evaluate(
         tick("prompts")
 
     edit_ok, kept, psnrs = [], [], []
-    by_op: dict[str, list[int]] = {}  # op -> [successes, cases]
     compose_ok = []
+    edits = metrics.edit_suite(42 // share) if size is None else []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, edit in enumerate(metrics.edit_suite(42 // share) if size is None else []):
+        for i, edit in enumerate(edits):
             source = save_png(to_pil(world.render(edit.source)), Path(tmp) / f"edit{i}.png")
             image = run(EditRequest(edit.instruction, image=str(source), seed=seed + i))
             analysis = analyze(image)
             edit_ok.append(metrics.edit_success(edit, analysis))
-            counts = by_op.setdefault(edit.op, [0, 0])
-            counts[0], counts[1] = counts[0] + edit_ok[-1], counts[1] + 1
             kept.append(metrics.preservation(edit, analysis))
             psnrs.append(metrics.psnr_outside_edit(edit, from_pil(image)))
             tick("edits")
@@ -154,7 +152,7 @@ def evaluate(
             "preservation": mean(kept),
             "psnr_outside_db": mean(finite),
             "cases": len(edit_ok),
-            "by_op": by_op,
+            "by_op": metrics.by_operation(edits, edit_ok),
         },
         "compose": {"success": mean(compose_ok), "cases": len(compose_ok)},
         "diversity": diversity,

@@ -171,19 +171,31 @@ def edit_success(edit: world.Edit, analysis: Analysis, tolerance: float = POSITI
     )
 
 
+def found_in_place(obj: world.Obj, analysis: Analysis, tolerance: float = POSITION_TOLERANCE) -> bool:
+    """Whether the analysis holds `obj` (its shape, colour and size) within `tolerance` of its centre."""
+    return any(
+        (d.shape, d.colour, d.size) == (obj.shape, obj.colour, obj.size)
+        and math.hypot(d.x - obj.x, d.y - obj.y) <= tolerance
+        for d in analysis.objects
+    )
+
+
 def preservation(edit: world.Edit, analysis: Analysis, tolerance: float = 0.07) -> float:
     """Share of what the edit must not change (background, untouched objects) that is still there."""
     kept = [o for i, o in enumerate(edit.source.objects) if i != edit.index]
     checks = [analysis.background == edit.source.background] if edit.op != "background" else []
-    for obj in kept:
-        checks.append(
-            any(
-                (d.shape, d.colour, d.size) == (obj.shape, obj.colour, obj.size)
-                and math.hypot(d.x - obj.x, d.y - obj.y) <= tolerance
-                for d in analysis.objects
-            )
-        )
+    checks += [found_in_place(obj, analysis, tolerance) for obj in kept]
     return sum(checks) / len(checks) if checks else 1.0
+
+
+def by_operation(edits: Sequence[world.Edit], hits: Sequence[bool]) -> dict[str, list[int]]:
+    """Edit successes per operation: {op: [successes, cases]}, in the order the operations first come."""
+    tally: dict[str, list[int]] = {}
+    for edit, hit in zip(edits, hits, strict=True):
+        counts = tally.setdefault(edit.op, [0, 0])
+        counts[0] += hit
+        counts[1] += 1
+    return tally
 
 
 def psnr_outside_edit(edit: world.Edit, output: torch.Tensor, size: int = 64, dilate: int = 2) -> float:

@@ -730,7 +730,8 @@ def train_dit(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             ema_dit.update(dit)
-            ema_text.update(text)
+            if not freeze_text:  # a frozen encoder's average is itself
+                ema_text.update(text)
             step, updates = step + 1, updates + 1
             if budget is not None and (planned := budget.plan(step, steps)) != steps:
                 steps = progress.total = planned  # once spent, this step is checkpointed and exported
