@@ -381,3 +381,14 @@ class BlockingCopies(torch.utils._python_dispatch.TorchDispatchMode):
                     where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
                     self.copies.append(f"{tuple(source.shape)} {source.dtype} at {where}")
         return func(*args, **kwargs)
+
+
+def test_auto_precision_uses_bf16_only_where_it_runs_natively(monkeypatch):
+    assert train.resolve_precision("fp32", "cuda") == "fp32"
+    assert train.resolve_precision("bf16", "cpu") == "bf16"
+    assert train.resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert train.resolve_precision("auto", "cpu") == "fp32"  # emulated bf16 is 25x slower there
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert train.resolve_precision("auto", "cpu") == "bf16"
