@@ -8,7 +8,7 @@ import torch
 
 from seed_distill import toy
 from seed_distill.methods import Options
-from seed_distill.trainer import RunConfig, distill, init_world, leave_world, recipe_stages
+from seed_distill.trainer import RunConfig, distill, exit_rank, init_world, leave_world, recipe_stages
 
 
 def run(out: Path, fsdp: bool = False, stop_after: int | None = None, resume: bool = False) -> None:
@@ -31,12 +31,7 @@ def run(out: Path, fsdp: bool = False, stop_after: int | None = None, resume: bo
         leave_world(world, failed=True)
         raise
     leave_world(world)
-    # Skip the interpreter's finalisation: gloo's worker threads can outlive the destroyed group and
-    # abort the process as it is torn down ("terminate called without an active exception", seen in
-    # the FSDP run cut after step 4), after its log and checkpoint are written. The work is done here.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
 
 
 if __name__ == "__main__":

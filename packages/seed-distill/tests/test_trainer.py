@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,19 @@ def test_two_processes_follow_one_process(one_process: list[dict], tmp_path: Pat
     if mode == "fsdp":  # killed after step 4 (checkpoint at 3), resumed: the same curve to the end
         _worker(tmp_path / "cut", "--fsdp", "--stop-after=4")
         _same_curve(_worker(tmp_path / "cut", "--fsdp", "--resume"), one_process)
+
+
+def test_a_user_error_under_nproc_is_one_line_and_its_exit_code(tmp_path: Path) -> None:
+    """`seed distill --nproc 2` relaunches itself under torchrun: a user error that every rank meets is
+    said once (by rank 0), torchrun's traceback becomes one line, and the exit code is the rank's."""
+    command = [sys.executable, "-m", "seed_cli", "distill", "-m", "seedream-tiny-random", "--method", "dmd2"]
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "run"), "--nproc", "2"], env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("ships no prompts.txt") == 1, done.stderr
+    assert re.search(r"Error: rank [01] of 2 failed first \(exit code 2\)", done.stderr), done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
 class TickingClock:

@@ -28,7 +28,11 @@ class SeedGroup(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SeedError as exc:
-            typer.secho(f"Error: {exc}", err=True, fg="red")
+            import os
+
+            # under torchrun every rank meets the same user error: rank 0 says it
+            if os.environ.get("RANK", "0") == "0":
+                typer.secho(f"Error: {exc}", err=True, fg="red")
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:  # `seed inspect MODEL | head`: the reader has what it wanted
             import os

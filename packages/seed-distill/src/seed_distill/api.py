@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,18 +45,28 @@ def _strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def relaunch(nproc: int, argv: Sequence[str]) -> int:
-    """Run this `seed distill` again under torchrun with `nproc` processes; returns its exit code."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "seed_cli",
-        *_strip_nproc(argv),
-    ]
-    return subprocess.call(command)
+    """Run this `seed distill` again under torchrun with `nproc` processes; returns its exit code. A rank
+    that fails prints its own error (rank 0's, for the user errors every rank meets); torchrun's report
+    of the failure (a traceback) becomes one line naming the rank."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    for name in (
+        "torch.distributed.elastic.multiprocessing.api",
+        "torch.distributed.elastic.agent.server.api",
+    ):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # the failure is reported below, once
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "seed_cli", *_strip_nproc(argv)])
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        how = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
+        print(f"Error: rank {rank} of {nproc} failed first ({how})", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -291,3 +291,7 @@ def seed_register_commands(app: Any) -> None:
         )
         if path is not None:
             typer.echo(str(path))
+        if "WORLD_SIZE" in os.environ:  # a torchrun rank, out of its group: end it without gloo's teardown
+            from seed_distill.trainer import exit_rank
+
+            exit_rank()

@@ -627,7 +627,7 @@ def train_dit(
     stop_after: int | None = None,
     init: Path | None = None,
     resolutions: tuple[tuple[int, float], ...] = RESOLUTIONS,
-    precision: str = "bf16",
+    precision: str = "auto",
     warmup: int = 0,
     decay: int | float = 0,
     minutes: float | None = None,
@@ -641,7 +641,8 @@ def train_dit(
     """Train (or resume) seedream-mini on frozen VAE latents; exports a model directory to `out/model`.
 
     `precision="bf16"` runs the forward passes under bfloat16 autocast (master weights and the optimizer
-    stay float32): 1.4x faster on a CPU with AMX, and the usual choice on a GPU.
+    stay float32): 1.4x faster on a CPU with AMX, and the usual choice on a GPU; "auto" (the default)
+    takes it where bfloat16 runs natively and float32 elsewhere (`resolve_precision`).
 
     The learning rate is warmup-stable-decay: it rises linearly over the first `warmup` updates of a fresh
     optimizer (from scratch or `init`; a resumed checkpoint keeps its count), stays at `lr`, and falls
@@ -656,8 +657,9 @@ def train_dit(
 
     Losses stay on the device until the log is written (every 50 steps and at each checkpoint), so a GPU
     step does not wait for the host."""
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    precision = resolve_precision(precision, device)
     if not 0.0 <= pooled_drop <= 1.0:
         raise ValueError(f"pooled_drop is a share of the samples, between 0 and 1; got {pooled_drop}")
     if freeze_text and word_weight > 0:
@@ -1082,9 +1084,9 @@ def main(argv: list[str] | None = None) -> int:
             resolutions = parse_resolutions(args.resolutions)
         except ValueError as exc:
             parser.error(str(exc))
-        precision = resolve_precision(args.precision, args.device)
         if args.precision == "auto":
-            print(f"precision {precision} (auto; --precision bf16|fp32 to choose)")
+            chosen = resolve_precision(args.precision, args.device)
+            print(f"precision {chosen} (auto; --precision bf16|fp32 to choose)")
         train_dit(
             args.out,
             args.vae,
@@ -1093,7 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             init=args.init,
             resolutions=resolutions,
-            precision=precision,
+            precision=args.precision,
             warmup=args.warmup,
             decay=args.decay,
             minutes=args.minutes,
