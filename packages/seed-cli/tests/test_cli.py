@@ -146,6 +146,8 @@ def test_edit_runs(run, tmp_path):
     [
         (["generate", "x", "-m", "toy", "--width", "4"], 2, "width must be between 8"),
         (["generate", "x", "-m", "toy", "-o", "out.jpg"], 2, "must end in .png"),
+        (["generate", "x", "-m", "toy", "--guidance-interval", "0.9,0.1"], 2, "expected LOW,HIGH with 0 <="),
+        (["generate", "x", "-m", "toy", "--guidance-interval", "half"], 2, "'half': expected LOW,HIGH"),
         (["edit", "missing.png", "x", "-m", "toy"], 2, "source image missing.png does not exist"),
         (["info", "missing.png"], 1, "missing.png: no such file"),
         (["generate", "x", "-m", "toy", "--accel", "toy-fewer-steps:factor"], 2, "is not key=value"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,9 @@ def test_guidance_student_starts_as_the_teacher_and_round_trips(
             target.velocity(student, x, t, cond, 4.0), target.velocity(target.teacher, x, t, cond)
         )
     target.save_student(student, tmp_path / "s", {"steps": 2, "guidance": 4.0})
+    pipeline.config = dataclasses.replace(pipeline.config, guidance_interval=(0.0, 0.9))
     info = pipeline.load_student(tmp_path / "s")
+    assert pipeline.config.guidance_interval == (0.0, 1.0)  # a student is guided at each of its steps
     assert info["steps"] == 2 and pipeline.default_steps == 2 and pipeline.default_guidance == 4.0
     result = pipeline.run(GenerateRequest("a red circle", seed=0))
     assert result.settings["steps"] == 2 and result.images[0].size == (64, 64)

@@ -249,3 +249,40 @@ def _saved(image: Image.Image, pipeline) -> str:
     path = tempfile.mkstemp(suffix=".png")[1]
     image.save(path)
     return path
+
+
+def test_guidance_only_inside_its_interval(pipeline, tmp_path):
+    import dataclasses
+
+    from seed_core.samplers import flow_timesteps
+
+    rows: list[int] = []
+    hook = pipeline.dit.register_forward_hook(lambda _m, args, _out: rows.append(int(args[0].shape[0])))
+    request = GenerateRequest("a red circle", num_images=2, seed=3, steps=6, guidance=5.0)
+    full = pipeline.run(request)
+    assert full.settings["guidance_interval"] == [0.0, 1.0] and rows == [4] * 6  # both branches, each step
+    rows.clear()
+    part = pipeline.run(dataclasses.replace(request, guidance_interval=(0.0, 0.9)))
+    grid = flow_timesteps(6, part.settings["shift"])[:-1]  # the times the model is called at
+    assert rows == [2 if t > 0.9 else 4 for t in grid.tolist()] and 2 in rows and 4 in rows
+    assert part.settings["guidance_interval"] == [0.0, 0.9]
+    assert _pixels(part.images[0]) != _pixels(full.images[0])
+    # no step inside the interval: the conditional prediction alone, as guidance 1 gives it
+    none = pipeline.run(dataclasses.replace(request, guidance_interval=(0.0, 1e-6)))
+    plain = pipeline.run(dataclasses.replace(request, guidance=1.0))
+    assert _pixels(none.images[1]) == _pixels(plain.images[1])
+    # an edit's three branches (dual guidance) step down to one outside the interval too
+    rows.clear()
+    source = _saved(full.images[0], pipeline)
+    pipeline.run(EditRequest("make it blue", image=source, steps=2, guidance_interval=(0.0, 1e-6)))
+    assert rows == [1, 1]
+    hook.remove()
+    # the model's default comes from its pipeline config
+    pipeline.config = dataclasses.replace(pipeline.config, guidance_interval=(0.2, 0.8))
+    assert pipeline.run(GenerateRequest("x", steps=1)).settings["guidance_interval"] == [0.2, 0.8]
+    from seed_dit.pipeline import PipelineConfig
+
+    with pytest.raises(ConfigError, match="guidance_interval must be"):
+        PipelineConfig.from_dict({"guidance_interval": [0.9, 0.1]})
+    with pytest.raises(InvalidRequestError, match="guidance interval must be LOW,HIGH"):
+        pipeline.run(GenerateRequest("x", guidance_interval=(0.5, 0.5)))

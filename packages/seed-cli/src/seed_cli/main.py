@@ -15,7 +15,7 @@ import typer
 import typer.core
 
 from seed_core.errors import NoModelInstalledError, SeedError, UsageError
-from seed_core.requests import parse_size
+from seed_core.requests import parse_interval, parse_size
 
 DEFAULT_MODEL = "seedream-mini"
 DEFAULT_MODEL_PACKAGE = "seed-mini"
@@ -536,6 +536,14 @@ SamplerOpt = Annotated[
 ShiftOpt = Annotated[
     float | None, typer.Option(help="Timestep shift [default: resolution-aware].", show_default=False)
 ]
+IntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Guidance only at noise levels LOW,HIGH (1 = noise, 0 = image); the other steps run the "
+        "model once, unguided [default: the model's].",
+        show_default=False,
+    ),
+]
 SizeOpt = Annotated[
     str | None,
     typer.Option(
@@ -569,6 +577,7 @@ def generate(
     num_images: NumOpt = 1,
     sampler: SamplerOpt = None,
     shift: ShiftOpt = None,
+    guidance_interval: IntervalOpt = None,
     negative: Annotated[str, typer.Option(help="Negative prompt.")] = "",
     reference: Annotated[
         list[Path] | None,
@@ -607,6 +616,7 @@ def generate(
         shift=shift,
         references=[str(r) for r in reference or []],
         draft=draft,
+        guidance_interval=parse_interval(guidance_interval) if guidance_interval else None,
     )
     _run(request, model, accel or [], output, "seed-{model}-{seed}.png", device, dtype, force)
 
@@ -638,6 +648,7 @@ def edit(
     seed: SeedOpt = 0,
     num_images: NumOpt = 1,
     sampler: SamplerOpt = None,
+    guidance_interval: IntervalOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
@@ -658,6 +669,7 @@ def edit(
         num_images=num_images,
         sampler=sampler,
         image_guidance=image_guidance,
+        guidance_interval=parse_interval(guidance_interval) if guidance_interval else None,
     )
     default = str(image.with_name(f"{image.stem}-edited.png"))
     _run(request, model, accel or [], output, default, device, dtype, force)

@@ -36,6 +36,9 @@ class GenerateRequest:
     # draw a small draft, upscale it and refine it at full size (models with a draft size, above it);
     # None: the model's default, False: sample at full size from the noise
     draft: bool | None = None
+    # classifier-free guidance only while the noise level t (1 = noise, 0 = image) lies in [low, high];
+    # outside it the conditional prediction alone (one model call, not one per branch). None: the model's
+    guidance_interval: tuple[float, float] | None = None
 
     task = "t2i"
 
@@ -54,6 +57,12 @@ class GenerateRequest:
             raise InvalidRequestError(f"num_images must be between 1 and 64, got {self.num_images}")
         if self.shift is not None and not (math.isfinite(self.shift) and 0.01 <= self.shift <= 100):
             raise InvalidRequestError(f"shift must be between 0.01 and 100, got {self.shift}")
+        span = self.guidance_interval
+        if span is not None and not (len(span) == 2 and 0 <= span[0] < span[1] <= 1):
+            shown = ",".join(str(v) for v in span)
+            raise InvalidRequestError(
+                f"guidance interval must be LOW,HIGH with 0 <= LOW < HIGH <= 1, got {shown}"
+            )
         if not 0 <= self.seed < 2**63:
             raise InvalidRequestError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
         for ref in self.references:
@@ -158,3 +167,14 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
             f"{option} {text!r}: expected WIDTHxHEIGHT (e.g. 512x768) or one number, all positive"
         )
     return values[0], values[-1]
+
+
+def parse_interval(text: str, option: str = "--guidance-interval") -> tuple[float, float]:
+    """`0,0.9` -> (0.0, 0.9): a guidance interval of noise levels; one line naming `option` if not."""
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not 0 <= values[0] < values[1] <= 1:
+        raise UsageError(f"{option} {text!r}: expected LOW,HIGH with 0 <= LOW < HIGH <= 1 (e.g. 0,0.9)")
+    return values[0], values[1]

@@ -32,6 +32,7 @@ def evaluate(
     shift: float | None = None,
     sampler: str | None = None,
     draft: bool | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     seed: int = 0,
     device: str = "cpu",
     tick: Tick | None = None,
@@ -52,12 +53,12 @@ def evaluate(
     share = max(fraction, 4 if quick else 1)  # run 1 / share of each suite
     settings = {
         "steps": steps, "guidance": guidance, "image_guidance": image_guidance, "shift": shift,
-        "sampler": sampler, "draft": draft,
+        "sampler": sampler, "draft": draft, "guidance_interval": guidance_interval,
     }  # fmt: skip
 
     def run(request: GenerateRequest) -> Any:
         request.steps, request.guidance, request.shift = steps, guidance, shift
-        request.sampler, request.draft = sampler, draft
+        request.sampler, request.draft, request.guidance_interval = sampler, draft, guidance_interval
         if isinstance(request, EditRequest):
             request.image_guidance = image_guidance
         if size is not None and not request.references and request.task != "edit":

@@ -105,6 +105,10 @@ def seed_register_commands(app: Any) -> None:
         sampler: Annotated[
             str | None, typer.Option(help="Sampler [default: the model's]. See `seed samplers`.")
         ] = None,
+        guidance_interval: Annotated[
+            str | None,
+            typer.Option(help="Guidance only at noise levels LOW,HIGH [default: the model's]."),
+        ] = None,
         draft: Annotated[
             bool | None,
             typer.Option(
@@ -141,6 +145,7 @@ def seed_register_commands(app: Any) -> None:
 
         from seed_core.errors import UsageError
         from seed_core.files import atomic_write_bytes, check_writable
+        from seed_core.requests import parse_interval
         from seed_mini.evaluate import CATEGORIES, SEED_STRIDE, evaluate, pool, total_ticks
 
         if seeds < 1:
@@ -161,6 +166,7 @@ def seed_register_commands(app: Any) -> None:
                     shift=shift,
                     sampler=sampler,
                     draft=draft,
+                    guidance_interval=parse_interval(guidance_interval) if guidance_interval else None,
                     seed=seed + k * SEED_STRIDE,
                     device=device,
                     tick=lambda what: bar.update(task, advance=1, description=what),
