@@ -809,6 +809,10 @@ def export_model(dit: MMDiT, text: MiniTextEncoder, vae: Autoencoder, path: Path
         # --quick --shift` at step 9,200 (FD 389 against 468 at Flux's 1.6 and 488 at 1.0)
         shift=SAMPLING_SHIFT,
         shift_base_tokens=base_tokens,
+        # guidance only below noise level 0.9 (the first 5 of 20 steps unguided, one DiT call each): at
+        # step 35,019 and 3 seeds, mean prompt accuracy 49.7 -> 52.4%, FD 122 -> 103, edits 49 -> 52%
+        # (session 25, RESULTS)
+        guidance_interval=(0.0, 0.9),
     )
     pipeline = SeedreamPipeline(spec, dit, vae, text, config)
     pipeline.save_pretrained(path, dtype="float16", force=True)
