@@ -7,6 +7,7 @@ commands that run a model, never at import time, so `seed --help` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,16 +29,11 @@ class SeedGroup(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SeedError as exc:
-            import os
-
             # under torchrun every rank meets the same user error: rank 0 says it
             if os.environ.get("RANK", "0") == "0":
                 typer.secho(f"Error: {exc}", err=True, fg="red")
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:  # `seed inspect MODEL | head`: the reader has what it wanted
-            import os
-            import sys
-
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             raise typer.Exit(0) from None
         except OSError as exc:  # a file the user named cannot be read or written

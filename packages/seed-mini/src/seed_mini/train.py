@@ -659,7 +659,9 @@ def train_dit(
     step does not wait for the host."""
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
-    precision = resolve_precision(precision, device)
+    if precision == "auto":
+        precision = resolve_precision(precision, device)
+        log(f"precision {precision} (auto; --precision bf16|fp32 to choose)")
     if not 0.0 <= pooled_drop <= 1.0:
         raise ValueError(f"pooled_drop is a share of the samples, between 0 and 1; got {pooled_drop}")
     if freeze_text and word_weight > 0:
@@ -1088,9 +1090,6 @@ def main(argv: list[str] | None = None) -> int:
             resolutions = parse_resolutions(args.resolutions)
         except ValueError as exc:
             parser.error(str(exc))
-        if args.precision == "auto":
-            chosen = resolve_precision(args.precision, args.device)
-            print(f"precision {chosen} (auto; --precision bf16|fp32 to choose)")
         train_dit(
             args.out,
             args.vae,
