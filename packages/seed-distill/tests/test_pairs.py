@@ -54,6 +54,12 @@ def test_a_mismatched_or_corrupt_bank_is_refused(target: toy.ToyTarget, tmp_path
         _bank(target, tmp_path / "b", 64, teacher_steps=8)
     with pytest.raises(UsageError, match="made with seed=3, this run's is 0"):
         _bank(target, tmp_path / "b", 64, seed=0)
+    target.guidance_interval = (0.0, 0.9)  # a teacher now guided only below noise level 0.9
+    try:
+        with pytest.raises(UsageError, match=r"guidance_interval=\[0.0, 1.0\], this run's is \[0.0, 0.9\]"):
+            _bank(target, tmp_path / "b", 64)
+    finally:
+        del target.guidance_interval
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / FILE).write_bytes(b"not safetensors")
     with pytest.raises(ConfigError, match="not a readable pair bank"):

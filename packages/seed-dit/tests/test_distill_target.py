@@ -191,3 +191,28 @@ def test_edit_guidance_takes_one_scale_a_row(target: SeedreamDistillTarget) -> N
         one = target.edit_conditions(cond.full.references[0][i : i + 1], [cond.prompts[i]])
         alone = target.velocity(target.teacher, x[i : i + 1], t[i : i + 1], one, float(scales[i]))
         torch.testing.assert_close(both[i : i + 1], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_the_teacher_is_guided_only_inside_its_guidance_interval(pipeline: SeedreamPipeline) -> None:
+    """Distillation sees the teacher as its sampler runs it: guided below the interval's top, the
+    conditional branch alone above it (no image guidance either for an edit), one decision a row."""
+    pipeline.config = dataclasses.replace(pipeline.config, guidance_interval=(0.0, 0.6))
+    target = pipeline.distill_target(["a red circle", "two blue squares"])
+    assert target.guidance_interval == (0.0, 0.6)
+    gen = torch.Generator().manual_seed(7)
+    x = target.sample_noise(2, gen)
+    edit = target.edit_conditions(target.sample_noise(2, gen), ["make it red", "remove the square"])
+    for cond in (target.sample_conditions(2, gen), edit):
+        t = torch.tensor([0.9, 0.3])
+        mixed = target.teacher_velocity(x, t, cond, 4.0)
+        unguided = target.teacher(x, t, cond.full).float()
+        guided = target.velocity(target.teacher, x, t, cond, 4.0)
+        assert not torch.allclose(guided[0], unguided[0], atol=1e-3)  # guidance changes the velocity
+        torch.testing.assert_close(mixed[0], unguided[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(mixed[1], guided[1], atol=1e-5, rtol=1e-4)
+    pipeline.config = dataclasses.replace(pipeline.config, guidance_interval=(0.0, 1.0))
+    everywhere = pipeline.distill_target(["a red circle"])
+    cond = everywhere.sample_conditions(2, gen)
+    torch.testing.assert_close(
+        everywhere.teacher_velocity(x, t, cond, 4.0), everywhere.velocity(everywhere.teacher, x, t, cond, 4.0)
+    )

@@ -43,6 +43,9 @@ class DistillTarget(abc.ABC):
     default_guidance: float = 1.0
     #: timestep shift of the teacher's sampler; student step grids use the same
     shift: float = 1.0
+    #: noise levels [low, high] at which the teacher's sampler guides; outside, it runs the conditional
+    #: branch alone (seed_dit's `PipelineConfig.guidance_interval`)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     @abc.abstractmethod
     def sample_conditions(self, n: int, generator: torch.Generator) -> Any:
@@ -64,6 +67,30 @@ class DistillTarget(abc.ABC):
         """Velocity of `net` at (x, t (B,)). `guidance` > 1 runs classifier-free guidance with the null
         condition, unless `net` embeds the guidance scale (a guidance-distilled student): then it is
         passed to the network and one call is made."""
+
+    def conditional_velocity(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any
+    ) -> torch.Tensor:
+        """Velocity of `net` under the full condition alone, no guidance of any kind (for an edit: no image
+        guidance either). Backbones whose `velocity` at guidance 1 still guides override it."""
+        return self.velocity(net, x, t, cond, 1.0)
+
+    def teacher_velocity(
+        self, x: torch.Tensor, t: torch.Tensor, cond: Any, guidance: float | torch.Tensor
+    ) -> torch.Tensor:
+        """The teacher as its sampler runs it: guided at `guidance` where t lies in `guidance_interval`,
+        the conditional branch alone elsewhere (per sample: t is (B,))."""
+        low, high = self.guidance_interval
+        if (low, high) == (0.0, 1.0):  # no host read of t (a GPU sync) for teachers guided everywhere
+            return self.velocity(self.teacher, x, t, cond, guidance)
+        inside = (t >= low) & (t <= high)
+        if bool(inside.all()):
+            return self.velocity(self.teacher, x, t, cond, guidance)
+        alone = self.conditional_velocity(self.teacher, x, t, cond)
+        if not bool(inside.any()):
+            return alone
+        guided = self.velocity(self.teacher, x, t, cond, guidance)
+        return torch.where(inside.view(-1, *[1] * (x.ndim - 1)), guided, alone)
 
     @abc.abstractmethod
     def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:

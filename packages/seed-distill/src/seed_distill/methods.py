@@ -166,7 +166,7 @@ class Method:
 
     def teacher_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any, w: Any = None) -> torch.Tensor:
         with torch.no_grad():
-            return self.target.velocity(self.target.teacher, x, t, cond, self.w if w is None else w)
+            return self.target.teacher_velocity(x, t, cond, self.w if w is None else w)
 
     def generate(
         self, gen: torch.Generator, n: int, grad: bool, cond: Any = None, noise: torch.Tensor | None = None

@@ -117,6 +117,7 @@ def pair_bank(
         "shift": float(target.shift),
         "precision": precision,
         "seed": seed,
+        "guidance_interval": [float(v) for v in target.guidance_interval],
     }
     generator = torch.Generator().manual_seed(seed)
     noise: list[torch.Tensor] = []
@@ -125,6 +126,8 @@ def pair_bank(
     shape = tuple(target.sample_noise(1, torch.Generator().manual_seed(0)).shape[1:])
     if (directory / FILE).is_file():
         tensors, info = _read(directory)
+        # banks made before guidance intervals existed were guided at every noise level
+        info.setdefault("guidance_interval", [0.0, 1.0])
         for key, value in made.items():
             if info.get(key) != value:
                 raise UsageError(
@@ -147,7 +150,7 @@ def pair_bank(
             noise.append(x.cpu())
             for i in range(teacher_steps):
                 t, s = grid[i].expand(n), grid[i + 1].expand(n)
-                x = L.euler_jump(x, t, target.velocity(target.teacher, x, t, cond, guidance).float(), s)
+                x = L.euler_jump(x, t, target.teacher_velocity(x, t, cond, guidance).float(), s)
         x0.append(x.float().cpu())
         prompts += target.prompts(cond)
         chunks += 1

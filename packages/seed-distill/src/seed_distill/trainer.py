@@ -342,6 +342,8 @@ def distill(
             "steps": options.steps,
             "guidance": method.w if target.embeds_guidance(student) else 1.0,
             "teacher": teacher,
+            # the noise levels its teacher was guided at (its own sampling takes `guidance_interval`, if any)
+            "teacher_guidance_interval": list(target.guidance_interval),
             "name": options.extra.get("name") or "+".join(s.method for s in stages),
             "method": "+".join(s.method for s in stages),
             "recipe": [asdict(s) for s in stages],

@@ -58,6 +58,7 @@ class SeedreamDistillTarget(DistillTarget):
         p = pipeline.dit.cfg.patch_size
         self.shift = pipeline.sampling_shift((height // f // p) * (width // f // p))
         self.default_guidance = pipeline.config.default_guidance
+        self.guidance_interval = pipeline.config.guidance_interval
         depth = len(self.teacher.dual_blocks) + len(self.teacher.single_blocks)
         # three evenly spaced depths, the last one included (DMDX / FastGen: several heads on the teacher)
         self.depths = sorted({max(1, round(depth * k / 3)) for k in (1, 2, 3)})
@@ -137,6 +138,14 @@ class SeedreamDistillTarget(DistillTarget):
         if isinstance(guidance, torch.Tensor) or guidance != 1.0:
             both = _cat(cond.full, cond.null)
             return batched_cfg(lambda x2, t2: net(x2, t2, both).float(), x, t, guidance)
+        return net(x, t, cond.full).float()
+
+    def conditional_velocity(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any
+    ) -> torch.Tensor:
+        assert isinstance(net, MMDiT) and isinstance(cond, Condition)
+        if net.guidance_in is not None:  # a guidance-distilled student: scale 1 is its unguided branch
+            return self.velocity(net, x, t, cond, 1.0)
         return net(x, t, cond.full).float()
 
     def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
