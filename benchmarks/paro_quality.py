@@ -7,7 +7,7 @@ Fréchet distance on the world classifier's features, and the PSNR of every outp
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
     uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] [--no-draft] \
-        [--json benchmarks/results/paro-quality.json]
+        [--seed S] [--json benchmarks/results/paro-quality.json]
 
 seedream-mini draws images above 64 px as a 64-px draft (exact attention) refined at full size from
 t = 0.5 (PARO on those steps); `--no-draft` runs every step at full size, PARO on all of them.
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--model", default="seedream-mini")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--fraction", type=int, default=16, help="run 1/N of each suite (CPU time)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the suites (as `seed eval --seed`)")
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
     parser.add_argument(
         "--no-draft",
@@ -72,6 +73,7 @@ def main() -> None:
             fraction=args.fraction,
             images=images,
             draft=False if args.no_draft else None,
+            seed=args.seed,
         )
         if name == "dense":
             dense_images = images
@@ -99,6 +101,7 @@ def main() -> None:
             "model": args.model,
             "size": args.size,
             "fraction": args.fraction,
+            "seed": args.seed,
             "draft": not args.no_draft,
             "rows": rows,
         }
