@@ -7,10 +7,14 @@ Fréchet distance on the world classifier's features, and the PSNR of every outp
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
     uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] [--no-draft] \
-        [--seed S] [--json benchmarks/results/paro-quality.json]
+        [--seed S] [--plan DIR] [--dense-cache FILE] [--json benchmarks/results/paro-quality.json]
+
+`--dense-cache FILE` keeps the dense run (its images and scores) for later runs with the same settings, so
+a run of other configurations does not sample dense again.
 
 seedream-mini draws images above 64 px as a 64-px draft (exact attention) refined at full size from
-t = 0.5 (PARO on those steps); `--no-draft` runs every step at full size, PARO on all of them.
+t = 0.5 (PARO on those two steps, each in its own timestep group of the plan, so a schedule such as
+`paro:schedule=0.2/0.4` gives each its own density); `--no-draft` runs every step at full size.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ CONFIGS = [  # each density with and without reordering, side by side
     ("dense", []),
     ("paro d0.3 int8", ["paro:density=0.3,bits=8"]),
     ("no reorder d0.3 int8", ["paro:density=0.3,bits=8,reorder=false"]),
+    # the budget of density 0.3 spent unevenly over the two refine steps (t 0.5 and 0.387 at 256 px):
+    # less on the first, more on the one that writes the output
+    ("paro d0.2/0.4 int8", ["paro:schedule=0.2/0.4,bits=8"]),
+    ("no reorder d0.2/0.4 int8", ["paro:schedule=0.2/0.4,bits=8,reorder=false"]),
     ("paro d0.2 int8", ["paro:density=0.2,bits=8"]),
     ("no reorder d0.2 int8", ["paro:density=0.2,bits=8,reorder=false"]),
     ("paro d0.5 int8", ["paro:density=0.5,bits=8"]),
@@ -58,25 +66,48 @@ def main() -> None:
         help="sample every step at full size (default: the model's draft at 64 px, refined at full size)",
     )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/paro-quality.json"))
+    parser.add_argument("--plan", help="PARO plan directory [the model's own]")
+    parser.add_argument(
+        "--dense-cache", type=Path, help="reuse (or write) the dense run here (same model weights only)"
+    )
     args = parser.parse_args()
+    settings = {"model": args.model, "size": args.size, "fraction": args.fraction, "seed": args.seed,
+                "draft": not args.no_draft}  # fmt: skip
+    cached = None
+    if args.dense_cache and args.dense_cache.is_file():
+        cached = torch.load(args.dense_cache, weights_only=False)
+        if cached["settings"] != settings:
+            parser.error(
+                f"--dense-cache {args.dense_cache} holds a run with {cached['settings']}, not {settings}"
+            )
     rows = []
     dense_images: list[torch.Tensor] = []
     for name, accel in CONFIGS:
         if args.only and name not in args.only and name != "dense":
             continue
+        accel = [f"{a},plan={args.plan}" if args.plan and a.startswith("paro:") else a for a in accel]
         images: list[torch.Tensor] = []
         start = time.perf_counter()
-        result = evaluate(
-            args.model,
-            accel,
-            size=args.size,
-            fraction=args.fraction,
-            images=images,
-            draft=False if args.no_draft else None,
-            seed=args.seed,
-        )
+        if name == "dense" and cached is not None:
+            result, images, seconds = cached["result"], cached["images"], cached["seconds"]
+            start -= seconds
+        else:
+            result = evaluate(
+                args.model,
+                accel,
+                size=args.size,
+                fraction=args.fraction,
+                images=images,
+                draft=False if args.no_draft else None,
+                seed=args.seed,
+            )
         if name == "dense":
             dense_images = images
+            if args.dense_cache and cached is None:
+                args.dense_cache.parent.mkdir(parents=True, exist_ok=True)
+                record = {"settings": settings, "result": result, "images": images,
+                          "seconds": time.perf_counter() - start}  # fmt: skip
+                torch.save(record, args.dense_cache)
         scores = [psnr(a, b) for a, b in zip(images, dense_images, strict=True)]
         finite = [s for s in scores if s != float("inf")]
         rows.append(
@@ -97,15 +128,7 @@ def main() -> None:
               f"PSNR vs dense {r['psnr_vs_dense_db']:.1f} dB  {r['seconds']:.0f} s", flush=True)  # fmt: skip
         # after every configuration: a long run cut short keeps what it measured
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "model": args.model,
-            "size": args.size,
-            "fraction": args.fraction,
-            "seed": args.seed,
-            "draft": not args.no_draft,
-            "rows": rows,
-        }
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        args.json.write_text(json.dumps({**settings, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from seed_attn import ops
-from seed_attn.paro import ParoPlan, PlanError, order_permutation, sequence_permutation
+from seed_attn.paro import Calibrator, ParoPlan, PlanError, order_permutation, sequence_permutation
 from seed_cli.main import create_app
 from seed_core.attention import attention
-from seed_core.errors import AcceleratorError, AttentionInputError
+from seed_core.errors import AcceleratorError, AttentionInputError, UsageError
 from seed_core.pipeline import load
 from seed_core.requests import EditRequest, GenerateRequest
 
@@ -89,6 +89,110 @@ def test_the_plans_defaults_are_recorded_with_the_output(registry, plan_dir):
     pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir},density=0.5"])
     result = pipeline.run(GenerateRequest("a red circle", seed=0, steps=1, **SIZE))
     assert (result.accelerators[0].options["density"], result.accelerators[0].options["bits"]) == (0.5, 8)
+
+
+def test_a_density_schedule_gives_each_sampled_step_its_own_masks(registry, tmp_path, monkeypatch):
+    """The plan records the flow times of the steps calibration sampled; a schedule gives each its own
+    density, noise to clean, even where both steps share one timestep group's masses (groups=1 here)."""
+    from seed_attn.calibrate import calibrate
+
+    plan_dir = tmp_path / "plan"
+    _, plan = calibrate(MODEL, size=(256, 256), prompts=["a red circle"], steps=2, out=plan_dir, groups=1)
+    steps = plan.steps()
+    assert len(steps) == 2 and steps[0] == 1.0 > steps[1] and plan.visited_groups() == [0]
+    masks = plan.step_masks((0.6, 1.0))  # 5x5 blocks; 13 forced (text row and column, diagonal)
+    assert (masks[0].sum((-1, -2)) == 15).all() and masks[1].all()
+    assert torch.equal(masks[0], plan.block_masks(0.6)[0])
+    with pytest.raises(PlanError, match=r"calibrated on 2 sampling steps \(t 1 / 0\.\d+\); give 2"):
+        plan.step_masks((0.5, 0.5, 0.5))
+
+    # end to end: every attention call of a step runs that step's masks (kept blocks per call, by t)
+    from seed_attn import backends
+    from seed_core.attention import current_attention_context
+
+    kept: dict[float, set[int]] = {}
+    original = ops.sparse_attention
+
+    def sparse_attention(*args, **kwargs):
+        t = round(float(current_attention_context().t.flatten()[0]), 4)
+        kept.setdefault(t, set()).add(int(args[3].count.sum()) // int(args[3].count.shape[1]))  # per head
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backends.ops, "sparse_attention", sparse_attention)
+    for schedule, expected in (("0.6/1", (15, 25)), ("1/0.6", (25, 15))):
+        kept.clear()
+        _image(MODEL, [f"paro:plan={plan_dir},schedule={schedule}"])
+        assert [kept[t] for t in sorted(kept, reverse=True)] == [{expected[0]}, {expected[1]}], schedule
+    pipeline = load(MODEL, accelerators=[f"paro:plan={plan_dir},schedule=0.6/1"])
+    result = pipeline.run(GenerateRequest("a red circle", seed=0, steps=2, **SIZE))
+    options = result.accelerators[0].options
+    assert (options["schedule"], options["bits"]) == ("0.6/1", 8) and options.get("density") is None
+    (prepared,) = pipeline.paro.prepared.values()
+    assert abs(prepared.density - (15 / 25 + 1) / 2) < 1e-6  # achieved over the two sampled steps
+    assert [prepared.slot_of(t) for t in (1.0, 0.9, steps[1], 0.1)] == [0, 0, 1, 1]
+    for bad, message in (("schedule=0.2/x", "separated by '/'"), ("schedule=0.5,density=0.5", "not both")):
+        with pytest.raises(AcceleratorError, match=message):
+            load(MODEL, accelerators=[f"paro:plan={plan_dir},{bad}"])
+    result = CliRunner().invoke(
+        create_app(),
+        ["generate", "a red circle", "-m", MODEL, "--steps", "2", "--size", "256", "-o",
+         str(plan_dir / "x.png"), "--accel", f"paro:plan={plan_dir},schedule=0.3/0.3/0.3"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "give 2 densities" in result.output and "Traceback" not in result.output
+
+
+def test_calibrate_can_keep_another_plans_orders(registry, plan_dir, tmp_path):
+    """`--orders-from DIR`: the masses are calibrated again, the token orders are the given plan's."""
+    from seed_attn.calibrate import calibrate
+
+    source = ParoPlan.load(next(plan_dir.glob("*.json")))
+    source.orders = 1 - source.orders  # every head the other way
+    source.save(tmp_path / "flipped")
+    _, plan = calibrate(
+        MODEL, size=(256, 256), prompts=["a red circle"], steps=2, out=tmp_path / "out",
+        orders_from=tmp_path / "flipped",
+    )  # fmt: skip
+    assert torch.equal(plan.orders, source.orders) and plan.meta["order_score"] == "given"
+    with pytest.raises(UsageError, match="no plan there for this size"):
+        calibrate(MODEL, size=(256, 256), prompts=["a"], steps=1, out=tmp_path / "o2", orders_from=tmp_path)
+    with pytest.raises(UsageError, match="does not take --order-score"):
+        calibrate(MODEL, prompts=["a"], out=tmp_path / "o3", orders_from=plan_dir, order_score="error")
+
+
+def test_the_error_order_score_keeps_the_order_whose_masks_hold_the_attention():
+    """Every token attends to its own column of a 16x16 grid: in the column-first order ("wh") a column is
+    one 16-token block, so the diagonal blocks hold all the attention; in the row-first order every key
+    block holds 1/16 of it. At density 0.25 the error score must measure the first as near exact and the
+    second as far off, and keep "wh"; the statistics pass is not recorded twice."""
+    grid, length = (16, 16), 256
+    column = torch.nn.functional.one_hot(torch.arange(length) % 16, 16).float()  # (L, 16), row-major tokens
+    q = k = (column * 10)[None, None].repeat(1, 2, 1, 1)  # (1, 2 heads, L, 16): same column -> logit 10
+    v = torch.randn(1, 2, length, 16, generator=torch.Generator().manual_seed(0))
+    calibrator = Calibrator(block=16, groups=1, order_score="error", density=0.25, bits=16)
+    calibrator.record(0, 1.0, q, k, None, 0, grid, 0.1, v=v)
+    calibrator.begin_error_pass()
+    calibrator.record(0, 1.0, q, k, None, 0, grid, 0.1, v=v)
+    plan = calibrator.plan("m", 0.25, 16)
+    error = torch.tensor(plan.meta["order_error"])  # (layers, orders, heads)
+    assert plan.orders.tolist() == [[1, 1]] and plan.meta["order_score"] == "error"
+    assert (error[0, 1] < 1e-3).all() and (error[0, 0] > 0.3).all(), error
+    assert calibrator.calls == 1 and plan.meta["times"] == [[1.0]]
+    kept = plan.block_masks(0.25)[0, 0, 0]  # the masks the plan builds with its orders: the diagonal
+    assert kept[torch.arange(16), torch.arange(16)].all()
+
+
+def test_calibrate_with_the_error_score_runs_the_prompts_twice(registry, tmp_path):
+    from seed_attn.calibrate import calibrate
+
+    ticks = []
+    _, plan = calibrate(
+        MODEL, size=(256, 256), prompts=["a red circle"], steps=2, out=tmp_path, order_score="error",
+        tick=ticks.append,
+    )  # fmt: skip
+    error = torch.tensor(plan.meta["order_error"])
+    assert ticks == ["a red circle"] * 2 and error.shape == (plan.layers, 2, plan.orders.shape[1])
+    assert torch.equal(plan.orders, error.argmin(1)) and plan.meta["calls"] == 2 * plan.layers
+    assert (error > 0).all() and (error < 1).all()  # density 0.3, 8 bits: off, but not unrelated
 
 
 def test_a_partial_last_query_block_keeps_its_share():
@@ -254,6 +358,10 @@ def test_calibrate_refuses_bad_settings_before_sampling(registry, tmp_path):
     for args in (["--groups", "0"], ["--alpha", "-3"]):
         result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), *args])
         assert result.exit_code == 2 and "groups >= 1" in result.output, result.output
+    result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), "--order-score", "x"])
+    assert result.exit_code == 2 and "order score must be 'paro' or 'error'" in result.output, result.output
+    result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--prompts", str(tmp_path / "none.txt")])
+    assert result.exit_code == 2 and "--prompts" in result.output and "cannot read it" in result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL])  # no model directory: name --out at once
     assert result.exit_code == 2 and "--out DIR" in result.output
 

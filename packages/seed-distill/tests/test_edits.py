@@ -98,3 +98,25 @@ def test_edits_that_do_not_fit_are_refused(edits: Path, tmp_path: Path, kw: dict
 def test_an_edit_share_without_edits_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--edit-share needs edit sources: --edits DIR"):
         distill_model(MODEL, tmp_path, method="tscd", prompts=["a"], options=Options(edit_share=0.5))
+
+
+def test_a_continued_student_keeps_its_edit_image_guidance(tmp_path: Path) -> None:
+    """`--init` from a student whose student.json sets the edit image guidance it edits best at: the
+    continuation records the same, and a pipeline using it edits at that scale by default."""
+    from seed_core.pipeline import load
+
+    pipeline = load(MODEL)
+    run = RunConfig(steps=1, batch=1, ema=0.0, checkpoint_every=1000)
+    first = distill_model(
+        pipeline, tmp_path / "a", method="tscd", prompts=["a"], options=Options(steps=2), run=run
+    )
+    info = json.loads((first / "student.json").read_text())
+    assert "image_guidance" not in info  # a fresh student leaves it to the teacher's default
+    (first / "student.json").write_text(json.dumps({**info, "image_guidance": 2.75}))
+    second = distill_model(
+        pipeline, tmp_path / "b", method="tscd", prompts=["a"], options=Options(steps=2), run=run, init=first
+    )
+    assert json.loads((second / "student.json").read_text())["image_guidance"] == 2.75
+    student = load(MODEL)
+    student.load_student(second)
+    assert student.config.default_image_guidance == 2.75 != load(MODEL).config.default_image_guidance

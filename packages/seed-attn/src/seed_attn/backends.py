@@ -66,7 +66,7 @@ def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-unt
             f"heads (model {plan.model}); this call is layer {layer} with {q.shape[1]} heads: "
             "re-run `seed calibrate`"
         )
-    group = plan.group_of(float(context.t.flatten()[0])) if context.t is not None else 0
+    group = prepared.slot_of(float(context.t.flatten()[0])) if context.t is not None else 0
     heads = q.shape[1]
     if k.shape[1] != heads:
         k, v = k.repeat_interleave(heads // k.shape[1], 1), v.repeat_interleave(heads // k.shape[1], 1)
@@ -115,7 +115,7 @@ def calibrate_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # 
         if len(context.grids) == 1 and context.length == q.shape[2]:
             calibrator.record(
                 layer, t, q, k, mask, context.prefix, context.grids[0],
-                1.0 / math.sqrt(q.shape[-1]) if scale is None else scale,
+                1.0 / math.sqrt(q.shape[-1]) if scale is None else scale, v=v,
             )  # fmt: skip
     return sdpa_attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
 
@@ -167,6 +167,20 @@ def plan_defaults(directory: Path, key: str) -> Any:
     return values.pop() if len(values) == 1 else None
 
 
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """'0.2/0.4' -> (0.2, 0.4): one density per calibrated sampling step, noise to clean."""
+    try:
+        densities = tuple(float(part) for part in text.split("/"))
+    except ValueError:
+        densities = ()
+    if not densities or not all(0 < d <= 1 for d in densities):
+        raise AcceleratorError(
+            f"paro: schedule must be densities in (0, 1] separated by '/', noise to clean (0.2/0.4), "
+            f"got {text!r}"
+        )
+    return densities
+
+
 def apply_paro(
     pipeline: Any,
     density: float | None = None,
@@ -175,9 +189,13 @@ def apply_paro(
     reorder: bool = True,
     kernel: str = "auto",
     plan: str | None = None,
+    schedule: str | None = None,
 ) -> Any:
     if density is not None and not 0 < density <= 1:
         raise AcceleratorError(f"paro: density must be in (0, 1], got {density}")
+    densities = parse_schedule(schedule) if schedule else None
+    if densities and density is not None:
+        raise AcceleratorError("paro: give density or schedule, not both")
     for name, value in (("bits", bits), ("pv_bits", pv_bits)):
         if value is not None and value not in (16, 8, 4):
             raise AcceleratorError(f"paro: {name} must be 16, 8 or 4, got {value}")
@@ -198,8 +216,9 @@ def apply_paro(
     defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
     density = defaults["density"] if density is None else density
     bits = defaults["bits"] if bits is None else bits
-    runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel)
-    pipeline.chosen_options = {k: v for k, v in (("density", density), ("bits", bits)) if v is not None}
+    runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel, densities)
+    chosen = (("schedule", schedule), ("bits", bits)) if densities else (("density", density), ("bits", bits))
+    pipeline.chosen_options = {k: v for k, v in chosen if v is not None}
     install(backbone(pipeline), runtime, "flex" if kernel == "flex" else "paro")
     pipeline.paro = runtime
     return pipeline

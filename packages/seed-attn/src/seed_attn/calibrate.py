@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from seed_attn.backends import backbone
-from seed_attn.paro import Calibrator, ParoPlan, install
+from seed_attn.paro import Calibrator, ParoPlan, find_plan, install
 from seed_core.errors import UsageError
 from seed_core.files import check_writable
 from seed_core.pipeline import load
@@ -35,12 +35,21 @@ def calibrate(
     tick: Callable[[str], None] | None = None,
     accelerators: Sequence[str] = (),
     frames: int | None = None,
+    order_score: str = "paro",
+    orders_from: Path | None = None,
 ) -> tuple[Path, ParoPlan]:
     """Calibrate PARO for `model` at `size` (width, height; default: the model's); returns the plan's JSON
     path (beside the model unless `out`) and the plan. `accelerators` are applied first (a distilled
     student, quantized weights): the plan then fits the model as it will run. A text-to-video model makes
-    `frames` frames (default: the model's)."""
-    calibrator = Calibrator(groups=groups, alpha=alpha)  # checks its settings before any work
+    `frames` frames (default: the model's). `order_score="error"` chooses each head's order by the output
+    error of the plan's own attention (a second pass over the prompts, see `seed_attn.paro`); `orders_from`
+    (a plan directory) keeps the token orders of its plan for this layout and calibrates the masses only
+    (the official code keeps its permutation and sparse plans apart: a model tuned further keeps the orders
+    that measured best)."""
+    if orders_from is not None and order_score != "paro":
+        raise UsageError("--orders-from keeps another plan's orders; it does not take --order-score")
+    # checks its settings before any work
+    calibrator = Calibrator(groups=groups, alpha=alpha, order_score=order_score, density=density, bits=bits)
     if accelerators and out is None:
         raise UsageError(
             "a plan calibrated with --with accelerators must not replace the model's own plan: give "
@@ -56,17 +65,29 @@ def calibrate(
     installed = install(dit, calibrator, "paro-calibrate")
     draft = None  # a pipeline that drafts small and refines at full size: only the refine is recorded
     try:
-        for i, prompt in enumerate(prompts):
-            result = pipeline.run(
-                pipeline.text_request(prompt, width=width, height=height, seed=i, steps=steps, frames=frames)
-            )
-            draft = result.settings.get("draft")
-            if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
-                check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
-            if tick:
-                tick(prompt)
+        for error_pass in (False, True) if order_score == "error" else (False,):
+            if error_pass:
+                calibrator.begin_error_pass()
+            for i, prompt in enumerate(prompts):
+                result = pipeline.run(
+                    pipeline.text_request(
+                        prompt, width=width, height=height, seed=i, steps=steps, frames=frames
+                    )
+                )
+                draft = result.settings.get("draft")
+                if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
+                    check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
+                if tick:
+                    tick(prompt)
     finally:
         installed.remove()
+    if orders_from is not None and calibrator.layout is not None:
+        source = find_plan(Path(orders_from), *calibrator.layout)
+        if source is None:
+            raise UsageError(
+                f"--orders-from {orders_from}: no plan there for this size ({calibrator.layout[1]})"
+            )
+        calibrator.orders = ParoPlan.load(source).orders
     plan = calibrator.plan(
         pipeline.spec.name,
         density,

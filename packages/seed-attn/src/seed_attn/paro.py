@@ -13,10 +13,25 @@ The order of a head minimises ``alpha * (1 - S_o / sum S) + (1 - alpha) * Q_o / 
 Q: quantization metric, normalised over the candidate orders). The paper writes the first term as S and
 takes the argmin, which would reward *fewer* sparse blocks; we use the sign that matches its intent.
 
+`order_score="error"` instead measures what the orders are for: a second pass over the same prompts runs,
+per (layer, head) and order, the attention the plan would run (that order's masks at the calibrated
+density, its bits) beside exact attention, and keeps the order with the smallest relative output error
+``sum |O - O_exact|^2 / sum |O_exact|^2`` over the calls. On seedream-mini the paper's score chose, for
+one head, the order whose output error at density 0.3 is 3x the other's (0.26 against 0.08), which cost
+1.3 dB of image PSNR against dense; yet orders chosen by this error measured lower prompt accuracy there
+(a mean over tokens misses the border tokens the analyzer reads): a measured option, not the default
+(benchmarks/RESULTS.md, session 27). `orders` (`seed calibrate --orders-from`) keeps given orders.
+
 At run time, the masks of a density D keep, per (timestep group, layer, head), the blocks with the most
 mass per query row until D of all blocks are kept, after the forced ones: every block that holds text
 tokens (rows and columns) and the diagonal. The plan stores the masses, so any density is built from one
 calibration.
+
+Timestep groups are equal spans of flow time (each with its own masses); the plan records the sampling
+steps calibration saw, and a density *schedule* gives each of those steps its own density
+(`--accel paro:schedule=0.2/0.4`: noise to clean; each step's masks come from its group's masses, and a
+call runs the masks of the calibrated step nearest its time), e.g. more blocks for the step that writes
+the output at the cost of the one before it.
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ import contextlib
 import contextvars
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +159,17 @@ class ParoPlan:
             )
         return plan
 
+    def steps(self) -> list[float]:
+        """The flow times of the sampling steps calibration saw, noise to clean (empty for a plan that
+        does not record them)."""
+        times = self.meta.get("times")
+        return sorted({float(t) for ts in times for t in ts}, reverse=True) if isinstance(times, list) else []
+
+    def visited_groups(self) -> list[int]:
+        """The timestep groups calibration saw steps in (all of them for a plan without its times)."""
+        steps = self.steps()
+        return sorted({self.group_of(t) for t in steps}) if steps else list(range(self.groups))
+
     def block_masks(self, density: float, reorder: bool = True) -> torch.Tensor:
         """(groups, layers, heads, nQb, nKb) bool masks keeping `density` of the blocks (see module doc)."""
         if not 0 < density <= 1:
@@ -165,6 +191,20 @@ class ParoPlan:
         masks = torch.zeros_like(score, dtype=torch.bool).scatter(-1, top, True)
         return masks.view(mass.shape)
 
+    def step_masks(self, schedule: Sequence[float], reorder: bool = True) -> torch.Tensor:
+        """(steps, layers, heads, nQb, nKb): one density per calibrated sampling step, noise to clean, each
+        step's masks built from its timestep group's masses."""
+        steps = self.steps()
+        if len(schedule) != len(steps):
+            seen = " / ".join(f"{t:g}" for t in steps) if steps else "none recorded: re-run `seed calibrate`"
+            raise PlanError(
+                f"paro: the schedule gives {len(schedule)} densities, but the plan for grid "
+                f"{'x'.join(map(str, self.grid))} was calibrated on {len(steps)} sampling steps (t {seen}); "
+                f"give {len(steps)} densities separated by '/', noise to clean"
+            )
+        by_density = {d: self.block_masks(d, reorder) for d in set(schedule)}
+        return torch.stack([by_density[d][self.group_of(t)] for d, t in zip(schedule, steps, strict=True)])
+
     def group_of(self, t: float) -> int:
         """Timestep group of flow time t (1 = noise): equal bins from noise to clean."""
         return min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
@@ -183,15 +223,22 @@ class Calibrator:
     """Accumulates block statistics of P during sampling; `plan()` turns them into a ParoPlan."""
 
     block: int = 64
-    groups: int = 4
+    groups: int = 4  # equal spans of flow time, each with its own masses
     eps: float = 1e-3
     sigma: float = 0.9
     alpha: float = 0.5
     chunk: int = 256  # query rows per step: P is never held whole
+    order_score: str = "paro"  # "paro": the paper's sparse / quantization score; "error": output error
+    density: float = 0.3  # the masks and bits the "error" score runs
+    bits: int = 8
     layout: tuple[int, tuple[int, ...], int] | None = None
     mass: dict[tuple[int, int, int], torch.Tensor] = field(default_factory=dict)  # (group, layer, order)
     sparse: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # (layer, order) -> (H,)
     incoherence: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    times: dict[int, set[float]] = field(default_factory=dict)  # group -> the flow times seen in it
+    error: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # (layer, order) -> (H,)
+    error_masks: list[torch.Tensor] | None = None  # per order (G, layers, H, n, n): the error pass is on
+    orders: torch.Tensor | None = None  # (layers, heads): kept instead of chosen (`--orders-from`)
     calls: int = 0
 
     def __post_init__(self) -> None:
@@ -200,21 +247,32 @@ class Calibrator:
                 f"calibration needs groups >= 1, alpha in [0, 1] and block > 0 (got {self.groups}, "
                 f"{self.alpha}, {self.block})"
             )
+        if self.order_score not in ("paro", "error"):
+            raise AcceleratorError(f"order score must be 'paro' or 'error', got {self.order_score!r}")
 
     def record(self, layer: int, t: float, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None,
-               prefix: int, grid: tuple[int, ...], scale: float) -> None:  # fmt: skip
-        """One attention call: q, k (B, H, L, D) of the layout (prefix, grid, L)."""
+               prefix: int, grid: tuple[int, ...], scale: float, v: torch.Tensor | None = None,
+               ) -> None:  # fmt: skip
+        """One attention call: q, k, v (B, H, L, D) of the layout (prefix, grid, L); v is read by the
+        error pass only."""
         length = q.shape[2]
         if self.layout is None:
             self.layout = (prefix, grid, length)
         elif self.layout != (prefix, grid, length):
             raise PlanError(f"calibration saw two layouts: {self.layout} and {(prefix, grid, length)}")
         group = min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
+        if k.shape[1] != q.shape[1]:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1) if v is not None else None
+        if self.error_masks is not None:
+            if v is None:
+                raise AcceleratorError("the error pass of PARO calibration needs v")
+            self._record_error(layer, group, q, k, v, mask, grid, scale)
+            return
+        self.times.setdefault(group, set()).add(round(t, 4))
         bs = self.block
         n = math.ceil(length / bs)
         pad = n * bs - length
-        if k.shape[1] != q.shape[1]:
-            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         bias = None
         if mask is not None:  # per-key masks only: they follow the keys through the permutation
             while mask.ndim < 4:
@@ -260,6 +318,53 @@ class Calibrator:
             self.incoherence[(layer, o)] = self.incoherence.get((layer, o), 0) + incoherence.cpu()
         self.calls += 1
 
+    def _order_mass(self, order: int) -> torch.Tensor:
+        """(groups, layers, heads, n, n) block masses under one order; a group never visited (few steps)
+        takes its nearest visited group's."""
+        layers = 1 + max(layer for layer, _ in self.sparse)
+        seen = sorted({g for g, _, _ in self.mass})
+        mass = torch.stack(
+            [
+                torch.stack(
+                    [self.mass[(min(seen, key=lambda s: abs(s - g)), i, order)] for i in range(layers)]
+                )
+                for g in range(self.groups)
+            ]
+        )
+        return mass.float()
+
+    def begin_error_pass(self) -> None:
+        """After the statistics pass: the next calls (the same prompts again) measure each order's output
+        error with the masks it would get (`order_score="error"`)."""
+        if self.layout is None:
+            raise PlanError("calibration saw no attention call; does the model use seed-core's attention()?")
+        prefix, grid, length = self.layout
+        self.error_masks = []
+        for o in range(len(ORDERS[len(grid)])):
+            mass = self._order_mass(o)
+            probe = ParoPlan("", prefix, grid, length, self.block, torch.zeros(mass.shape[1:3]), mass, mass)
+            self.error_masks.append(probe.block_masks(self.density))
+
+    def _record_error(self, layer: int, group: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      mask: torch.Tensor | None, grid: tuple[int, ...], scale: float) -> None:  # fmt: skip
+        from seed_attn import ops
+
+        assert self.error_masks is not None and self.layout is not None
+        prefix, _, length = self.layout
+        if mask is not None:  # per-key masks, (B', 1, 1, L): they follow the keys through the permutation
+            mask = mask.reshape(-1, 1, 1, mask.shape[-1])
+        exact = ops.sparse_attention(q, k, v, scale=scale, mask=mask, allow_triton=False).float()
+        for o, order in enumerate(ORDERS[len(grid)]):
+            perm = sequence_permutation(prefix, grid, length, order).to(q.device)
+            lists = BlockLists.from_mask(self.error_masks[o][group, layer][None].to(q.device), self.block)
+            out = ops.sparse_attention(
+                q[:, :, perm], k[:, :, perm], v[:, :, perm], lists, qk_bits=self.bits, pv_bits=self.bits,
+                scale=scale, mask=mask[..., perm] if mask is not None else None,
+            )  # fmt: skip
+            ref = exact[:, :, perm]
+            error = (out.float() - ref).pow(2).sum((0, 2, 3)) / ref.pow(2).sum((0, 2, 3)).clamp(min=1e-30)
+            self.error[(layer, o)] = self.error.get((layer, o), 0) + error.double().cpu()
+
     def plan(self, model: str, density: float, bits: int, meta: dict[str, Any] | None = None) -> ParoPlan:
         if self.layout is None:
             raise PlanError("calibration saw no attention call; does the model use seed-core's attention()?")
@@ -275,30 +380,43 @@ class Calibrator:
         s_hat = sparse / sparse.sum(1, keepdim=True).clamp(min=1e-12)
         q_hat = quant / quant.sum(1, keepdim=True).clamp(min=1e-12)
         score = self.alpha * (1 - s_hat) + (1 - self.alpha) * q_hat
+        errors = None
+        if self.error:
+            errors = torch.stack(
+                [torch.stack([self.error[(i, o)] for o in range(n_orders)]) for i in range(layers)]
+            )  # (layers, orders, heads)
+            score = errors
         orders = score.argmin(1)  # (layers, heads)
+        if self.orders is not None:
+            if tuple(self.orders.shape) != tuple(orders.shape):
+                raise PlanError(
+                    f"the given token orders are for {tuple(self.orders.shape)} (layers, heads); this model "
+                    f"has {tuple(orders.shape)}"
+                )
+            orders = self.orders.long()
         n = math.ceil(length / self.block)
-        heads = orders.shape[1]
-        mass = torch.zeros(self.groups, layers, heads, n, n)
+        mass = torch.zeros(self.groups, layers, orders.shape[1], n, n)
         identity = torch.zeros_like(mass)
+        seen = sorted({g for g, _, _ in self.mass})
         for g in range(self.groups):
+            source = min(seen, key=lambda s: abs(s - g))  # a group never visited (few steps): the nearest
             for i in range(layers):
-                if (g, i, 0) not in self.mass:
-                    continue  # a group never visited (few steps): filled below
-                stacked = torch.stack([self.mass[(g, i, o)] for o in range(n_orders)])  # (orders, H, n, n)
-                mass[g, i] = stacked[orders[i], torch.arange(heads)].float()
-                identity[g, i] = stacked[0].float()
-        seen = [g for g in range(self.groups) if (g, 0, 0) in self.mass]
-        for g in range(self.groups):
-            if g not in seen:
-                nearest = min(seen, key=lambda s: abs(s - g))
-                mass[g], identity[g] = mass[nearest], identity[nearest]
+                for o in range(n_orders):  # each head's mass under its order
+                    chosen = orders[i] == o
+                    mass[g, i, chosen] = self.mass[(source, i, o)][chosen].float()
+                identity[g, i] = self.mass[(source, i, 0)].float()
         info = {
+            "order_score": "given" if self.orders is not None else "error" if errors is not None else "paro",
+            # mean relative output error per call, (layers, orders, heads)
+            **({"order_error": (errors * layers / self.calls).tolist()} if errors is not None else {}),
+            **({"error_density": self.density, "error_bits": self.bits} if errors is not None else {}),
             "alpha": self.alpha,
             "eps": self.eps,
             "sigma": self.sigma,
             "calls": self.calls,
             "sparse_metric": sparse.tolist(),
             "incoherence": quant.tolist(),
+            "times": [sorted(self.times.get(g, ()), reverse=True) for g in range(self.groups)],
             **(meta or {}),
         }
         return ParoPlan(model, prefix, grid, length, self.block, orders, mass, identity, density, bits, info)
@@ -316,8 +434,16 @@ class PreparedPlan:
     inverse: torch.Tensor  # (layers, heads, L) long
     lists: list[list[BlockLists]]  # [group][layer], each (1, H, nQb, W)
     tables: torch.Tensor  # (groups, layers, 1, H, nQb, nKb) bool (for FlexAttention)
-    density: float  # achieved, forced blocks included
+    density: float  # achieved over the sampled steps, forced blocks included
+    step_times: tuple[float, ...] | None = None  # a schedule's: lists / tables are per step, not per group
     flex_masks: dict[tuple[int, int], Any] = field(default_factory=dict)
+
+    def slot_of(self, t: float) -> int:
+        """Where the masks of flow time t sit in `lists` / `tables`: its timestep group, or with a schedule
+        the calibrated step nearest to t."""
+        if self.step_times is None:
+            return self.plan.group_of(t)
+        return min(range(len(self.step_times)), key=lambda i: abs(self.step_times[i] - t))  # type: ignore[index]
 
     def flex_mask(self, group: int, layer: int) -> Any:
         """The FlexAttention BlockMask of (group, layer), built on first use and kept."""
@@ -342,6 +468,7 @@ class ParoRuntime:
     pv_bits: int | None = None
     reorder: bool = True
     kernel: str = "auto"  # auto | torch | flex
+    schedule: tuple[float, ...] | None = None  # one density per calibrated step (wins over density)
     prepared: dict[tuple[int, tuple[int, ...], int, str], PreparedPlan] = field(default_factory=dict)
 
     def prepare(self, prefix: int, grid: tuple[int, ...], length: int, device: torch.device) -> PreparedPlan:
@@ -358,7 +485,10 @@ class ParoRuntime:
             )
         plan = ParoPlan.load(path)
         density = self.density if self.density is not None else plan.density
-        masks = plan.block_masks(density, self.reorder)  # (G, layers, H, n, n)
+        if self.schedule:  # (steps, layers, H, n, n)
+            masks, used = plan.step_masks(self.schedule, self.reorder), None
+        else:  # (G, layers, H, n, n)
+            masks, used = plan.block_masks(density, self.reorder), plan.visited_groups()
         orders = ORDERS[len(grid)]
         perms = torch.stack(
             [
@@ -379,11 +509,15 @@ class ParoRuntime:
                 BlockLists.from_mask(masks[g, layer][None].to(device), plan.block)
                 for layer in range(plan.layers)
             ]
-            for g in range(plan.groups)
+            for g in range(masks.shape[0])
         ]
+        achieved = float(
+            (masks if used is None else masks[used]).float().mean()
+        )  # what the sampled steps keep
         prepared = PreparedPlan(
-            plan, perms, inverse, lists, masks[:, :, None].to(device), float(masks.float().mean())
-        )
+            plan, perms, inverse, lists, masks[:, :, None].to(device), achieved,
+            step_times=tuple(plan.steps()) if self.schedule else None,
+        )  # fmt: skip
         self.prepared[key] = prepared
         return prepared
 

@@ -92,6 +92,12 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
                 AcceleratorOption("reorder", bool, True, "use the calibrated token orders (false: ablation)"),
                 AcceleratorOption("kernel", str, "auto", "auto (Triton on CUDA, else torch), torch or flex"),
                 AcceleratorOption("plan", str, None, "plan directory [MODEL_DIR/paro]"),
+                AcceleratorOption(
+                    "schedule",
+                    str,
+                    None,
+                    "one density per calibrated sampling step, noise to clean: 0.2/0.4 (instead of density)",
+                ),
             ),
         )
     )
@@ -113,11 +119,35 @@ def seed_register_commands(app: Any) -> None:
         prompt: Annotated[
             list[str] | None, typer.Option("--prompt", "-p", help="Calibration prompt, repeatable.")
         ] = None,
+        prompts_file: Annotated[
+            Path | None, typer.Option("--prompts", help="Calibration prompts from a file, one a line.")
+        ] = None,
         steps: Annotated[int | None, typer.Option(help="Sampling steps [default: the model's].")] = None,
-        groups: Annotated[int, typer.Option(help="Timestep groups with their own masks.")] = 4,
+        groups: Annotated[
+            int,
+            typer.Option(
+                help="Timestep groups with their own masks (equal spans of flow time); each sampled step can "
+                "still take its own density (--accel paro:schedule=D1/D2/...)."
+            ),
+        ] = 4,
         alpha: Annotated[
-            float, typer.Option(help="Weight of sparsity vs quantization in the order score.")
+            float, typer.Option(help="Weight of sparsity vs quantization in the paper's order score.")
         ] = 0.5,
+        order_score: Annotated[
+            str,
+            typer.Option(
+                help="How each head's token order is chosen: 'paro' (the paper's sparsity / quantization "
+                "score) or 'error' (the output error of the plan's own attention at --density and --bits; "
+                "a second pass over the prompts)."
+            ),
+        ] = "paro",
+        orders_from: Annotated[
+            Path | None,
+            typer.Option(
+                help="Keep the token orders of the plan in this directory (same size) and calibrate the "
+                "masses only."
+            ),
+        ] = None,
         out: Annotated[Path | None, typer.Option(help="Plan directory [MODEL_DIR/paro].")] = None,
         device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
         frames: Annotated[
@@ -145,11 +175,12 @@ def seed_register_commands(app: Any) -> None:
         if bits not in (16, 8, 4) or not 0 < density <= 1:
             raise UsageError("--bits must be 16, 8 or 4 and --density in (0, 1]")
         from seed_attn.calibrate import PROMPTS, calibrate
+        from seed_core.files import read_prompts
         from seed_core.requests import parse_size
 
-        prompts = prompt or list(PROMPTS)
+        prompts = [*(prompt or []), *(read_prompts(prompts_file) if prompts_file else [])] or list(PROMPTS)
         with Progress(console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("calibrating", total=len(prompts))
+            task = bar.add_task("calibrating", total=len(prompts) * (2 if order_score == "error" else 1))
             path, plan = calibrate(
                 model,
                 size=parse_size(size) if size else None,
@@ -165,6 +196,8 @@ def seed_register_commands(app: Any) -> None:
                 tick=lambda _: bar.update(task, advance=1),
                 accelerators=with_accel or (),
                 frames=frames,
+                order_score=order_score,
+                orders_from=orders_from,
             )
         reordered = int((plan.orders != 0).sum())
         typer.echo(

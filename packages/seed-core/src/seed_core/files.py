@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from seed_core.errors import OutputExistsError, OutputPathError
+from seed_core.errors import OutputExistsError, OutputPathError, UsageError
 
 
 def _umask() -> int:
@@ -97,3 +97,15 @@ def atomic_dir(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_prompts(path: Path) -> list[str]:
+    """The prompts of a text file, one a line (blank lines skipped); `--prompts FILE` of the commands."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--prompts {path}: cannot read it ({exc.strerror or exc})") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts {path}: no prompts in it (one a line)")
+    return prompts

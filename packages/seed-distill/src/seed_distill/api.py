@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seed_core.errors import AcceleratorError, UsageError
-from seed_core.files import atomic_write_bytes
+from seed_core.files import atomic_write_bytes, read_prompts
 from seed_core.pipeline import Pipeline, load
 from seed_core.requests import parse_size
 from seed_distill.methods import METHODS, Options
@@ -67,17 +67,6 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
         print(f"Error: rank {rank} of {nproc} failed first ({how})", file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 1
     return 0
-
-
-def read_prompts(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"--prompts {path}: cannot read it ({exc.strerror or exc})") from None
-    prompts = [line.strip() for line in lines if line.strip()]
-    if not prompts:
-        raise UsageError(f"--prompts {path}: no prompts in it (one a line)")
-    return prompts
 
 
 def prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -250,6 +239,7 @@ def distill_model(
     if init is not None:
         start = load_init(target, Path(init))
         options.extra["init"] = init
+        options.extra["carried"] = carried_settings(Path(init))
     student = distill(
         target,
         Path(out),
@@ -317,6 +307,21 @@ def load_init(target: Any, init: Path) -> Any:
         return target.load_student(directory)
     except NotImplementedError as exc:  # mismatched or corrupt weights raise their own one-line errors
         raise UsageError(f"--init: {exc}") from None
+
+
+#: sampling settings of an `--init` student that its continuation keeps (set for that student, e.g. the edit
+#: image guidance it was measured best at; a new run has no better value)
+CARRIED = ("image_guidance",)
+
+
+def carried_settings(init: Path) -> dict[str, Any]:
+    """The `CARRIED` settings in the student.json of the student `--init` names (none without one)."""
+    directory = init / "student" if (init / "student").is_dir() else init
+    try:
+        info = json.loads((directory / "student.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: info[k] for k in CARRIED if isinstance(info, dict) and k in info}
 
 
 #: `seed distill`'s defaults, for calls from Python (`DistillMethodSpec.run(teacher, output_dir, **options)`)

@@ -157,7 +157,8 @@ def seed_register_commands(app: Any) -> None:
             Path | None,
             typer.Option(
                 help="Start the student from this student (a run directory or its student/) instead of "
-                "the teacher: run a recipe's later stages, or more of one, as a new run."
+                "the teacher: run a recipe's later stages, or more of one, as a new run (its edit image "
+                "guidance carries over)."
             ),
         ] = None,
         data: Annotated[

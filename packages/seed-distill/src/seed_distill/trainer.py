@@ -348,6 +348,7 @@ def distill(
             "method": "+".join(s.method for s in stages),
             "recipe": [asdict(s) for s in stages],
             **({"init": str(options.extra["init"])} if "init" in options.extra else {}),
+            **options.extra.get("carried", {}),  # the --init student's own sampling settings
             **({"edits": str(options.extra["edits_dir"])} if "edits_dir" in options.extra else {}),
             **({"pairs": str(options.extra["pairs_dir"])} if "pairs_dir" in options.extra else {}),
             "options": {k: v for k, v in asdict(options).items() if k != "extra"},
