@@ -443,7 +443,17 @@ class PreparedPlan:
         the calibrated step nearest to t."""
         if self.step_times is None:
             return self.plan.group_of(t)
-        return min(range(len(self.step_times)), key=lambda i: abs(self.step_times[i] - t))  # type: ignore[index]
+        times = self.step_times
+        slot = min(range(len(times)), key=lambda i: abs(times[i] - t))
+        if abs(times[slot] - t) > 0.01:  # another sampler (a student's steps): its masks are a guess
+            from seed_attn.ops import warn_once
+
+            warn_once(
+                f"paro: a step at t = {t:.3g} is not one this schedule was calibrated on (t "
+                f"{' / '.join(f'{x:g}' for x in times)}); it runs the nearest one's masks. Calibrate a plan "
+                "for this sampler (`seed calibrate --with ... --out DIR`, then paro:plan=DIR)"
+            )
+        return slot
 
     def flex_mask(self, group: int, layer: int) -> Any:
         """The FlexAttention BlockMask of (group, layer), built on first use and kept."""
