@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from seed_attn.backends import backbone
 from seed_attn.paro import Calibrator, ParoPlan, find_plan, install
 from seed_core.errors import UsageError
@@ -75,19 +77,15 @@ def calibrate(
                     )
                 )
                 draft = result.settings.get("draft")
-                if i == 0 and calibrator.layout is not None:  # the layout is known: refuse an overwrite now
+                if i == 0 and not error_pass and calibrator.layout is not None:
+                    # the layout is known: refuse an overwrite or a missing --orders-from plan now
                     check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
+                    if orders_from is not None:
+                        calibrator.orders = _given_orders(Path(orders_from), calibrator.layout)
                 if tick:
                     tick(prompt)
     finally:
         installed.remove()
-    if orders_from is not None and calibrator.layout is not None:
-        source = find_plan(Path(orders_from), *calibrator.layout)
-        if source is None:
-            raise UsageError(
-                f"--orders-from {orders_from}: no plan there for this size ({calibrator.layout[1]})"
-            )
-        calibrator.orders = ParoPlan.load(source).orders
     plan = calibrator.plan(
         pipeline.spec.name,
         density,
@@ -101,3 +99,11 @@ def calibrate(
         },
     )
     return plan.save(directory, force=force), plan
+
+
+def _given_orders(directory: Path, layout: tuple[int, tuple[int, ...], int]) -> torch.Tensor:
+    """The token orders of the plan in `directory` for this layout (`--orders-from`)."""
+    source = find_plan(directory, *layout)
+    if source is None:
+        raise UsageError(f"--orders-from {directory}: no plan there for this size ({layout[1]})")
+    return ParoPlan.load(source).orders

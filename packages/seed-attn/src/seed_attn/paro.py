@@ -72,6 +72,12 @@ def sequence_permutation(prefix: int, grid: tuple[int, ...], length: int, order:
     )
 
 
+def timestep_group(t: float, groups: int) -> int:
+    """The timestep group of flow time t (1 = noise): equal bins from noise to clean. Calibration files
+    its statistics and run time finds its masks with this one rule."""
+    return min(max(int((1.0 - t) * groups), 0), groups - 1)
+
+
 class PlanError(AcceleratorError):
     """A missing or mismatched PARO plan (one line for the user, exit code 2)."""
 
@@ -206,8 +212,7 @@ class ParoPlan:
         return torch.stack([by_density[d][self.group_of(t)] for d, t in zip(schedule, steps, strict=True)])
 
     def group_of(self, t: float) -> int:
-        """Timestep group of flow time t (1 = noise): equal bins from noise to clean."""
-        return min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
+        return timestep_group(t, self.groups)
 
 
 def find_plan(directory: Path, prefix: int, grid: tuple[int, ...], length: int) -> Path | None:
@@ -260,7 +265,7 @@ class Calibrator:
             self.layout = (prefix, grid, length)
         elif self.layout != (prefix, grid, length):
             raise PlanError(f"calibration saw two layouts: {self.layout} and {(prefix, grid, length)}")
-        group = min(max(int((1.0 - t) * self.groups), 0), self.groups - 1)
+        group = timestep_group(t, self.groups)
         if k.shape[1] != q.shape[1]:
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
             v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1) if v is not None else None
@@ -318,20 +323,18 @@ class Calibrator:
             self.incoherence[(layer, o)] = self.incoherence.get((layer, o), 0) + incoherence.cpu()
         self.calls += 1
 
-    def _order_mass(self, order: int) -> torch.Tensor:
-        """(groups, layers, heads, n, n) block masses under one order; a group never visited (few steps)
-        takes its nearest visited group's."""
-        layers = 1 + max(layer for layer, _ in self.sparse)
+    def _sources(self) -> list[int]:
+        """For each timestep group, the group whose statistics it takes: itself, or for a group never
+        visited (few steps) the nearest visited one."""
         seen = sorted({g for g, _, _ in self.mass})
-        mass = torch.stack(
-            [
-                torch.stack(
-                    [self.mass[(min(seen, key=lambda s: abs(s - g)), i, order)] for i in range(layers)]
-                )
-                for g in range(self.groups)
-            ]
-        )
-        return mass.float()
+        return [min(seen, key=lambda s: abs(s - g)) for g in range(self.groups)]
+
+    def _order_mass(self, order: int) -> torch.Tensor:
+        """(groups, layers, heads, n, n) block masses under one order."""
+        layers = 1 + max(layer for layer, _ in self.sparse)
+        return torch.stack(
+            [torch.stack([self.mass[(s, i, order)] for i in range(layers)]) for s in self._sources()]
+        ).float()
 
     def begin_error_pass(self) -> None:
         """After the statistics pass: the next calls (the same prompts again) measure each order's output
@@ -397,9 +400,7 @@ class Calibrator:
         n = math.ceil(length / self.block)
         mass = torch.zeros(self.groups, layers, orders.shape[1], n, n)
         identity = torch.zeros_like(mass)
-        seen = sorted({g for g, _, _ in self.mass})
-        for g in range(self.groups):
-            source = min(seen, key=lambda s: abs(s - g))  # a group never visited (few steps): the nearest
+        for g, source in enumerate(self._sources()):
             for i in range(layers):
                 for o in range(n_orders):  # each head's mass under its order
                     chosen = orders[i] == o

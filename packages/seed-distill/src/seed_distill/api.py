@@ -298,9 +298,14 @@ def load_pairs(
     )
 
 
+def init_directory(init: Path) -> Path:
+    """The student directory `--init` names: itself, or a run directory's `student/`."""
+    return init / "student" if (init / "student").is_dir() else init
+
+
 def load_init(target: Any, init: Path) -> Any:
     """The student `--init` names (a student directory or a run directory holding `student/`)."""
-    directory = init / "student" if (init / "student").is_dir() else init
+    directory = init_directory(init)
     if not directory.is_dir():
         raise UsageError(f"--init {init}: no such student directory (a `seed distill` run or its student/)")
     try:
@@ -316,9 +321,8 @@ CARRIED = ("image_guidance",)
 
 def carried_settings(init: Path) -> dict[str, Any]:
     """The `CARRIED` settings in the student.json of the student `--init` names (none without one)."""
-    directory = init / "student" if (init / "student").is_dir() else init
     try:
-        info = json.loads((directory / "student.json").read_text())
+        info = json.loads((init_directory(init) / "student.json").read_text())
     except (OSError, ValueError):
         return {}
     return {k: info[k] for k in CARRIED if isinstance(info, dict) and k in info}
