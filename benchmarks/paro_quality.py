@@ -7,7 +7,8 @@ Fréchet distance on the world classifier's features, and the PSNR of every outp
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
     uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] [--no-draft] \
-        [--seed S] [--plan DIR] [--dense-cache FILE] [--json benchmarks/results/paro-quality.json]
+        [--add NAME=ACCEL ...] [--seed S] [--plan DIR] [--dense-cache FILE] \
+        [--json benchmarks/results/paro-quality.json]
 
 `--dense-cache FILE` keeps the dense run (its images and scores) for later runs with the same settings, so
 a run of other configurations does not sample dense again.
@@ -61,6 +62,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed of the suites (as `seed eval --seed`)")
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
     parser.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="NAME=ACCEL",
+        help="another configuration (repeatable): a name and one --accel value, e.g. 'x=paro:density=0.4'",
+    )
+    parser.add_argument(
         "--no-draft",
         action="store_true",
         help="sample every step at full size (default: the model's draft at 64 px, refined at full size)",
@@ -82,8 +90,9 @@ def main() -> None:
             )
     rows = []
     dense_images: list[torch.Tensor] = []
-    for name, accel in CONFIGS:
-        if args.only and name not in args.only and name != "dense":
+    added = [(name, [accel]) for name, _, accel in (a.partition("=") for a in args.add)]
+    for name, accel in CONFIGS + added:
+        if (args.only or added) and name not in (args.only or []) + [n for n, _ in added] and name != "dense":
             continue
         accel = [f"{a},plan={args.plan}" if args.plan and a.startswith("paro:") else a for a in accel]
         images: list[torch.Tensor] = []

@@ -367,6 +367,24 @@ def test_calibrate_refuses_bad_settings_before_sampling(registry, tmp_path):
     assert result.exit_code == 2 and "--prompts" in result.output and "cannot read it" in result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL])  # no model directory: name --out at once
     assert result.exit_code == 2 and "--out DIR" in result.output
+    result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), "--block", "48"])
+    assert result.exit_code == 2 and "--block 48: the kernels take blocks of 32, 64, 128" in result.output
+
+
+def test_a_plan_of_finer_blocks_runs_its_own_block_size(registry, tmp_path):
+    from seed_attn.calibrate import calibrate
+
+    path, plan = calibrate(MODEL, size=(256, 256), prompts=["a red circle"], steps=2, out=tmp_path, block=32)
+    assert plan.block == 32 and plan.mass.shape[-2:] == (9, 9)  # 288 tokens in blocks of 32
+    assert ParoPlan.load(path).block == 32
+    dense = _image(MODEL)
+    exact = _image(MODEL, [f"paro:plan={tmp_path},density=1,bits=16"])
+    assert _psnr(exact, dense) > 45
+    sparse = load(MODEL, accelerators=[f"paro:plan={tmp_path},density=0.5,bits=8"])
+    image = _image(sparse)
+    prepared = next(iter(sparse.paro.prepared.values()))
+    assert prepared.lists[0][0].block == 32 and abs(prepared.density - 0.5) < 0.02
+    assert np.isfinite(image).all() and _psnr(image, dense) < _psnr(exact, dense)
 
 
 def test_flex_and_int8_attention_accelerators_on_a_native_backbone(registry):

@@ -13,6 +13,7 @@ from seed_core.errors import UsageError
 from seed_core.files import check_writable
 from seed_core.pipeline import load
 
+BLOCKS = (32, 64, 128)  # the Triton kernel's tiles that run every bit width (kernels.unsupported)
 PROMPTS = (
     "a red circle left of a blue square",
     "three green triangles",
@@ -39,6 +40,7 @@ def calibrate(
     frames: int | None = None,
     order_score: str = "paro",
     orders_from: Path | None = None,
+    block: int = 64,
 ) -> tuple[Path, ParoPlan]:
     """Calibrate PARO for `model` at `size` (width, height; default: the model's); returns the plan's JSON
     path (beside the model unless `out`) and the plan. `accelerators` are applied first (a distilled
@@ -51,7 +53,11 @@ def calibrate(
     if orders_from is not None and order_score != "paro":
         raise UsageError("--orders-from keeps another plan's orders; it does not take --order-score")
     # checks its settings before any work
-    calibrator = Calibrator(groups=groups, alpha=alpha, order_score=order_score, density=density, bits=bits)
+    if block not in BLOCKS:
+        raise UsageError(f"--block {block}: the kernels take blocks of {', '.join(map(str, BLOCKS))} tokens")
+    calibrator = Calibrator(
+        block=block, groups=groups, alpha=alpha, order_score=order_score, density=density, bits=bits
+    )
     if accelerators and out is None:
         raise UsageError(
             "a plan calibrated with --with accelerators must not replace the model's own plan: give "
