@@ -297,7 +297,7 @@ def test_flex_backend_dense_matches_sdpa(registry):
     assert float((out - attention(q, k, v)).abs().max()) < 1e-4
 
 
-@pytest.mark.parametrize("length, block", [(256, 64), (200, 64)])
+@pytest.mark.parametrize("length, block", [(256, 64), (200, 64), (200, 32)])
 def test_flex_block_mask_keeps_the_table_blocks(length, block):
     from seed_attn.sparse import BlockLists, block_sparse_attention
 
