@@ -210,6 +210,22 @@ def test_the_teacher_is_guided_only_inside_its_guidance_interval(pipeline: Seedr
         assert not torch.allclose(guided[0], unguided[0], atol=1e-3)  # guidance changes the velocity
         torch.testing.assert_close(mixed[0], unguided[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(mixed[1], guided[1], atol=1e-5, rtol=1e-4)
+    # each row runs its own branches only, as the sampler would: the guided row its 2 (3 for an edit),
+    # the row above the interval 1; and a per-row guidance scale follows its row
+    rows: list[int] = []
+    hook = target.teacher.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
+    try:
+        for cond, branches in ((target.sample_conditions(2, gen), 2), (edit, 3)):
+            rows.clear()
+            scales = torch.tensor([2.0, 5.0])
+            mixed = target.teacher_velocity(x, t, cond, scales)
+            assert sum(rows) == branches + 1, rows
+            one = target.select_conditions(cond, torch.tensor([1]))
+            torch.testing.assert_close(
+                mixed[1:], target.velocity(target.teacher, x[1:], t[1:], one, 5.0), atol=1e-5, rtol=1e-4
+            )
+    finally:
+        hook.remove()
     pipeline.config = dataclasses.replace(pipeline.config, guidance_interval=(0.0, 1.0))
     everywhere = pipeline.distill_target(["a red circle"])
     cond = everywhere.sample_conditions(2, gen)

@@ -86,11 +86,21 @@ class DistillTarget(abc.ABC):
         inside = (t >= low) & (t <= high)
         if bool(inside.all()):
             return self.velocity(self.teacher, x, t, cond, guidance)
-        alone = self.conditional_velocity(self.teacher, x, t, cond)
         if not bool(inside.any()):
-            return alone
-        guided = self.velocity(self.teacher, x, t, cond, guidance)
-        return torch.where(inside.view(-1, *[1] * (x.ndim - 1)), guided, alone)
+            return self.conditional_velocity(self.teacher, x, t, cond)
+        rows, others = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
+        try:  # each row runs its own branches only: what the sampler spends
+            conds = self.select_conditions(cond, rows), self.select_conditions(cond, others)
+        except NotImplementedError:  # every branch on every row, then the right one kept
+            alone = self.conditional_velocity(self.teacher, x, t, cond)
+            guided = self.velocity(self.teacher, x, t, cond, guidance)
+            return torch.where(inside.view(-1, *[1] * (x.ndim - 1)), guided, alone)
+        scale = guidance[rows] if isinstance(guidance, torch.Tensor) and guidance.ndim else guidance
+        guided = self.velocity(self.teacher, x[rows], t[rows], conds[0], scale)
+        alone = self.conditional_velocity(self.teacher, x[others], t[others], conds[1])
+        out = guided.new_empty((x.shape[0], *guided.shape[1:]))
+        out[rows], out[others] = guided, alone.to(out.dtype)
+        return out
 
     @abc.abstractmethod
     def features(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Any) -> list[torch.Tensor]:
@@ -142,6 +152,12 @@ class DistillTarget(abc.ABC):
         `velocity` then guides them as the backbone's edit sampler does (`guidance` is the text scale),
         so a student trained on them keeps editing. Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not take edits")
+
+    def select_conditions(self, cond: Any, rows: torch.Tensor) -> Any:
+        """The conditions of the batch rows `rows` (1-D long), in that order, so that `teacher_velocity` in
+        a batch that straddles the guidance interval runs each row's own branches only. Optional: without
+        it such a batch runs the guided and the unguided teacher on every row."""
+        raise NotImplementedError(f"{type(self).__name__} does not select conditions")
 
     def repeat_conditions(self, cond: Any, k: int) -> Any:
         """The batch tiled `k` times: row i * n + j is condition j. This default re-encodes the prompts,

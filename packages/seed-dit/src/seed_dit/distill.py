@@ -111,6 +111,16 @@ class SeedreamDistillTarget(DistillTarget):
             image_guidance=cond.image_guidance,
         )
 
+    def select_conditions(self, cond: Any, rows: torch.Tensor) -> Condition:
+        assert isinstance(cond, Condition)
+        return Condition(
+            _take(cond.full, rows),
+            _take(cond.null, rows),
+            [cond.prompts[i] for i in rows.tolist()] if cond.prompts else [],
+            image_only=None if cond.image_only is None else _take(cond.image_only, rows),
+            image_guidance=cond.image_guidance,
+        )
+
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn((n, *self.latent), generator=generator).to(self.device)
 
@@ -225,6 +235,16 @@ def _cat(*parts: Conditioning) -> Conditioning:
         torch.cat([c.task for c in parts]),
         references=tuple(torch.cat(refs) for refs in zip(*[c.references for c in parts], strict=True)),
     )
+
+
+def _take(c: Conditioning, rows: torch.Tensor) -> Conditioning:
+    """The batch rows `rows` of a conditioning (its references and per-row fields too)."""
+    per_row = {
+        f.name: getattr(c, f.name)[rows.to(getattr(c, f.name).device)]
+        for f in dataclasses.fields(c)
+        if isinstance(getattr(c, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(c, **per_row, references=tuple(r[rows.to(r.device)] for r in c.references))
 
 
 def load_student(directory: Path, dtype: torch.dtype, device: torch.device) -> tuple[MMDiT, dict[str, Any]]:
