@@ -91,8 +91,9 @@ def main() -> None:
     rows = []
     dense_images: list[torch.Tensor] = []
     added = [(name, [accel]) for name, _, accel in (a.partition("=") for a in args.add)]
+    wanted = {*(args.only or []), *(name for name, _ in added)}  # empty: every configuration
     for name, accel in CONFIGS + added:
-        if (args.only or added) and name not in (args.only or []) + [n for n, _ in added] and name != "dense":
+        if wanted and name not in wanted and name != "dense":
             continue
         accel = [f"{a},plan={args.plan}" if args.plan and a.startswith("paro:") else a for a in accel]
         images: list[torch.Tensor] = []

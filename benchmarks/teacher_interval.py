@@ -36,7 +36,7 @@ def main() -> None:
     low, high = target.guidance_interval
     outside = int(((t < low) | (t > high)).sum())
 
-    def every_branch(_cond: object, _rows: torch.Tensor) -> object:
+    def every_branch(_cond: object, _rows: torch.Tensor) -> object:  # as a target without the method
         raise NotImplementedError
 
     ways = {"own branches per row": target.select_conditions, "every branch on every row": every_branch}
@@ -50,18 +50,20 @@ def main() -> None:
                 outputs[name] = target.teacher_velocity(x, t, cond, target.default_guidance)
                 if i:
                     times[name].append(time.perf_counter() - start)
-    first, second = (statistics.median(times[name]) for name in ways)
-    difference = float((outputs[next(iter(ways))] - outputs["every branch on every row"]).abs().max())
+    median = {name: statistics.median(seconds) for name, seconds in times.items()}
+    own, every = "own branches per row", "every branch on every row"
+    speedup = median[every] / median[own]
+    difference = float((outputs[own] - outputs[every]).abs().max())
     print(f"batch {args.batch}, {outside} rows above the interval, interval {low:g}-{high:g}")
     print(f"{'teacher call':<28} {'median s':>9}")
     for name in ways:
-        print(f"{name:<28} {statistics.median(times[name]):>9.4f}")
-    print(f"speed-up {second / first:.2f}x; largest difference between the two {difference:.2e}")
+        print(f"{name:<28} {median[name]:>9.4f}")
+    print(f"speed-up {speedup:.2f}x; largest difference between the two {difference:.2e}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "model": args.model, "batch": args.batch, "rows_outside": outside, "interval": [low, high],
-        "median_seconds": {name: statistics.median(times[name]) for name in ways},
-        "speedup": second / first, "max_abs_difference": difference, "threads": torch.get_num_threads(),
+        "median_seconds": median, "speedup": speedup, "max_abs_difference": difference,
+        "threads": torch.get_num_threads(),
     }  # fmt: skip
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.json}")

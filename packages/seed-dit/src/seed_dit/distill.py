@@ -239,12 +239,10 @@ def _cat(*parts: Conditioning) -> Conditioning:
 
 def _take(c: Conditioning, rows: torch.Tensor) -> Conditioning:
     """The batch rows `rows` of a conditioning (its references and per-row fields too)."""
-    per_row = {
-        f.name: getattr(c, f.name)[rows.to(getattr(c, f.name).device)]
-        for f in dataclasses.fields(c)
-        if isinstance(getattr(c, f.name), torch.Tensor)
-    }
-    return dataclasses.replace(c, **per_row, references=tuple(r[rows.to(r.device)] for r in c.references))
+    rows = rows.to(c.text.device)
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    per_row = {name: value[rows] for name, value in fields.items() if isinstance(value, torch.Tensor)}
+    return dataclasses.replace(c, **per_row, references=tuple(r[rows] for r in c.references))
 
 
 def load_student(directory: Path, dtype: torch.dtype, device: torch.device) -> tuple[MMDiT, dict[str, Any]]:
