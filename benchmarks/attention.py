@@ -161,7 +161,8 @@ def gpu_rows(quick: bool) -> list[dict[str, Any]]:
 
 def tune_rows() -> list[dict[str, Any]]:
     """The acceptance shape (N = 32K, D = 128, density 0.25) only: the Triton kernel under several launch
-    options, and FlexAttention on the same mask, for a short device call."""
+    options, FlexAttention on the same mask, and PARO's per-head order gathered or fused into the kernel
+    (`keep_paro_rows`), for a short device call."""
     from seed_attn.kernels import triton_block_sparse_attention
     from seed_attn.ops import _compiled_flex, flex_block_mask
 
@@ -184,7 +185,39 @@ def tune_rows() -> list[dict[str, Any]]:
                 )  # fmt: skip
                 path = f"triton b{block} w{warps} s{stages}"
                 keep(rows, measured({**base, "path": path, "bits": bits}, flops, run))
+    keep_paro_rows(rows, q, k, v, lists, base, flops)
     return rows
+
+
+def keep_paro_rows(
+    rows: list[dict[str, Any]], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lists: BlockLists,
+    base: dict[str, Any], flops: int,
+) -> None:  # fmt: skip
+    """PAROAttention's reorder at the same mask: gathering Q, K, V into each head's order and the output
+    back (four passes over memory) against the kernel reading and writing through the order."""
+    from seed_attn.kernels import triton_block_sparse_attention
+    from seed_attn.ops import reorder
+
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.stack([torch.randperm(q.shape[2], generator=gen) for _ in range(q.shape[1])]).to(q.device)
+    inverse = torch.argsort(perm)
+    for bits in (16, 8):
+
+        def gathered(bits: int = bits) -> torch.Tensor:
+            qp, kp, vp = (reorder(x, perm) for x in (q, k, v))
+            return reorder(triton_block_sparse_attention(qp, kp, vp, lists, qk_bits=bits), inverse)
+
+        fused = functools.partial(triton_block_sparse_attention, q, k, v, lists, qk_bits=bits, perm=perm)
+        try:
+            expected = gathered().float()
+            relative = float((fused().float() - expected).norm() / expected.norm())
+        except Exception as failure:
+            print(f"error: PARO reorder, {bits}-bit: {failure!r}"[:2000])
+            continue
+        print(f"check: PARO order fused vs gathered, {bits}-bit: relative difference {relative:.2e}")
+        keep(rows, measured({**base, "path": "paro gathers", "bits": bits}, flops, gathered))
+        if relative <= 0.01:
+            keep(rows, measured({**base, "path": "paro order fused", "bits": bits}, flops, fused))
 
 
 def main() -> None:

@@ -91,6 +91,36 @@ def test_kernel_key_padding_bias():
     assert _rel(out, ref) < 2e-3
 
 
+def _reorder(x, perm):
+    """x (B, H, L, ...) with row i of head h taken from row perm[h, i]."""
+    index = perm[None, :, :].reshape(1, *perm.shape, *([1] * (x.ndim - 3)))
+    return x.gather(2, index.expand(x.shape[0], -1, -1, *x.shape[3:]))
+
+
+@pytest.mark.parametrize("length", [48, 37])  # 37: a padded last block, read and written through the order
+@pytest.mark.parametrize("qk_bits,pv_bits", [(16, 16), (8, 16), (8, 8), (4, 4)])
+def test_the_kernel_reorders_in_its_loads_and_stores(length, qk_bits, pv_bits):
+    q, k, v, lists, _ = _case(length, length, 32)
+    gen = torch.Generator().manual_seed(length + qk_bits)
+    perm = torch.stack([torch.randperm(length, generator=gen) for _ in range(2)])
+    bias = torch.zeros(1, 1, length)
+    bias[..., perm[0, :5]] = float("-inf")  # padded keys, in the model's order
+    buffer = torch.full((1, 2, length, 32), float("nan"))
+    fused = kernels.triton_block_sparse_attention(
+        q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, key_bias=bias, out=buffer, perm=perm
+    )
+    assert torch.isfinite(buffer).all()  # every row written, each once, at its place in the model's order
+    qp, kp, vp = (_reorder(x, perm) for x in (q, k, v))
+    bp = _reorder(bias.expand(1, 2, length), perm)
+    gathered = kernels.triton_block_sparse_attention(
+        qp, kp, vp, lists, qk_bits=qk_bits, pv_bits=pv_bits, key_bias=bp
+    )
+    # the same tiles in the same order; only K's and V's means over the keys are summed in another order
+    torch.testing.assert_close(fused, _reorder(gathered, torch.argsort(perm)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="perm has shape"):
+        kernels.triton_block_sparse_attention(q, k, v, lists, perm=perm[:1])
+
+
 def test_unsupported_inputs_are_named():
     q = torch.randn(1, 1, 16, 24)
     assert "head size 24" in kernels.supported(q, q, q, 16)
@@ -108,14 +138,17 @@ def test_kernel_compiles_for_hopper():
 
     variants = []
     for d in (64, 128):
+        perm = d == 128  # each path once with the order fused into its loads and stores, once without
         for qk_int, pv_int in ((False, False), (True, False), (True, True)):
             types = {n: "*fp32" for n in ("QS", "KS", "VS", "VM", "BIAS", "Out")}
             types |= {"Q": "*i8" if qk_int else "*bf16", "K": "*i8" if qk_int else "*bf16"}
-            types |= {"V": "*i8" if pv_int else "*bf16", "IDX": "*i32", "CNT": "*i32", "sm_scale": "fp32"}
+            types |= {"V": "*i8" if pv_int else "*bf16", "IDX": "*i32", "CNT": "*i32", "PERM": "*i32"}
+            types |= {"sm_scale": "fp32"}
             constexprs = {"BLOCK": 64, "D": d, "DV": d, "QK_INT": qk_int, "PV_INT": pv_int, "P_MAX": 127}
-            variants.append(("seed_attn.kernels:_fwd", types, constexprs | {"HAS_BIAS": True}))
-        quantize = {"X": "*bf16", "MEAN": "*fp32", "Q": "*i8", "S": "*fp32", "mul": "fp32"}
+            constexprs |= {"HAS_BIAS": True, "HAS_PERM": perm}
+            variants.append(("seed_attn.kernels:_fwd", types, constexprs))
+        quantize = {"X": "*bf16", "MEAN": "*fp32", "Q": "*i8", "S": "*fp32", "PERM": "*i32", "mul": "fp32"}
         for block in (64, 128):
-            constexprs = {"QMAX": 127, "HAS_MEAN": True, "BLOCK": block, "D": d}
+            constexprs = {"QMAX": 127, "HAS_MEAN": True, "BLOCK": block, "D": d, "HAS_PERM": perm}
             variants.append(("seed_attn.kernels:_quantize", quantize, constexprs))
     assert all(binary.size > 0 for binary in compile_for_gpu(variants))

@@ -325,9 +325,35 @@ def test_custom_op_has_a_fake_implementation():
     from seed_attn.sparse import BlockLists
 
     lists = BlockLists.dense(40, 40, 16)
-    args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None, True)
-    results = torch.library.opcheck(ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor"))
-    assert results == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS"}
+    perm = torch.stack([torch.randperm(40, generator=gen) for _ in range(2)])
+    for order in (None, perm):
+        args = (q, k, v, lists.index, lists.count, 16, 8, 16, 0.25, None, None, True, order)
+        results = torch.library.opcheck(
+            ops._block_sparse_op, args, test_utils=("test_schema", "test_faketensor")
+        )
+        assert results == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS"}
+
+
+def test_the_op_takes_a_per_head_order_in_the_models_order():
+    # what the Triton kernel does in its loads and stores, the op's torch path does by gathering: both
+    # give block-sparse attention over the reordered sequence, with inputs, mask and output unreordered
+    from seed_attn.sparse import BlockLists, block_sparse_attention
+
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 2, 40, 16, generator=gen) for _ in range(3))
+    perm = torch.stack([torch.randperm(40, generator=gen) for _ in range(2)])
+    table = torch.rand(1, 2, 3, 3, generator=gen) < 0.5
+    table[..., torch.arange(3), torch.arange(3)] = True
+    lists = BlockLists.from_mask(table, 16)
+    keep = torch.ones(2, 1, 1, 40, dtype=torch.bool)
+    keep[1, ..., perm[0, :7]] = False  # the second sample's padded keys, in the model's order
+    out = ops.sparse_attention(q, k, v, lists, qk_bits=8, mask=keep, perm=perm)
+    kept = keep.expand(2, 2, 1, 40).gather(3, perm[None, :, None, :].expand(2, -1, -1, -1))
+    ref = block_sparse_attention(*(ops.reorder(x, perm) for x in (q, k, v)), lists, qk_bits=8, mask=kept)
+    torch.testing.assert_close(out, ops.reorder(ref, torch.argsort(perm)))
+    assert not torch.allclose(out, ops.sparse_attention(q, k, v, lists, qk_bits=8, mask=keep))  # it reorders
+    with pytest.raises(AttentionInputError, match="does not fit attention of 2 heads"):
+        ops.sparse_attention(q, k, v, lists, perm=perm[:, :39])
 
 
 def test_paro_backend_masks_heads_and_hook_state(registry, plan_dir):

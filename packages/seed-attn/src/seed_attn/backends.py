@@ -39,11 +39,6 @@ def int8_pv8_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # t
     )
 
 
-def _permute(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """x (B, H, L, D) reordered per head by perm (H, L)."""
-    return x.gather(2, perm[None, :, :, None].expand(x.shape[0], -1, -1, x.shape[-1]))
-
-
 def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-untyped-def]
     active = active_layer()
     context = current_attention_context()
@@ -70,26 +65,27 @@ def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-unt
     heads = q.shape[1]
     if k.shape[1] != heads:
         k, v = k.repeat_interleave(heads // k.shape[1], 1), v.repeat_interleave(heads // k.shape[1], 1)
-    perm, inverse = prepared.perms[layer], prepared.inverse[layer]
-    qp, kp, vp = _permute(q, perm), _permute(k, perm), _permute(v, perm)
+    perm = prepared.perms[layer]
     if mask is not None:  # per-key masks follow the keys: any broadcastable shape -> (B', H, 1, L)
         mask = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
         if mask.shape[2] != 1:
             raise AttentionInputError(f"the '{backend}' backend takes per-key masks only")
-        mask = mask[:, :, 0, :].expand(mask.shape[0], heads, length)
-        mask = mask.gather(2, perm[None].expand(mask.shape[0], -1, -1))[:, :, None, :]
+        mask = mask.expand(-1, heads, -1, -1)
     if runtime.kernel == "flex" or backend == "flex":
+        qp, kp, vp = (ops.reorder(x, perm) for x in (q, k, v))
+        if mask is not None:
+            mask = mask.gather(3, perm[None, :, None, :].expand(mask.shape[0], -1, -1, -1))
         out = ops.flex_attention(qp, kp, vp, prepared.flex_mask(group, layer), scale=scale, mask=mask)
-    else:
-        bits = runtime.bits or plan.bits
-        pv_bits = runtime.pv_bits or bits
-        if bits != 16 or pv_bits != 16:
-            _finite(q, k, v, backend)
-        out = ops.sparse_attention(
-            qp, kp, vp, prepared.lists[group][layer], qk_bits=bits, pv_bits=pv_bits, scale=scale, mask=mask,
-            allow_triton=runtime.kernel != "torch",
-        )  # fmt: skip
-    return _permute(out, inverse)
+        return ops.reorder(out, prepared.inverse[layer])
+    bits = runtime.bits or plan.bits
+    pv_bits = runtime.pv_bits or bits
+    if bits != 16 or pv_bits != 16:
+        _finite(q, k, v, backend)
+    # the order goes into the op: the Triton kernel reads and writes through it (no gather passes)
+    return ops.sparse_attention(
+        q, k, v, prepared.lists[group][layer], qk_bits=bits, pv_bits=pv_bits, scale=scale, mask=mask,
+        allow_triton=runtime.kernel != "torch", perm=perm,
+    )  # fmt: skip
 
 
 def paro_attention(q, k, v, *, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]

@@ -51,6 +51,7 @@ def _block_sparse_op(
     key_bias: torch.Tensor | None,
     mask: torch.Tensor | None,
     allow_triton: bool,
+    perm: torch.Tensor | None,
 ) -> torch.Tensor:
     lists = BlockLists(index, count, block)
     reason = "cpu"
@@ -60,7 +61,7 @@ def _block_sparse_op(
         from seed_attn.kernels import triton_block_sparse_attention
 
         return triton_block_sparse_attention(
-            q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, key_bias=key_bias
+            q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, key_bias=key_bias, perm=perm
         )
     if q.device.type == "cuda":
         warn_once(
@@ -70,12 +71,27 @@ def _block_sparse_op(
     if key_bias is not None:
         extra = key_bias[:, :, None, :]
         mask = extra if mask is None else mask + extra
-    return block_sparse_attention(q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, mask=mask)
+    if perm is None:
+        return block_sparse_attention(
+            q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, mask=mask
+        )
+    # the kernel reads through the order; here the inputs are gathered into it and the output back
+    q, k, v = (reorder(x, perm) for x in (q, k, v))
+    if mask is not None:  # (B', H', Lq', Lk) with Lq' = 1 for per-key masks: reorder the keys, then queries
+        mask = reorder(mask.expand(-1, q.shape[1], -1, -1).transpose(2, 3), perm).transpose(2, 3)
+        mask = mask if mask.shape[2] == 1 else reorder(mask, perm)
+    out = block_sparse_attention(q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, scale=scale, mask=mask)
+    return reorder(out, torch.argsort(perm))
 
 
 @_block_sparse_op.register_fake
-def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask, allow_triton):  # type: ignore[no-untyped-def]
+def _(q, k, v, index, count, block, qk_bits, pv_bits, scale, key_bias, mask, allow_triton, perm):  # type: ignore[no-untyped-def]
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+def reorder(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """x (B, H, L, D) with row i of head h taken from row perm[h, i] (perm: (H, L))."""
+    return x.gather(2, perm[None, :, :, None].expand(x.shape[0], -1, -1, x.shape[-1]))
 
 
 def split_mask(mask: torch.Tensor | None, b: int, lk: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -104,11 +120,19 @@ def sparse_attention(
     mask: torch.Tensor | None = None,
     is_causal: bool = False,
     allow_triton: bool = True,
+    perm: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Block-sparse (dense when `lists` is None), optionally low-bit attention through the custom op
-    (inference only: the op has no backward)."""
+    (inference only: the op has no backward). `perm` (H, L), self-attention: `lists` are of the sequence
+    reordered per head (row i is row perm[h, i]); inputs, `mask` and output stay in the model's order
+    (the Triton kernel reads and writes through the order, the torch path gathers)."""
     b, h, lq, d = q.shape
     lk = k.shape[2]
+    if perm is not None and (lq != lk or perm.shape != (h, lq)):
+        raise AttentionInputError(
+            f"a per-head order of shape {tuple(perm.shape)} does not fit attention of {h} heads, "
+            f"{lq} queries and {lk} keys (it reorders self-attention: ({h}, {lq}))"
+        )
     if k.shape[1] != h:
         k, v = k.repeat_interleave(h // k.shape[1], dim=1), v.repeat_interleave(h // k.shape[1], dim=1)
     if is_causal:
@@ -124,7 +148,7 @@ def sparse_attention(
     key_bias, full = split_mask(mask, b, lk)
     return _block_sparse_op(
         q, k, v, lists.index, lists.count, lists.block, qk_bits, pv_bits,
-        1.0 / math.sqrt(d) if scale is None else scale, key_bias, full, allow_triton,
+        1.0 / math.sqrt(d) if scale is None else scale, key_bias, full, allow_triton, perm,
     )  # fmt: skip
 
 
