@@ -369,9 +369,15 @@ def test_paro_backend_masks_heads_and_hook_state(registry, plan_dir):
     keep[plan.prefix - 5 : plan.prefix] = False  # padded text keys
     context = AttentionContext(plan.prefix, (plan.grid,), torch.full((2,), 0.5))
     with attention_context(context), layer_scope(pipeline.paro, 1):
-        for mask in (keep, keep[None], keep[None, None, None], keep.expand(1, heads, 1, length)):
-            out = attention(q, k, v, mask=mask, backend="paro")  # full density: exact, whatever the order
-            assert float((out - sdpa_attention(q, k, v, mask=mask)).abs().max()) < 1e-4, mask.shape
+        for backend in ("paro", "flex"):  # the op reorders inside; FlexAttention is given reordered inputs
+            for mask in (keep, keep[None], keep[None, None, None], keep.expand(1, heads, 1, length)):
+                out = attention(
+                    q, k, v, mask=mask, backend=backend
+                )  # full density: exact, whatever the order
+                assert float((out - sdpa_attention(q, k, v, mask=mask)).abs().max()) < 1e-4, (
+                    backend,
+                    mask.shape,
+                )
         with pytest.raises(PlanError, match="heads"):
             attention(q[:, :1], k[:, :1], v[:, :1], backend="paro")
         with pytest.raises(AttentionInputError, match="per-key"):
