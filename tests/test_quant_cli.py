@@ -64,6 +64,10 @@ def test_by_name_from_the_local_store(run, model: Path, tmp_path: Path, monkeypa
     assert "tiny-int4" not in run("accelerators", "--json").output
     both = run("quantize", "-m", str(model), "--name", "a", "-o", str(tmp_path / "b"))
     assert both.exit_code == 2 and "one of -o DIR or --name NAME" in both.output
+    # a registered name would load the registered model, never this copy
+    taken = run("quantize", "-m", str(model), "--name", "seedream")
+    assert taken.exit_code == 2 and "a registered model is called that" in taken.output
+    assert not (tmp_path / "home" / "models" / "seedream").exists()
 
 
 def test_refusals(run, model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -73,6 +77,10 @@ def test_refusals(run, model: Path, tmp_path: Path):  # type: ignore[no-untyped-
 
     again = run("quantize", "-m", str(model), "--kind", "int8", "-o", str(out))
     assert again.exit_code == 2 and "exists; pass --force" in again.output
+    weights = (model / "dit.safetensors").read_bytes()
+    itself = run("quantize", "-m", str(model), "--kind", "int8", "-o", str(model), "--force")
+    assert itself.exit_code == 2 and "the model's own directory" in itself.output
+    assert (model / "dit.safetensors").read_bytes() == weights  # the float weights are untouched
     twice = run("quantize", "-m", str(out), "--kind", "int4", "-o", str(tmp_path / "q2"))
     assert twice.exit_code != 0 and "already 'int8" in twice.output
     second = run("generate", "x", "-m", str(out), "--accel", "int4", "-o", image)

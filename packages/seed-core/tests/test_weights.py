@@ -260,6 +260,17 @@ def test_torch_checkpoints_only_with_weights_only(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CorruptCheckpointError, match="broken.pt: corrupt or truncated"):
         load_torch_checkpoint(tmp_path / "broken.pt")
+    for name, data in (("text.pth", b"hello world"), ("image.pth", b"\x89PNG\r\n\x1a\n")):
+        (tmp_path / name).write_bytes(data)  # a text file had failed the reader with a KeyError traceback
+        with pytest.raises(CorruptCheckpointError, match=f"{name}: not a PyTorch checkpoint"):
+            load_torch_checkpoint(tmp_path / name)
+    truncated = (tmp_path / "plain.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(truncated[: len(truncated) // 2])
+    with pytest.raises(CorruptCheckpointError, match="cut.pt: corrupt or truncated"):
+        load_torch_checkpoint(tmp_path / "cut.pt")
+    legacy = tmp_path / "legacy.pt"  # the pre-zip format (a pickle) still reads
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert load_torch_checkpoint(legacy).keys() == state.keys()
 
 
 def test_weight_adapter_is_detected(seed_registry_factory, tmp_path):

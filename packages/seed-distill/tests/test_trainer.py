@@ -211,3 +211,33 @@ def test_a_diverging_loss_stops_the_run_with_one_line(target: toy.ToyTarget, tmp
     broken = Broken(target.teacher, target.mix)
     with pytest.raises(DivergedError, match="loss of 'dmd2' is nan at step 1; lower the learning rate"):
         distill(broken, tmp_path, recipe_stages("dmd2", None), Options(steps=1), RunConfig(steps=5, batch=8))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+        (["--critic-lr", "0"], "--critic-lr must be > 0, got 0.0"),
+        (["--ema", "2"], r"--ema must be in \[0, 1\)"),
+        (["--teacher-steps", "0"], "--teacher-steps must be >= 1, got 0"),
+        (["--checkpoint-every", "-3"], "--checkpoint-every must be >= 1"),
+        (["--critic-warmup", "-1"], "--critic-warmup must be >= 0"),
+        (["--guidance", "-1"], "--guidance must be >= 0"),
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--nproc", "0"], "--nproc must be >= 1"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line_before_the_run_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    # they had reached Adam (a traceback), a division by zero after setup, or trained on (--ema 2)
+    from typer.testing import CliRunner
+
+    from seed_cli.main import create_app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        create_app(), ["distill", "-m", "seedream-tiny-random", "--method", "cfg", "-o", str(out), *args]
+    )
+    assert result.exit_code == 2 and re.search(message, result.output), result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -83,6 +83,9 @@ def test_bad_options_and_devices():
         apply_quant(StandIn(), "int8", smooth=0.5)
     with pytest.raises(AcceleratorError, match="no component 'dit'"):
         apply_quant(StandIn(), "int8", parts="dit")
+    for count in (0, -3):  # -3 had taken every prompt but the last three (a slice), for minutes
+        with pytest.raises(AcceleratorError, match=f"calibration={count}; give the number of prompts"):
+            apply_quant(StandIn(), "w8a8", calibration=count)
     if not torch.cuda.is_available():
         with pytest.raises(AcceleratorError, match="fp8 needs a CUDA GPU"):
             apply_quant(StandIn(), "fp8")

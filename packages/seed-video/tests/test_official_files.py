@@ -128,3 +128,12 @@ def test_restore_prints_the_ambiguity_as_one_line(tmp_path: Path, seed_registry_
     assert result.exit_code != 0 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "several SeedVR2-7B DiT files" in lines[0], result.output
+
+
+def test_restore_refuses_a_negative_seed_before_reading(tmp_path: Path, seed_registry_factory) -> None:  # type: ignore[no-untyped-def]
+    from seed_cli.main import create_app
+
+    seed_registry_factory(entry_points=True, env={})
+    args = ["restore", str(tmp_path / "none.png"), "-o", str(tmp_path / "out.png"), "-m", "seedvr2-mini"]
+    result = CliRunner().invoke(create_app(), [*args, "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed must be >= 0, got -1" in result.output, result.output

@@ -19,6 +19,8 @@ def test_output_size_and_batches() -> None:
     assert output_size(720, 1280, "1920x1080") == (1072, 1920)
     with pytest.raises(UsageError, match="WIDTHxHEIGHT"):
         output_size(10, 10, "big")
+    with pytest.raises(UsageError, match="the output is 99999x99999; sides up to 8192"):
+        output_size(64, 64, 99999)  # had run for minutes (or out of memory) before failing
     assert batch_starts(7, 5, 2) == [0, 3]
     assert batch_starts(5, 5, 0) == [0] and batch_starts(11, 5, 0) == [0, 5, 10]
 

@@ -197,6 +197,14 @@ def load_torch_checkpoint(path: str | Path, *, dtype: torch.dtype | str | None =
     path = Path(path)
     if not path.exists():
         raise CheckpointNotFoundError(f"{path}: no such file")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        # torch.save writes a zip archive (since torch 1.6) or, before, a pickle (protocol byte 0x80)
+        if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
+            raise CorruptCheckpointError(
+                f"{path}: not a PyTorch checkpoint (neither the zip archive nor the pickle torch.save writes)"
+            )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -205,7 +213,7 @@ def load_torch_checkpoint(path: str | Path, *, dtype: torch.dtype | str | None =
             f"{path}: refused, it holds more than tensors ({first}); convert it to safetensors where you "
             "trust the file"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # an untrusted file can fail the reader anywhere (KeyError, struct.error, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptCheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
     if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):

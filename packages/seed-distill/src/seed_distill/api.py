@@ -379,6 +379,28 @@ def run_method(method: str, teacher: str, output_dir: Path, **options: Any) -> P
     return run_command(teacher=teacher, out=Path(output_dir), method=method, **{**DEFAULTS, **options})
 
 
+def check_numbers(kw: dict[str, Any]) -> None:
+    """One UsageError naming the first numeric option out of its range."""
+    rules = [
+        ("--steps", kw["steps"], kw["steps"] >= 1, ">= 1"),
+        ("--batch", kw["batch"], kw["batch"] >= 1, ">= 1"),
+        ("--shards", kw["shards"], kw["shards"] >= 1, ">= 1"),
+        ("--ratio", kw["ratio"], kw["ratio"] >= 1, ">= 1"),
+        ("--student-steps", kw["student_steps"], kw["student_steps"] >= 1, ">= 1"),
+        ("--teacher-steps", kw["teacher_steps"], kw["teacher_steps"] >= 1, ">= 1"),
+        ("--checkpoint-every", kw["checkpoint_every"], kw["checkpoint_every"] >= 1, ">= 1 (steps)"),
+        ("--critic-warmup", kw["critic_warmup"], kw["critic_warmup"] >= 0, ">= 0 (steps)"),
+        ("--lr", kw["lr"], kw["lr"] > 0, "> 0"),
+        ("--critic-lr", kw["critic_lr"], kw["critic_lr"] is None or kw["critic_lr"] > 0, "> 0"),
+        ("--ema", kw["ema"], 0 <= kw["ema"] < 1, "in [0, 1) (0: the raw weights)"),
+        ("--guidance", kw["guidance"], kw["guidance"] is None or kw["guidance"] >= 0, ">= 0"),
+        ("--minutes", kw["minutes"], kw["minutes"] is None or kw["minutes"] > 0, "> 0"),
+    ]
+    for flag, value, ok, want in rules:
+        if not ok:
+            raise UsageError(f"{flag} must be {want}, got {value}")
+
+
 def run_command(**kw: Any) -> Path | None:
     """`seed distill` after its options are parsed (rank 0 prints progress)."""
     from rich.console import Console
@@ -391,11 +413,8 @@ def run_command(**kw: Any) -> Path | None:
         spec = get_registry().distill_methods.get(kw["method"])
         rest = {k: v for k, v in kw.items() if k not in ("teacher", "out", "method")}
         return spec.run(teacher=kw["teacher"], output_dir=out, **rest)
+    check_numbers(kw)  # before the run directory is touched
     prepare_out(out, kw["resume"], kw["force"])
-    if kw["steps"] < 1 or kw["batch"] < 1 or kw["shards"] < 1 or kw["ratio"] < 1:
-        raise UsageError("--steps, --batch, --shards and --ratio must be >= 1")
-    if kw["minutes"] is not None and kw["minutes"] <= 0:
-        raise UsageError(f"--minutes must be > 0, got {kw['minutes']}")
     world = init_world()
     prompts = read_prompts(kw["prompts"]) if kw["prompts"] is not None else None
     reward_weight = kw["reward_weight"] if kw["reward_weight"] >= 0 else (0.1 if kw["reward"] else 0.0)

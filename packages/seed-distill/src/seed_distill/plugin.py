@@ -241,6 +241,8 @@ def seed_register_commands(app: Any) -> None:
             return
         if teacher is None or out is None or (method is None and recipe is None):
             raise UsageError("seed distill needs --teacher, --method or --recipe, and --out (see --help)")
+        if nproc < 1:
+            raise UsageError(f"--nproc must be >= 1 (processes on this machine), got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             from seed_distill.api import relaunch
 

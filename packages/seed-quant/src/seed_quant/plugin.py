@@ -116,9 +116,12 @@ def seed_register_commands(app: Any) -> None:
             )
         if name is not None:
             from seed_core.pipeline import models_home
+            from seed_core.registry import get_registry
 
             if not name or "/" in name or name.startswith("."):
                 raise UsageError(f"--name {name!r}: a plain name, without '/'")
+            if name in get_registry().models:  # `-m NAME` would load the registered model, not this copy
+                raise UsageError(f"--name {name}: a registered model is called that; choose another name")
             out = models_home() / name
             out.parent.mkdir(parents=True, exist_ok=True)
         if kind not in DESCRIPTIONS:
@@ -130,6 +133,8 @@ def seed_register_commands(app: Any) -> None:
         from seed_quant.quantize import apply_quant, directory_bytes, resolve_smooth, save_quantized, summary
 
         pipeline = load(model, device=device)
+        if pipeline.source is not None and Path(pipeline.source).resolve() == out.resolve():
+            raise UsageError(f"-o {out} is the model's own directory; write the quantized copy elsewhere")
         if pipeline.accelerators:
             done = pipeline.accelerators[0].label()
             raise UsageError(f"{model} is already '{done}'; quantize the original model instead")

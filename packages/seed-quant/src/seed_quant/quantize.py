@@ -204,6 +204,10 @@ def apply_quant(
         raise AcceleratorError(f"{kind}: smooth={smooth} must be in [0, 1] (SmoothQuant's alpha; 0 is off)")
     if smooth and kind != "w8a8":
         raise AcceleratorError(f"{kind}: smooth applies to w8a8 only (it balances activations and weights)")
+    if calibration < 1:
+        raise AcceleratorError(
+            f"{kind}: calibration={calibration}; give the number of prompts to measure activations on (>= 1)"
+        )
     smooth = resolve_smooth(pipeline, kind, smooth)
     components = _components(pipeline, parts)
     for comp, module in components.items():

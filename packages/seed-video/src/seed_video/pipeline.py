@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from seed_core.errors import ConfigError, UsageError
 from seed_core.pipeline import Pipeline
+from seed_core.requests import MAX_SIDE
 from seed_core.specs import LoadOptions, ModelSpec
 from seed_core.weights import build_on_meta, load_component, load_safetensors, save_safetensors
 from seed_vae.video import CausalVideoVAE, VideoVAEConfig, tiled_decode_video, tiled_encode_video
@@ -56,6 +57,8 @@ def output_size(height: int, width: int, resolution: str | int, unit: int = UNIT
         th, tw = round(height * scale), round(width * scale)
     if th < unit or tw < unit:
         raise UsageError(f"--resolution {resolution}: the output must be at least {unit} x {unit} pixels")
+    if max(th, tw) > MAX_SIDE:  # as `seed generate`: a typo such as 99999 must not run for minutes
+        raise UsageError(f"--resolution {resolution}: the output is {tw}x{th}; sides up to {MAX_SIDE} pixels")
     return th // unit * unit, tw // unit * unit
 
 

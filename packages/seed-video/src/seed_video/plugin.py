@@ -170,6 +170,8 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
         if output is None and not estimate_memory:
             raise UsageError("give the output with -o / --output (an image file or a folder for frames)")
+        if seed < 0:  # as `seed generate` and `seed video`
+            raise UsageError(f"--seed must be >= 0, got {seed}")
         fps = 24.0
         if source.suffix.lower() in VIDEOS:
             frames, fps = read_video(source)  # the output keeps the input's frame rate
