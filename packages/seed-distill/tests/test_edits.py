@@ -120,3 +120,29 @@ def test_a_continued_student_keeps_its_edit_image_guidance(tmp_path: Path) -> No
     student = load(MODEL)
     student.load_student(second)
     assert student.config.default_image_guidance == 2.75 != load(MODEL).config.default_image_guidance
+
+
+def test_a_damaged_student_json_is_one_line(tmp_path: Path) -> None:
+    from seed_core.errors import AcceleratorError, UsageError
+    from seed_core.pipeline import load
+
+    run = RunConfig(steps=1, batch=1, ema=0.0, checkpoint_every=1000)
+    student = distill_model(
+        load(MODEL), tmp_path / "a", method="tscd", prompts=["a"], options=Options(steps=2), run=run
+    )
+    file = student / "student.json"
+    info = json.loads(file.read_text())
+    accel = [f"tscd:path={student},steps=2"]
+    assert load(MODEL, accelerators=accel).config.default_steps == 2
+    # each of these had ended in a traceback (JSONDecodeError, AttributeError, ValueError)
+    for text, message in (
+        ("{not json", "student.json: not valid JSON"),
+        ("[1, 2]", "student.json: expected a JSON object"),
+        (json.dumps({**info, "steps": "x"}), "student.json: steps must be a whole number >= 1"),
+        (json.dumps({**info, "shift": -1}), "student.json: pipeline shift must be > 0"),
+    ):
+        file.write_text(text)
+        with pytest.raises(UsageError, match=message):
+            load(MODEL, accelerators=accel)
+    with pytest.raises(AcceleratorError, match="steps=0; a student samples in 1 or more steps"):
+        load(MODEL, accelerators=[f"tscd:path={student},steps=0"])

@@ -118,6 +118,29 @@ def test_save_and_load_a_model_directory(pipeline, registry, tmp_path):
         load(str(tmp_path / "model"))
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [  # each had ended in a traceback (ValueError, ZeroDivisionError, AttributeError, RuntimeError)
+        ("dit", "heads", 0, "the 'dit' section does not make a model"),
+        ("dit", "hidden", 30, "the 'dit' section does not make a model"),
+        ("dit", "mlp_ratio", -1.0, "the 'dit' section does not make a model"),
+        ("vae", "channels", [], "the 'vae' section does not make a model"),
+        (None, "dit", [1, 2], "the 'dit' section must be an object"),
+        (None, "pipeline", "x", "the 'pipeline' section must be an object"),
+        ("pipeline", "width", 0, "pipeline width must be >= 1, got 0"),
+        ("pipeline", "shift", -3.0, "pipeline shift must be > 0"),
+    ],
+)
+def test_a_config_that_makes_no_model_is_one_line(pipeline, tmp_path, section, key, value, message):
+    pipeline.save_pretrained(tmp_path / "model", dtype="float32")
+    file = tmp_path / "model" / "config.json"
+    config = json.loads(file.read_text())
+    (config if section is None else config.setdefault(section, {}))[key] = value
+    file.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=f"config.json: {message}"):
+        load(str(tmp_path / "model"))
+
+
 def test_cli_end_to_end(registry, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

@@ -496,6 +496,8 @@ def run_command(**kw: Any) -> Path | None:
 def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> Pipeline:
     """The step accelerator: swap the pipeline's backbone for a student made by `seed distill`."""
     model = pipeline.spec.name if pipeline.source == pipeline.spec.weights else pipeline.source
+    if steps < 1:
+        raise AcceleratorError(f"{name}: steps={steps}; a student samples in 1 or more steps")
     directory = Path(path) if path else Path(pipeline.source or ".") / "students" / f"{name}-{steps}"
     if (directory / "student").is_dir():  # a run directory
         directory = directory / "student"
@@ -505,14 +507,22 @@ def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> 
             f"{'--recipe' if name in ('dmdx', 'hyper') else '--method'} {name} --student-steps {steps} "
             f"--out DIR` and use `--accel {name}:path=DIR`"
         )
-    info = (
-        json.loads((directory / "student.json").read_text()) if (directory / "student.json").exists() else {}
-    )
+    file = directory / "student.json"
+    try:
+        info = json.loads(file.read_text()) if file.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AcceleratorError(
+            f"{file}: not valid JSON ({exc}); remake the student with seed distill"
+        ) from None
+    if not isinstance(info, dict):
+        raise AcceleratorError(f"{file}: expected a JSON object (steps, shift, guidance, ...)")
     made_by = info.get("name")
     if made_by and made_by != name:
         raise AcceleratorError(
             f"{name}: the student in {directory} was made by '{made_by}'; use --accel {made_by}"
         )
+    if not isinstance(info.get("steps", steps), int) or int(info.get("steps", steps)) < 1:
+        raise AcceleratorError(f"{file}: steps must be a whole number >= 1, got {info['steps']!r}")
     if info and int(info.get("steps", steps)) != steps:
         raise AcceleratorError(
             f"{name}: the student in {directory} was distilled for {info['steps']} steps; "

@@ -71,6 +71,13 @@ class PipelineConfig(Config):
     guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        for name in ("default_steps", "width", "height"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"pipeline {name} must be >= 1, got {getattr(self, name)}")
+        if self.shift is not None and self.shift <= 0:
+            raise ConfigError(f"pipeline shift must be > 0, got {self.shift}")
+        if self.default_guidance < 0 or self.default_image_guidance < 0:
+            raise ConfigError("pipeline default_guidance and default_image_guidance must be >= 0")
         if not 0.0 < self.refine_from < 1.0:
             raise ConfigError(f"pipeline refine_from must be in (0, 1), got {self.refine_from}")
         low, high = self.guidance_interval
@@ -170,29 +177,40 @@ class SeedreamPipeline(Pipeline):
             raise ConfigError(f"{path}: no config.json; not a Seedream model directory") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path / 'config.json'}: not valid JSON ({exc.msg})") from None
-        for key in ("dit", "vae", "text_encoder"):
-            if key not in config:
-                raise ConfigError(f"{path / 'config.json'}: missing the '{key}' section")
-        dit_cfg = MMDiTConfig.from_dict(config["dit"])
-        vae_cfg = AutoencoderConfig.from_dict(config["vae"])
-        pipe_cfg = PipelineConfig.from_dict(config.get("pipeline", {}))
+        file = path / "config.json"
+        if not isinstance(config, dict):
+            raise ConfigError(f"{file}: expected a JSON object with dit, vae and text_encoder sections")
+        for key in ("dit", "vae", "text_encoder", "pipeline"):
+            if key not in config and key != "pipeline":
+                raise ConfigError(f"{file}: missing the '{key}' section")
+            if not isinstance(config.get(key, {}), dict):
+                raise ConfigError(f"{file}: the '{key}' section must be an object, got {config[key]!r}")
         te_cfg = dict(config["text_encoder"])
         kind = te_cfg.pop("kind", "mini")
         if kind not in ("mini", "hf"):  # check the whole config before reading any weights
-            raise ConfigError(f"{path / 'config.json'}: unknown text_encoder kind '{kind}' (mini or hf)")
+            raise ConfigError(f"{file}: unknown text_encoder kind '{kind}' (mini or hf)")
+        section = "dit"
+        try:  # a value the dataclasses take but the networks cannot be built from is the config's fault
+            dit_cfg = MMDiTConfig.from_dict(config["dit"])
+            dit_net = build_on_meta(lambda: MMDiT(dit_cfg))
+            section = "vae"
+            vae_cfg = AutoencoderConfig.from_dict(config["vae"])
+            vae_net = build_on_meta(lambda: Autoencoder(vae_cfg))
+            section = "pipeline"
+            pipe_cfg = PipelineConfig.from_dict(config.get("pipeline", {}))
+            section = "text_encoder"
+            te_net = build_on_meta(lambda: MiniTextEncoder(**te_cfg)) if kind == "mini" else None
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+        except (ValueError, TypeError, ZeroDivisionError, RuntimeError, AssertionError) as exc:
+            raise ConfigError(f"{file}: the '{section}' section does not make a model ({exc})") from None
         dtype = options.dtype
         # load_component also restores files that `seed quantize` wrote, without quantizing again
-        dit = load_component(build_on_meta(lambda: MMDiT(dit_cfg)), path / "dit.safetensors", dtype=dtype)
-        vae = load_component(
-            build_on_meta(lambda: Autoencoder(vae_cfg)), path / "vae.safetensors", dtype=dtype
-        )
+        dit = load_component(dit_net, path / "dit.safetensors", dtype=dtype)
+        vae = load_component(vae_net, path / "vae.safetensors", dtype=dtype)
         text_encoder: Any
-        if kind == "mini":
-            text_encoder = load_component(
-                build_on_meta(lambda: MiniTextEncoder(**te_cfg)),
-                path / "text_encoder.safetensors",
-                dtype=dtype,
-            )
+        if te_net is not None:
+            text_encoder = load_component(te_net, path / "text_encoder.safetensors", dtype=dtype)
         else:
             text_encoder = HFTextEncoder.from_pretrained(
                 path / te_cfg.get("path", "text_encoder"), dtype=getattr(torch, dtype)
@@ -228,8 +246,16 @@ class SeedreamPipeline(Pipeline):
         dit, info = load_student(Path(directory), dtype, self.device)
         if dit.cfg.hidden != self.dit.cfg.hidden or dit.cfg.in_channels != self.dit.cfg.in_channels:
             raise ConfigError(f"{directory}: the student was distilled from a different backbone")
+        try:  # the student's settings go through the config's checks: a bad student.json is one line
+            self.config = self._student_config(info)
+        except (ConfigError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"{Path(directory) / 'student.json'}: {exc}") from None
         self.dit = dit
-        self.config = dataclasses.replace(
+        self.default_steps, self.default_guidance = self.config.default_steps, self.config.default_guidance
+        return info
+
+    def _student_config(self, info: dict[str, Any]) -> PipelineConfig:
+        return dataclasses.replace(
             self.config,
             default_steps=int(info["steps"]),
             default_guidance=float(info.get("guidance", 1.0)),
@@ -243,8 +269,6 @@ class SeedreamPipeline(Pipeline):
             guidance_interval=tuple(info.get("guidance_interval", (0.0, 1.0))),
             sampler="euler",
         )
-        self.default_steps, self.default_guidance = self.config.default_steps, self.config.default_guidance
-        return info
 
     # --- requests ----------------------------------------------------------------------------------
 
