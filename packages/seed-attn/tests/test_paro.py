@@ -261,6 +261,16 @@ def test_paro_errors_name_the_fix(registry, plan_dir, tmp_path):
     (bad / "broken.json").write_text("{not json")
     with pytest.raises(PlanError, match="not a PARO plan"):
         ParoPlan.load(bad / "broken.json")
+    info = json.loads(json_path.read_text())
+    for key, value, message in (
+        ("density", "x", "density 'x' is not in"),
+        ("block", 6.5, "block 6.5 is not"),
+    ):
+        (bad / "typed.json").write_text(
+            json.dumps({**info, key: value})
+        )  # "x" had been a TypeError traceback
+        with pytest.raises(PlanError, match=message):
+            ParoPlan.load(bad / "typed.json")
     from seed_core.weights import load_safetensors, save_safetensors
 
     save_safetensors(

@@ -144,6 +144,13 @@ class ParoPlan:
                     f"keys {sorted(info) if isinstance(info, dict) else info!r}, expected {sorted(fields)}"
                 )
             info["grid"] = tuple(int(g) for g in info["grid"])
+            for key in ("prefix", "length", "block", "bits"):  # numbers the masks are computed from
+                if key in info and (not isinstance(info[key], int) or isinstance(info[key], bool)):
+                    raise ValueError(f"{key} {info[key]!r} is not a whole number")
+            if "density" in info and not (
+                isinstance(info["density"], (int, float)) and 0 < info["density"] <= 1
+            ):
+                raise ValueError(f"density {info['density']!r} is not in (0, 1]")
         except (OSError, ValueError, TypeError) as exc:
             raise PlanError(f"{json_path}: not a PARO plan ({exc}); re-run `seed calibrate`") from None
         tensors = load_safetensors(json_path.with_suffix(".safetensors"))
