@@ -67,6 +67,11 @@ def test_every_command_has_help(run, command):
         (["edit", "in.png", "x", "-m", "tyo"], "Unknown model 'tyo'. Did you mean 'toy'?"),
         (["accelerators", "-m", "toi"], "Unknown model 'toi'. Did you mean 'toy'?"),
         (["generate", "x", "-m", "toy", "--accel", "toy-fewer-steps:factr=2"], "Did you mean 'factor'?"),
+        (
+            ["generate", "x", "-m", "./nonexist"],
+            "-m ./nonexist: no such directory",
+        ),  # had said "Unknown model"
+        (["generate", "x", "-m", "in.png"], "-m in.png: a file, not a model directory"),
     ],
 )
 def test_unknown_names_exit_2_with_did_you_mean(run, args, hint, tmp_path, monkeypatch):

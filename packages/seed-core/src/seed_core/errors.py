@@ -31,7 +31,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
         return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
     if not options:
         return " None is installed."
-    shown = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
+    shown = ", ".join(options[:12]) + (", and more" if len(options) > 12 else "")
     return f" Available: {shown}."
 
 

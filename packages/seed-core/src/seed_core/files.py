@@ -23,7 +23,7 @@ def check_writable(path: Path, force: bool) -> None:
     if path.is_dir():
         raise OutputPathError(f"{path} is a directory; give a file name")
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force (force=True) to overwrite it")
+        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

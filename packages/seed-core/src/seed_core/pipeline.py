@@ -265,6 +265,11 @@ def resolve_model(name_or_path: str, registry: Registry | None = None) -> tuple[
         if not isinstance(name, str):
             raise ConfigError(f"{config}: no 'seed_model' key naming the registered model it belongs to")
         return registry.models.get(name), str(path)
+    if name_or_path not in registry.models and (
+        "/" in name_or_path or name_or_path.startswith(".") or path.exists()
+    ):  # written as a path: say that it is missing, not that no model is called that
+        what = "a file, not a model directory" if path.exists() else "no such directory"
+        raise UsageError(f"-m {name_or_path}: {what}; give a model name (seed models) or a model directory")
     return registry.models.get(name_or_path), None
 
 
