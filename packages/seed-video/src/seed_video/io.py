@@ -129,6 +129,25 @@ def read_frames(path: Path) -> torch.Tensor:
     return torch.stack(frames)
 
 
+def check_output(out: Path, force: bool = False) -> None:
+    """Refuse, before any work, an output `write_frames` cannot take: an unknown extension (a typo must
+    not become a folder of frames), or an existing file or non-empty folder without `force`."""
+    from seed_core.files import check_writable
+
+    suffix = out.suffix.lower()
+    if suffix and suffix not in IMAGES + VIDEOS:
+        raise UsageError(
+            f"{out}: unknown extension '{out.suffix}'; name an image ({', '.join(IMAGES)}), a video "
+            f"({', '.join(VIDEOS)}) or a folder for frames (no extension)"
+        )
+    if suffix:
+        check_writable(out, force)
+    elif out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder name for the frames")
+    elif out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"{out} exists and is not empty; pass --force to overwrite it")
+
+
 def write_frames(
     frames: torch.Tensor,
     out: Path,

@@ -164,7 +164,7 @@ def seed_register_commands(app: Any) -> None:
 
         from seed_core.errors import UsageError
         from seed_core.pipeline import load, resolve_model
-        from seed_video.io import VIDEOS, read_frames, read_video, write_frames
+        from seed_video.io import VIDEOS, check_output, read_frames, read_video, write_frames
 
         if "restore" not in resolve_model(model)[0].tasks:  # before reading anything, --weights included
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
@@ -172,6 +172,8 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError("give the output with -o / --output (an image file or a folder for frames)")
         if seed < 0:  # as `seed generate` and `seed video`
             raise UsageError(f"--seed must be >= 0, got {seed}")
+        if output is not None:
+            check_output(output, force)
         fps = 24.0
         if source.suffix.lower() in VIDEOS:
             frames, fps = read_video(source)  # the output keeps the input's frame rate
@@ -377,10 +379,9 @@ def seed_register_commands(app: Any) -> None:
         from rich.console import Console
         from rich.progress import Progress
 
-        from seed_core.files import check_writable
         from seed_core.pipeline import load
         from seed_core.requests import VideoRequest, parse_size
-        from seed_video.io import write_frames
+        from seed_video.io import check_output, write_frames
 
         width, height = parse_size(size) if size else (None, None)
         request = VideoRequest(
@@ -395,7 +396,7 @@ def seed_register_commands(app: Any) -> None:
             else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(num_videos)]
         )
         for path in paths:
-            check_writable(path, force)
+            check_output(path, force)
         pipeline = load(model, accelerators=accel or [], device=device, dtype=dtype)
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("video", total=None)
