@@ -63,7 +63,7 @@ def test_by_name_from_the_local_store(run, model: Path, tmp_path: Path, monkeypa
     assert "tiny-int4" in run("models", "--json").output
     assert "tiny-int4" not in run("accelerators", "--json").output
     both = run("quantize", "-m", str(model), "--name", "a", "-o", str(tmp_path / "b"))
-    assert both.exit_code == 2 and "one of -o DIR or --name NAME" in both.output
+    assert both.exit_code == 2 and "give -o DIR or --name NAME, not both" in both.output
     # a registered name would load the registered model, never this copy
     taken = run("quantize", "-m", str(model), "--name", "seedream")
     assert taken.exit_code == 2 and "a registered model is called that" in taken.output

@@ -86,6 +86,10 @@ def test_edit_request_validation(tmp_path):
         EditRequest("make it blue").validate()
     with pytest.raises(InvalidRequestError, match="does not exist"):
         EditRequest("make it blue", image=str(tmp_path / "x.png")).validate()
+    with pytest.raises(InvalidRequestError, match="is a folder; give an image file"):  # not "does not exist"
+        EditRequest("make it blue", image=str(tmp_path)).validate()
+    with pytest.raises(InvalidRequestError, match="reference image .* is a folder"):
+        GenerateRequest("x", references=[str(tmp_path)]).validate()
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     with pytest.raises(InvalidRequestError, match="instruction is empty"):
         EditRequest("", image=str(tmp_path / "x.png")).validate()

@@ -66,11 +66,17 @@ class GenerateRequest:
         if not 0 <= self.seed < 2**63:
             raise InvalidRequestError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
         for ref in self.references:
-            if not Path(ref).is_file():
-                raise InvalidRequestError(f"reference image {ref} does not exist")
+            _image_file(ref, "reference image")
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **dataclasses.asdict(self)}
+
+
+def _image_file(path: str, what: str) -> None:
+    if Path(path).is_dir():
+        raise InvalidRequestError(f"{what} {path} is a folder; give an image file")
+    if not Path(path).is_file():
+        raise InvalidRequestError(f"{what} {path} does not exist")
 
 
 @dataclass
@@ -88,8 +94,7 @@ class EditRequest(GenerateRequest):
     def validate(self) -> None:
         if not self.image:
             raise InvalidRequestError("an edit needs a source image")
-        if not Path(self.image).is_file():
-            raise InvalidRequestError(f"source image {self.image} does not exist")
+        _image_file(self.image, "source image")
         if not self.prompt.strip():
             raise InvalidRequestError("the instruction is empty; say what to change")
         if self.image_guidance is not None and not (

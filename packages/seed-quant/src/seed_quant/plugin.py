@@ -112,7 +112,12 @@ def seed_register_commands(app: Any) -> None:
 
         if (out is None) == (name is None):
             raise UsageError(
-                "give one of -o DIR or --name NAME (the local model store): seed quantize -m MODEL -o DIR"
+                (
+                    "give -o DIR or --name NAME, not both"
+                    if out is not None
+                    else "give one of -o DIR or --name NAME"
+                )
+                + " (the local model store): seed quantize -m MODEL -o DIR"
             )
         if name is not None:
             from seed_core.pipeline import models_home
