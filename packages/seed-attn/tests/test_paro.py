@@ -4,6 +4,7 @@ end to end on the tiny random Seedream (CPU)."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -407,6 +408,13 @@ def test_calibrate_refuses_bad_settings_before_sampling(registry, tmp_path):
     assert result.exit_code == 2 and "order score must be 'paro' or 'error'" in result.output, result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--prompts", str(tmp_path / "none.txt")])
     assert result.exit_code == 2 and "--prompts" in result.output and "cannot read it" in result.output
+    for args, message in (
+        (["--frames", "-5"], "--frames must be >= 1, got -5"),
+        (["--density", "2"], r"--density must be in \(0, 1\], got 2.0"),
+        (["--bits", "5"], "--bits must be 16, 8 or 4, got 5"),
+    ):
+        result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), *args])
+        assert result.exit_code == 2 and re.search(message, result.output), result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL])  # no model directory: name --out at once
     assert result.exit_code == 2 and "--out DIR" in result.output
     result = CliRunner().invoke(app, ["calibrate", "-m", MODEL, "--out", str(tmp_path), "--block", "48"])

@@ -81,6 +81,13 @@ def test_generate_request_validation(kwargs, message):
         GenerateRequest(**kwargs).validate()
 
 
+def test_an_empty_video_prompt_names_the_video():
+    from seed_core.requests import VideoRequest
+
+    with pytest.raises(InvalidRequestError, match="describe the video to generate"):
+        VideoRequest("  ").validate()
+
+
 def test_edit_request_validation(tmp_path):
     with pytest.raises(InvalidRequestError, match="needs a source image"):
         EditRequest("make it blue").validate()

@@ -241,3 +241,16 @@ def test_numbers_out_of_range_are_one_line_before_the_run_starts(
     )
     assert result.exit_code == 2 and re.search(message, result.output), result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_pair_bank_that_is_a_file_is_refused_before_teacher_samples(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from seed_cli.main import create_app
+
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    (tmp_path / "bank.png").write_bytes(b"x")
+    args = ["distill", "-m", "seedream-tiny-random", "--method", "kd", "-o", str(tmp_path / "run")]
+    args += ["--prompts", str(tmp_path / "p.txt"), "--pairs", str(tmp_path / "bank.png")]
+    result = CliRunner().invoke(create_app(), args)
+    assert result.exit_code == 2 and "bank.png is a file; give a folder" in result.output, result.output

@@ -179,8 +179,12 @@ def seed_register_commands(app: Any) -> None:
 
         if accel != "paro":
             raise UsageError(f"--accel {accel}: only 'paro' has a calibration")
-        if bits not in (16, 8, 4) or not 0 < density <= 1:
-            raise UsageError("--bits must be 16, 8 or 4 and --density in (0, 1]")
+        if bits not in (16, 8, 4):
+            raise UsageError(f"--bits must be 16, 8 or 4, got {bits}")
+        if not 0 < density <= 1:
+            raise UsageError(f"--density must be in (0, 1], got {density}")
+        if frames is not None and frames < 1:
+            raise UsageError(f"--frames must be >= 1, got {frames}")
         from seed_attn.calibrate import PROMPTS, calibrate
         from seed_core.files import read_prompts
         from seed_core.requests import parse_size

@@ -44,7 +44,8 @@ class GenerateRequest:
 
     def validate(self) -> None:
         if not self.prompt.strip() and not self.references:
-            raise InvalidRequestError("the prompt is empty; describe the image to generate")
+            what = "video" if self.task == "t2v" else "image"
+            raise InvalidRequestError(f"the prompt is empty; describe the {what} to generate")
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and not 8 <= value <= MAX_SIDE:

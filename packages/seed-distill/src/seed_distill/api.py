@@ -274,6 +274,8 @@ def load_pairs(
     """The pair bank of `--pairs`: made (or completed) on one process, read by every rank."""
     from seed_distill.pairs import FILE, pair_bank
 
+    if Path(directory).exists() and not Path(directory).is_dir():  # found at the first save, minutes in
+        raise UsageError(f"--pairs {directory} is a file; give a folder for the bank of pairs")
     if not _offers(target, "conditions") or not _offers(target, "prompts"):
         raise UsageError(
             f"--pairs: '{teacher}' cannot give the prompts of its samples, so it cannot keep a bank"
