@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 
+from seed_attn.ops import reorder
 from seed_attn.sparse import BlockLists, block_sparse_attention, reference_attention
 
 kernels = pytest.importorskip("seed_attn.kernels", reason="triton is not installed")
@@ -91,12 +92,6 @@ def test_kernel_key_padding_bias():
     assert _rel(out, ref) < 2e-3
 
 
-def _reorder(x, perm):
-    """x (B, H, L, ...) with row i of head h taken from row perm[h, i]."""
-    index = perm[None, :, :].reshape(1, *perm.shape, *([1] * (x.ndim - 3)))
-    return x.gather(2, index.expand(x.shape[0], -1, -1, *x.shape[3:]))
-
-
 @pytest.mark.parametrize("length", [48, 37])  # 37: a padded last block, read and written through the order
 @pytest.mark.parametrize("qk_bits,pv_bits", [(16, 16), (8, 16), (8, 8), (4, 4)])
 def test_the_kernel_reorders_in_its_loads_and_stores(length, qk_bits, pv_bits):
@@ -110,13 +105,13 @@ def test_the_kernel_reorders_in_its_loads_and_stores(length, qk_bits, pv_bits):
         q, k, v, lists, qk_bits=qk_bits, pv_bits=pv_bits, key_bias=bias, out=buffer, perm=perm
     )
     assert torch.isfinite(buffer).all()  # every row written, each once, at its place in the model's order
-    qp, kp, vp = (_reorder(x, perm) for x in (q, k, v))
-    bp = _reorder(bias.expand(1, 2, length), perm)
+    qp, kp, vp = (reorder(x, perm) for x in (q, k, v))
+    bp = reorder(bias.expand(1, 2, length)[..., None], perm)[..., 0]
     gathered = kernels.triton_block_sparse_attention(
         qp, kp, vp, lists, qk_bits=qk_bits, pv_bits=pv_bits, key_bias=bp
     )
     # the same tiles in the same order; only K's and V's means over the keys are summed in another order
-    torch.testing.assert_close(fused, _reorder(gathered, torch.argsort(perm)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused, reorder(gathered, torch.argsort(perm)), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="perm has shape"):
         kernels.triton_block_sparse_attention(q, k, v, lists, perm=perm[:1])
 

@@ -523,12 +523,13 @@ def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> 
         raise AcceleratorError(
             f"{name}: the student in {directory} was made by '{made_by}'; use --accel {made_by}"
         )
-    if not isinstance(info.get("steps", steps), int) or int(info.get("steps", steps)) < 1:
-        raise AcceleratorError(f"{file}: steps must be a whole number >= 1, got {info['steps']!r}")
-    if info and int(info.get("steps", steps)) != steps:
+    made_for = info.get("steps", steps)
+    if not isinstance(made_for, int) or made_for < 1:
+        raise AcceleratorError(f"{file}: steps must be a whole number >= 1, got {made_for!r}")
+    if made_for != steps:
         raise AcceleratorError(
-            f"{name}: the student in {directory} was distilled for {info['steps']} steps; "
-            f"use --accel {name}:steps={info['steps']}"
+            f"{name}: the student in {directory} was distilled for {made_for} steps; "
+            f"use --accel {name}:steps={made_for}"
         )
     pipeline.load_student(directory)
     return pipeline

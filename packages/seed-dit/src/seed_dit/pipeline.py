@@ -180,11 +180,12 @@ class SeedreamPipeline(Pipeline):
         file = path / "config.json"
         if not isinstance(config, dict):
             raise ConfigError(f"{file}: expected a JSON object with dit, vae and text_encoder sections")
-        for key in ("dit", "vae", "text_encoder", "pipeline"):
-            if key not in config and key != "pipeline":
+        for key in ("dit", "vae", "text_encoder"):
+            if key not in config:
                 raise ConfigError(f"{file}: missing the '{key}' section")
-            if not isinstance(config.get(key, {}), dict):
-                raise ConfigError(f"{file}: the '{key}' section must be an object, got {config[key]!r}")
+        for key, section in config.items():
+            if key in ("dit", "vae", "text_encoder", "pipeline") and not isinstance(section, dict):
+                raise ConfigError(f"{file}: the '{key}' section must be an object, got {section!r}")
         te_cfg = dict(config["text_encoder"])
         kind = te_cfg.pop("kind", "mini")
         if kind not in ("mini", "hf"):  # check the whole config before reading any weights
