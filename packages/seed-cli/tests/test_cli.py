@@ -195,6 +195,7 @@ def test_without_the_default_model_says_so(seed_registry_factory):
     result = CliRunner().invoke(create_app(), ["generate", "a red circle"])
     assert result.exit_code == 1
     assert "default model 'seedream-mini' is not installed" in result.output
+    assert "its plugin is disabled: not listed in SEED_LOAD_PLUGINS" in result.output
     assert "toy-gradient" in result.output
 
 
@@ -202,9 +203,10 @@ def test_with_no_model_at_all(seed_registry_factory):
     seed_registry_factory()  # no plugins
     runner = CliRunner()
     result = runner.invoke(create_app(), ["generate", "a red circle"])
-    assert result.exit_code == 1 and "No model is installed yet" in result.output
+    assert result.exit_code == 1 and "No model is installed" in result.output
+    assert "`pip install seed-mini`" in result.output
     listing = runner.invoke(create_app(), ["models"])
-    assert listing.exit_code == 0 and "No model is installed yet" in listing.output
+    assert listing.exit_code == 0 and "No model is installed" in listing.output
 
 
 def test_listings(run):

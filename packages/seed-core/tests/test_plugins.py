@@ -98,6 +98,21 @@ def test_disable_by_name_and_allow_list(seed_entry_point_plugin):
     assert _status(Registry.from_plugins(entry_points=True, env=both))["seedtest-good"][0] == "disabled"
 
 
+def test_a_name_in_the_lists_that_no_plugin_has_is_reported(seed_entry_point_plugin):
+    seed_entry_point_plugin("seedtest-good", GOOD)
+    for var in ("SEED_LOAD_PLUGINS", "SEED_DISABLE_PLUGINS"):
+        registry = Registry.from_plugins(entry_points=True, env={var: "seedtest-good, seedtest-typo"})
+        status = _status(registry)
+        assert status["seedtest-typo"][0] == "failed"
+        assert f"{var} names 'seedtest-typo', which no installed plugin has" in status["seedtest-typo"][1]
+        assert "seedtest-good" in status["seedtest-typo"][1]  # the names that would have worked
+    # names that match (a plugin's or its distribution's) and the 'all' forms add no record
+    registry = Registry.from_plugins(entry_points=True, env={"SEED_LOAD_PLUGINS": "Seedtest_Good"})
+    assert [r.name for r in registry.failed_plugins] == []
+    registry = Registry.from_plugins(entry_points=True, env={"SEED_DISABLE_PLUGINS": "all"})
+    assert [r.name for r in registry.failed_plugins] == []
+
+
 def test_fixture_registry_is_isolated(seed_registry):
     from seed_core.registry import get_registry
 

@@ -146,3 +146,6 @@ def test_a_damaged_student_json_is_one_line(tmp_path: Path) -> None:
             load(MODEL, accelerators=accel)
     with pytest.raises(AcceleratorError, match="steps=0; a student samples in 1 or more steps"):
         load(MODEL, accelerators=[f"tscd:path={student},steps=0"])
+    # a model built in code has no folder of shipped students: no search of the working directory
+    with pytest.raises(AcceleratorError, match=f"model '{MODEL}' ships no students; make one with"):
+        load(MODEL, accelerators=["tscd:steps=2"])

@@ -225,9 +225,14 @@ def test_a_diverging_loss_stops_the_run_with_one_line(target: toy.ToyTarget, tmp
         (["--guidance", "-1"], "--guidance must be >= 0"),
         (["--steps", "0"], "--steps must be >= 1, got 0"),
         (["--nproc", "0"], "--nproc must be >= 1"),
+        # a loss option the run's stages do not read had been ignored without a word
+        (["--gan", "0.01"], "--gan is read by dmd2 with --data only; 'cfg' would ignore it"),
+        (["--pixel", "0.3"], "--pixel is read by adp only"),
+        (["--r1", "1"], "--r1 is read by adm and apt only"),
+        (["--r2", "1"], "--r2 is read by apt only"),
     ],
 )
-def test_numbers_out_of_range_are_one_line_before_the_run_starts(
+def test_bad_numbers_and_unread_options_are_one_line_before_the_run_starts(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     # they had reached Adam (a traceback), a division by zero after setup, or trained on (--ema 2)

@@ -118,6 +118,14 @@ def test_shipped_students_load_by_name(seed_registry_factory, tmp_path, monkeypa
         assert result.exit_code == 0, result.output
         meta = read_metadata(f"{steps}.png")
         assert meta["settings"]["steps"] == steps and meta["accelerators"][0]["name"] == accel.split(":")[0]
+        assert "Warning" not in result.output
+    # other steps than the student's run as asked, with a warning (the metadata records what ran)
+    result = CliRunner().invoke(
+        create_app(), ["generate", "a red circle", "--accel", "kd:steps=1", "--steps", "2", "-o", "k2.png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Warning: --steps 2 samples the kd student, distilled for 1 step," in result.output
+    assert read_metadata("k2.png")["settings"]["steps"] == 2
 
 
 def test_the_shipped_autoencoder_gives_back_scenes_the_analyzer_reads():
@@ -165,3 +173,14 @@ def test_eval_gives_its_image_guidance_to_the_edits(monkeypatch):
     edits = [r for r in seen if isinstance(r, EditRequest)]
     assert len(edits) == result["edit"]["cases"] > 0 and {r.image_guidance for r in edits} == {2.5}
     assert result["settings"]["image_guidance"] == 2.5 and result["edit"]["success"] == 0.0
+
+
+def test_an_error_after_the_progress_bar_is_one_line_with_nothing_before_it(seed_registry_factory, tmp_path):
+    # rich's transient bar on a stderr that is no terminal left a blank line before the error
+    seed_registry_factory(entry_points=True, env={})
+    result = CliRunner().invoke(
+        create_app(), ["generate", "a red circle", "--accel", "paro", "-o", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code != 0
+    assert result.output.startswith("Error: no PARO plan for this layout"), repr(result.output[:80])
+    assert not (tmp_path / "x.png").exists()

@@ -76,6 +76,10 @@ def test_official_files_load_with_either_vae_naming(tmp_path: Path, monkeypatch)
     (tmp_path / "pos_emb.pt").unlink()
     with pytest.raises(Exception, match="no pos_emb.pt"):
         SeedVR2Pipeline.from_official(SPEC, tmp_path, "tiny", LoadOptions())
+    # one DiT file named: the other files are looked for beside it, and the message says so
+    (tmp_path / "ema_vae.pth").unlink()
+    with pytest.raises(ConfigError, match=r"beside the DiT file seedvr2_ema_tiny.pth.*: no VAE file"):
+        SeedVR2Pipeline.from_official(SPEC, tmp_path / "seedvr2_ema_tiny.pth", "tiny", LoadOptions())
 
 
 def test_offloaded_blocks_give_the_same_frames_and_phases_report_memory() -> None:

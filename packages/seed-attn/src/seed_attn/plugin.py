@@ -172,9 +172,7 @@ def seed_register_commands(app: Any) -> None:
         """Calibrate PAROAttention for a model at one image size: run a few prompts, measure the attention
         maps block by block (never whole), choose each head's token order and save the plan beside the
         model. `--accel paro` then uses the plan that fits the requested size."""
-        from rich.console import Console
-        from rich.progress import Progress
-
+        from seed_core.console import progress_bar
         from seed_core.errors import UsageError
 
         if accel != "paro":
@@ -190,7 +188,7 @@ def seed_register_commands(app: Any) -> None:
         from seed_core.requests import parse_size
 
         prompts = [*(prompt or []), *(read_prompts(prompts_file) if prompts_file else [])] or list(PROMPTS)
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("calibrating", total=len(prompts) * (2 if order_score == "error" else 1))
             path, plan = calibrate(
                 model,

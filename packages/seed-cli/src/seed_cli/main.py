@@ -117,8 +117,8 @@ def models(
         return _dump(rows)
     if not rows:
         typer.echo(
-            f"No model is installed yet. `pip install {DEFAULT_MODEL_PACKAGE}` brings the embedded "
-            f"default ({DEFAULT_MODEL}); plugins can add more."
+            f"No model is installed. {DEFAULT_MODEL_PACKAGE} brings the embedded default ({DEFAULT_MODEL}): "
+            f"{_default_package_hint(registry)}; plugins can add more."
         )
         return None
     table = _table(
@@ -410,13 +410,23 @@ def _resolve_model_name(model: str | None) -> str:
     installed = registry.models.names()
     if not installed:
         raise NoModelInstalledError(
-            f"No model is installed yet: the embedded default '{DEFAULT_MODEL}' comes with the "
-            f"{DEFAULT_MODEL_PACKAGE} package, which is not released yet (see `seed models`)."
+            f"No model is installed: the embedded default '{DEFAULT_MODEL}' comes with the "
+            f"{DEFAULT_MODEL_PACKAGE} package ({_default_package_hint(registry)})."
         )
     raise NoModelInstalledError(
-        f"The default model '{DEFAULT_MODEL}' is not installed (it comes with {DEFAULT_MODEL_PACKAGE}); "
-        f"pass -m with one of: {', '.join(installed)}."
+        f"The default model '{DEFAULT_MODEL}' is not installed ({DEFAULT_MODEL_PACKAGE}: "
+        f"{_default_package_hint(registry)}); pass -m with one of: {', '.join(installed)}."
     )
+
+
+def _default_package_hint(registry: Any) -> str:
+    """Why the default model's package contributes nothing: its plugin skipped by the environment,
+    failed, or absent."""
+    for record in registry.plugins:
+        if record.distribution == DEFAULT_MODEL_PACKAGE and record.status in ("disabled", "failed"):
+            why = record.error or record.status
+            return f"installed, but its plugin is {record.status}: {why}; see `seed plugins`"
+    return f"`pip install {DEFAULT_MODEL_PACKAGE}`"
 
 
 def _parse_size(size: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None]:
@@ -463,20 +473,16 @@ def _run(
     for path in paths:
         check_writable(path, force)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from seed_core.console import progress_bar
     from seed_core.images import save_png
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        console=_console(stderr=True),  # stdout stays clean: it lists the written files
-    ) as bar:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with progress_bar(*columns) as bar:  # on stderr: stdout lists the written files
         task = bar.add_task(f"loading {spec.name}", total=None)
         pipeline = load(name, accelerators=accel, device=device, dtype=dtype)
+        _warn_steps(pipeline, request)
         bar.update(task, description=f"{request.task} with {spec.name}")
 
         def progress(step: int, total: int) -> None:
@@ -486,6 +492,20 @@ def _run(
     for i, (image, path) in enumerate(zip(result.images, paths, strict=True)):
         save_png(image, path, result.metadata(i), force=force)
         typer.echo(str(path))
+
+
+def _warn_steps(pipeline: Any, request: Any) -> None:
+    """A distilled student asked for other steps than it was distilled for runs, as asked, but says so."""
+    student = [a for a in pipeline.accelerators if a.kind == "steps"]
+    made_for = getattr(pipeline, "student_steps", None)  # set by seed-distill's step accelerators
+    if student and request.steps is not None and made_for is not None and request.steps != made_for:
+        plural = "s" if made_for != 1 else ""
+        typer.secho(
+            f"Warning: --steps {request.steps} samples the {student[0].name} student, distilled for "
+            f"{made_for} step{plural}, outside what it learned (drop --steps to use its {made_for})",
+            err=True,
+            fg="yellow",
+        )
 
 
 ModelOpt = Annotated[

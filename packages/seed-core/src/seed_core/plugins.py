@@ -110,7 +110,23 @@ def load_entry_point_plugins(
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken plugin must never break the host
             record.status, record.error = "failed", _error_line(exc)
-    return records
+    return records + _unmatched(records, env)
+
+
+def _unmatched(records: list[PluginRecord], env: Mapping[str, str]) -> list[PluginRecord]:
+    """A record for each name in SEED_LOAD_PLUGINS / SEED_DISABLE_PLUGINS that no installed plugin has:
+    a typo there would otherwise load nothing (or skip nothing) without a word."""
+    known = {normalize(n) for r in records for n in (r.name, r.distribution) if n}
+    installed = ", ".join(sorted({r.name for r in records})) or "none"
+    out = []
+    for var in ("SEED_LOAD_PLUGINS", "SEED_DISABLE_PLUGINS"):
+        value = env.get(var)
+        if value is None or value.strip().lower() in ("1", "true", "yes", "all", "*"):
+            continue
+        for name in sorted(_names(value) - known):
+            error = f"{var} names '{name}', which no installed plugin has (installed: {installed})"
+            out.append(PluginRecord(name, "", status="failed", error=error))
+    return out
 
 
 def builtin_record() -> PluginRecord:

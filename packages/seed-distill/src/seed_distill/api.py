@@ -359,11 +359,11 @@ DEFAULTS: dict[str, Any] = {
     "tscd_target": "teacher",
     "tscd_points": "any",
     "critic_warmup": 0,
-    "gan": 3e-3,
+    "gan": None,
     "reward": None,
     "reward_weight": -1.0,
     "reward_margin": None,
-    "pixel": 0.15,
+    "pixel": None,
     "mse": 0.0,
     "r1": 0.0,
     "r2": 0.0,
@@ -403,10 +403,27 @@ def check_numbers(kw: dict[str, Any]) -> None:
             raise UsageError(f"{flag} must be {want}, got {value}")
 
 
+def check_read(kw: dict[str, Any]) -> None:
+    """One UsageError for a loss option that no stage of the run reads (it would be ignored)."""
+    methods = {s.method for s in recipe_stages(kw["method"], kw["recipe"], kw["student_steps"])}
+    run = kw["method"] or kw["recipe"]
+    rules = [
+        ("--gan", kw["gan"] is not None, "dmd2" in methods and kw["data"] is not None, "dmd2 with --data"),
+        ("--pixel", kw["pixel"] is not None, "adp" in methods, "adp"),
+        ("--r1", kw["r1"] > 0, bool(methods & {"adm", "apt"}), "adm and apt"),
+        ("--r2", kw["r2"] > 0, "apt" in methods, "apt"),
+    ]
+    for flag, given, read, readers in rules:
+        if given and not read:
+            raise UsageError(f"{flag} is read by {readers} only; '{run}' would ignore it: drop it")
+
+
 def run_command(**kw: Any) -> Path | None:
     """`seed distill` after its options are parsed (rank 0 prints progress)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from seed_core.console import progress_bar
 
     out: Path = kw["out"]
     if kw["method"] is not None and kw["method"] not in METHODS:  # another plugin's method, or a typo
@@ -416,6 +433,7 @@ def run_command(**kw: Any) -> Path | None:
         rest = {k: v for k, v in kw.items() if k not in ("teacher", "out", "method")}
         return spec.run(teacher=kw["teacher"], output_dir=out, **rest)
     check_numbers(kw)  # before the run directory is touched
+    check_read(kw)
     prepare_out(out, kw["resume"], kw["force"])
     world = init_world()
     prompts = read_prompts(kw["prompts"]) if kw["prompts"] is not None else None
@@ -432,11 +450,11 @@ def run_command(**kw: Any) -> Path | None:
         tscd_target=kw["tscd_target"],
         tscd_points=kw["tscd_points"],
         critic_warmup=kw["critic_warmup"],
-        pixel=kw["pixel"],
+        pixel=Options.pixel if kw["pixel"] is None else kw["pixel"],
         mse=kw["mse"],
         r1=kw["r1"],
         r2=kw["r2"],
-        gan=kw["gan"],
+        gan=Options.gan if kw["gan"] is None else kw["gan"],
         reward_weight=reward_weight,
         reward_margin=kw["reward_margin"],
         edit_share=kw["edit_share"] if kw["edit_share"] is not None else (0.25 if kw["edits"] else 0.0),
@@ -455,7 +473,7 @@ def run_command(**kw: Any) -> Path | None:
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not world.main) as bar:
+    with progress_bar(*columns, console=console, disable=not world.main) as bar:
         task = bar.add_task("distilling", total=run.steps)
 
         def pair_tick(made: int, total: int) -> None:
@@ -500,15 +518,18 @@ def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> 
     model = pipeline.spec.name if pipeline.source == pipeline.spec.weights else pipeline.source
     if steps < 1:
         raise AcceleratorError(f"{name}: steps={steps}; a student samples in 1 or more steps")
-    directory = Path(path) if path else Path(pipeline.source or ".") / "students" / f"{name}-{steps}"
+    flag = "--recipe" if name in ("dmdx", "hyper") else "--method"
+    make = (
+        f"make one with `seed distill --teacher {model} {flag} {name} --student-steps {steps} --out DIR` "
+        f"and use `--accel {name}:path=DIR`"
+    )
+    if not path and not pipeline.source:  # a model built in code has no folder for shipped students
+        raise AcceleratorError(f"{name}: model '{model}' ships no students; {make}")
+    directory = Path(path) if path else Path(pipeline.source) / "students" / f"{name}-{steps}"
     if (directory / "student").is_dir():  # a run directory
         directory = directory / "student"
     if not directory.is_dir():
-        raise AcceleratorError(
-            f"{name}: no student in {directory}; make one with `seed distill --teacher {model} "
-            f"{'--recipe' if name in ('dmdx', 'hyper') else '--method'} {name} --student-steps {steps} "
-            f"--out DIR` and use `--accel {name}:path=DIR`"
-        )
+        raise AcceleratorError(f"{name}: no student in {directory}; {make}")
     file = directory / "student.json"
     try:
         info = json.loads(file.read_text()) if file.exists() else {}
@@ -532,4 +553,5 @@ def use_student(pipeline: Pipeline, name: str, steps: int, path: str | None) -> 
             f"use --accel {name}:steps={made_for}"
         )
     pipeline.load_student(directory)
+    pipeline.student_steps = steps  # what it was distilled for: `seed generate --steps` other warns
     return pipeline

@@ -181,8 +181,11 @@ def seed_register_commands(app: Any) -> None:
             ),
         ] = None,
         gan: Annotated[
-            float, typer.Option(help="dmd2 with --data: weight of the generator's GAN term.")
-        ] = 3e-3,
+            float | None,
+            typer.Option(
+                help="dmd2 with --data: weight of the generator's GAN term [3e-3].", show_default=False
+            ),
+        ] = None,
         reward: Annotated[
             str | None, typer.Option(help="Reward model for a ReFL term (see --list), e.g. seed-mini.")
         ] = None,
@@ -193,8 +196,12 @@ def seed_register_commands(app: Any) -> None:
             float | None, typer.Option(help="The reward the ReFL hinge aims at [the model's].")
         ] = None,
         pixel: Annotated[
-            float, typer.Option(help="adp: weight of the pixel discriminator (the latent one gets the rest).")
-        ] = 0.15,
+            float | None,
+            typer.Option(
+                help="adp: weight of the pixel discriminator (the latent one gets the rest) [0.15].",
+                show_default=False,
+            ),
+        ] = None,
         mse: Annotated[
             float,
             typer.Option(

@@ -140,9 +140,9 @@ def seed_register_commands(app: Any) -> None:
         import json
 
         from rich.console import Console
-        from rich.progress import Progress
         from rich.table import Table
 
+        from seed_core.console import progress_bar
         from seed_core.errors import UsageError
         from seed_core.files import atomic_write_bytes, check_writable
         from seed_core.requests import parse_interval
@@ -153,7 +153,7 @@ def seed_register_commands(app: Any) -> None:
         if output is not None:
             check_writable(output, force)
         console = Console(stderr=True)
-        with Progress(console=console, transient=True) as bar:
+        with progress_bar(console=console) as bar:
             task = bar.add_task("evaluating", total=seeds * total_ticks(quick, size))
             runs = [
                 evaluate(

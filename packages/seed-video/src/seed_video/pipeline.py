@@ -187,15 +187,17 @@ class SeedVR2Pipeline(Pipeline):
             if path.name.lower().startswith(("ema_vae", "pos_emb", "neg_emb")):
                 raise UsageError(f"--weights {path}: name the DiT file ({DIT_PREFIX}*) or the folder")
             dit_file, path = path, path.parent
+            where = f"{path} (beside the DiT file {dit_file.name}, where they are read from)"
         else:
             dit_file = official_dit_file(path, dit_preset)
+            where = str(path)
         found = {p.name: p for p in path.iterdir() if p.suffix in CHECKPOINTS}
         vaes = sorted(n for n in found if n.startswith("ema_vae"))
         if not vaes:
-            raise ConfigError(f"{path}: no VAE file (ema_vae*.pth or .safetensors)")
+            raise ConfigError(f"{where}: no VAE file (ema_vae*.pth or .safetensors)")
         vae_file = found[vaes[0]]  # repacks of the one VAE differ only in precision
         if "pos_emb.pt" not in found and "pos_emb.safetensors" not in found:
-            raise ConfigError(f"{path}: no pos_emb.pt (the text embedding shipped with SeedVR2)")
+            raise ConfigError(f"{where}: no pos_emb.pt (the text embedding shipped with SeedVR2)")
         dtype = getattr(torch, options.dtype)
         state = read_state_dict(dit_file)
         other = official_preset(state)

@@ -160,8 +160,8 @@ def seed_register_commands(app: Any) -> None:
         batches of --batch-frames with --overlap crossfades, colour fix against the input. To fit a small
         GPU: --vae-chunk 1, --tile 64 (or smaller), --offload-blocks; --estimate-memory shows the effect."""
         from rich.console import Console
-        from rich.progress import Progress
 
+        from seed_core.console import progress_bar
         from seed_core.errors import UsageError
         from seed_core.pipeline import load, resolve_model
         from seed_video.io import VIDEOS, check_output, read_frames, read_video, write_frames
@@ -213,7 +213,7 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError(f"model '{model}' does not restore video; use a seedvr2 model (seed models)")
         if offload_blocks:
             pipeline.place(device, offload_blocks)
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with progress_bar() as bar:
             tasks = {name: bar.add_task(name, total=None) for name in ("encode", "dit", "decode")}
             out = pipeline.restore_frames(
                 frames,
@@ -376,9 +376,8 @@ def seed_register_commands(app: Any) -> None:
         """Generate a video from a text prompt with a text-to-video model (and any accelerators); the file
         carries the request, the model and the accelerators as metadata."""
         import torch
-        from rich.console import Console
-        from rich.progress import Progress
 
+        from seed_core.console import progress_bar
         from seed_core.pipeline import load
         from seed_core.requests import VideoRequest, parse_size
         from seed_video.io import check_output, write_frames
@@ -398,7 +397,7 @@ def seed_register_commands(app: Any) -> None:
         for path in paths:
             check_output(path, force)
         pipeline = load(model, accelerators=accel or [], device=device, dtype=dtype)
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("video", total=None)
             result = pipeline.run(request, lambda done, total: bar.update(task, completed=done, total=total))
         rate = float(result.settings.get("fps") or fps or 16.0)
