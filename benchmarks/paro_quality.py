@@ -7,7 +7,7 @@ Fréchet distance on the world classifier's features, and the PSNR of every outp
 output of the same prompt and seed. Needs the shipped plan (`seed calibrate --size 256x256`).
 
     uv run python benchmarks/paro_quality.py [--fraction 16] [--only "paro d0.3 int8" ...] [--no-draft] \
-        [--add NAME=ACCEL ...] [--seed S] [--plan DIR] [--dense-cache FILE] \
+        [--add NAME=ACCEL ...] [--seed S] [--plan DIR] [--paro-model DIR] [--dense-cache FILE] \
         [--json benchmarks/results/paro-quality.json]
 
 `--dense-cache FILE` keeps the dense run (its images and scores) for later runs with the same settings, so
@@ -76,6 +76,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/paro-quality.json"))
     parser.add_argument("--plan", help="PARO plan directory [the model's own]")
     parser.add_argument(
+        "--paro-model",
+        help="run the configurations other than dense on this model (e.g. one fine-tuned for its plan), "
+        "against --model's dense outputs",
+    )
+    parser.add_argument(
         "--dense-cache", type=Path, help="reuse (or write) the dense run here (same model weights only)"
     )
     args = parser.parse_args()
@@ -103,7 +108,7 @@ def main() -> None:
             start -= seconds
         else:
             result = evaluate(
-                args.model,
+                args.paro_model if args.paro_model and name != "dense" else args.model,
                 accel,
                 size=args.size,
                 fraction=args.fraction,
@@ -124,6 +129,7 @@ def main() -> None:
             {
                 "config": name,
                 "accelerators": accel,
+                "model": args.paro_model if args.paro_model and name != "dense" else args.model,
                 "prompt_accuracy": result["prompt_accuracy"],
                 "prompt_cases": result["prompt_cases"],
                 "frechet": result["frechet"],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ def _paro(q, k, v, mask, is_causal, scale, backend: str):  # type: ignore[no-unt
             mask = mask.gather(3, perm[None, :, None, :].expand(mask.shape[0], -1, -1, -1))
         out = ops.flex_attention(qp, kp, vp, prepared.flex_mask(group, layer), scale=scale, mask=mask)
         return ops.reorder(out, prepared.inverse[layer])
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        # training with the masks in the loop (seed tune): the same masks, 16 bits, with a backward
+        return ops.masked_attention(q, k, v, prepared.lists[group][layer], perm=perm, scale=scale, mask=mask)
     bits = runtime.bits or plan.bits
     pv_bits = runtime.pv_bits or bits
     if bits != 16 or pv_bits != 16:
@@ -186,6 +190,7 @@ def apply_paro(
     kernel: str = "auto",
     plan: str | None = None,
     schedule: str | None = None,
+    tuned: bool = True,
 ) -> Any:
     if density is not None and not 0 < density <= 1:
         raise AcceleratorError(f"paro: density must be in (0, 1], got {density}")
@@ -215,6 +220,53 @@ def apply_paro(
     runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel, densities)
     chosen = (("schedule", schedule), ("bits", bits)) if densities else (("density", density), ("bits", bits))
     pipeline.chosen_options = {k: v for k, v in chosen if v is not None}
-    install(backbone(pipeline), runtime, "flex" if kernel == "flex" else "paro")
+    net = backbone(pipeline)
+    files = sorted(directory.glob(f"*{TUNED_SUFFIX}")) if tuned else []
+    # a tuned backbone is a copy made before the layers are routed (the routing wraps their forwards)
+    copies = {file: copy.deepcopy(net) for file in files}
+    install(net, runtime, "flex" if kernel == "flex" else "paro")
+    if files:
+        route_tuned(pipeline, net, copies, runtime, "flex" if kernel == "flex" else "paro")
     pipeline.paro = runtime
     return pipeline
+
+
+TUNED_SUFFIX = ".backbone.safetensors"  # beside a plan: the backbone `seed tune` fitted to it
+
+
+def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn.Module], runtime: Any,
+                backend: str) -> None:  # fmt: skip
+    """Calls whose latent size is a tuned backbone's go to that backbone (with the plan installed);
+    the others (a draft at exact attention) stay with the model's own."""
+    import json
+
+    from safetensors import safe_open
+
+    from seed_core.weights import load_into, load_safetensors
+
+    done = [a.name for a in pipeline.accelerators if a.kind in ("steps", "weights")]
+    if done:
+        raise AcceleratorError(
+            f"paro: the plan in {runtime.directory} carries a backbone tuned for it (seed tune), which "
+            f"replaces the model's own at its size; it does not combine with --accel {done[0]} (or pass "
+            "paro:tuned=false)"
+        )
+    routes: dict[tuple[int, ...], torch.nn.Module] = {}
+    for file, tuned in copies.items():
+        with safe_open(str(file), "pt") as f:
+            record = json.loads((f.metadata() or {}).get("seed_paro_tuned", "{}"))
+        if "latent" not in record:
+            raise PlanError(
+                f"{file}: no 'seed_paro_tuned' record with the latent size; remake it with seed tune"
+            )
+        load_into(tuned, load_safetensors(file), source=str(file))
+        tuned.to(next(net.parameters()).dtype).eval()
+        install(tuned, runtime, backend)
+        routes[tuple(record["latent"])] = tuned
+    original = net.forward
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return routes.get(tuple(x.shape[-2:]), original)(x, *args, **kwargs)
+
+    net.forward = forward  # type: ignore[method-assign]  # an instance attribute: the model's own stays
+    pipeline.paro_tuned = {tuple(k): str(f) for k, f in zip(routes, copies, strict=True)}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from seed_attn.backends import backbone
+from seed_attn.backends import TUNED_SUFFIX, backbone
 from seed_attn.paro import Calibrator, ParoPlan, find_plan, install
 from seed_core.errors import UsageError
 from seed_core.files import check_writable
@@ -85,7 +85,13 @@ def calibrate(
                 draft = result.settings.get("draft")
                 if i == 0 and not error_pass and calibrator.layout is not None:
                     # the layout is known: refuse an overwrite or a missing --orders-from plan now
-                    check_writable(directory / f"{ParoPlan.file_stem(*calibrator.layout)}.json", force)
+                    stem = ParoPlan.file_stem(*calibrator.layout)
+                    check_writable(directory / f"{stem}.json", force)
+                    if (directory / f"{stem}{TUNED_SUFFIX}").is_file():
+                        raise UsageError(
+                            f"{directory} holds a backbone tuned for this plan's masks (seed tune); a new "
+                            "calibration would change them under it: calibrate into another --out"
+                        )
                     if orders_from is not None:
                         calibrator.orders = _given_orders(Path(orders_from), calibrator.layout)
                 if tick:

@@ -152,6 +152,38 @@ def sparse_attention(
     )  # fmt: skip
 
 
+def masked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lists: BlockLists,
+    *,
+    perm: torch.Tensor | None = None,
+    scale: float | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """What `sparse_attention` computes in 16 bits, as one masked sdpa that autograd goes through (the
+    custom op has no backward): for training with the masks in the loop (`seed tune`). The block mask is
+    expanded to (H, L, L), so only for the sequence lengths a model trains at."""
+    lq, lk = q.shape[2], k.shape[2]
+    if k.shape[1] != q.shape[1]:
+        k, v = (
+            k.repeat_interleave(q.shape[1] // k.shape[1], 1),
+            v.repeat_interleave(q.shape[1] // k.shape[1], 1),
+        )
+    table = lists.to_mask(math.ceil(lk / lists.block))  # (Bm, Hm, nQb, nKb), in the order
+    full = table.repeat_interleave(lists.block, -2).repeat_interleave(lists.block, -1)[..., :lq, :lk]
+    if perm is not None:  # back to the model's order: token a sits at row inverse[h, a] of the order
+        inverse = torch.argsort(perm, dim=-1)
+        full = full.expand(-1, q.shape[1], -1, -1)
+        rows = inverse[None, :, :, None].expand(full.shape[0], -1, -1, lk)
+        full = full.gather(2, rows).gather(3, inverse[None, :, None, :].expand(full.shape[0], -1, lq, -1))
+    extra = _additive_mask(mask, False, (q.shape[0], 1, lq, lk), q.device)
+    bias = torch.zeros(full.shape, dtype=q.dtype, device=q.device).masked_fill(~full, float("-inf"))
+    bias = bias if extra is None else bias + extra.to(q.dtype)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
 def flex_block_mask(table: torch.Tensor, block: int, lq: int, lk: int):  # type: ignore[no-untyped-def]
     """A FlexAttention BlockMask from a (1, H, nQb, nKb) bool table (build once per plan, reuse).
 

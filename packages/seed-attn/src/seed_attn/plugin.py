@@ -98,6 +98,9 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
                     None,
                     "one density per calibrated sampling step, noise to clean: 0.2/0.4 (instead of density)",
                 ),
+                AcceleratorOption(
+                    "tuned", bool, True, "run the plan directory's backbones tuned for it (seed tune), if any"
+                ),
             ),
         )
     )
@@ -213,4 +216,115 @@ def seed_register_commands(app: Any) -> None:
         typer.echo(
             f"plan for {plan.model} at grid {'x'.join(map(str, plan.grid))} (+{plan.prefix} text tokens): "
             f"{reordered}/{plan.orders.numel()} heads reordered; {path}"
+        )
+
+    @app.command("tune")
+    def tune_command(
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="The plan directory to write (plans + tuned backbone).")
+        ],
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model name or directory (with a PARO plan).")
+        ] = "seedream-mini",
+        accel: Annotated[
+            str,
+            typer.Option(
+                "--accel",
+                "-a",
+                help="The PARO settings to tune for, as for generation: paro:density=0.3 (or a "
+                "schedule, plan=DIR).",
+            ),
+        ] = "paro:density=0.3",
+        size: Annotated[str, typer.Option(help="WIDTHxHEIGHT the plan covers.")] = "256x256",
+        prompts_file: Annotated[
+            Path | None,
+            typer.Option("--prompts", help="Training prompts, one a line [the model's prompts.txt]."),
+        ] = None,
+        count: Annotated[int, typer.Option(help="Prompts generated to record the model's calls.")] = 800,
+        steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
+        batch: Annotated[int, typer.Option(help="Recorded calls a step.")] = 4,
+        lr: Annotated[float, typer.Option(help="Learning rate (AdamW).")] = 3e-5,
+        held: Annotated[int, typer.Option(help="Prompts held out to measure the error.")] = 24,
+        checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
+        seed: Annotated[int, typer.Option(help="Seed of the prompts, the generations and the batches.")] = 0,
+        resume: Annotated[
+            bool, typer.Option(help="Continue from OUTPUT.work (its recorded calls and last checkpoint).")
+        ] = False,
+        force: Annotated[
+            bool, typer.Option("--force", "-f", help="Replace OUTPUT (and start OUTPUT.work afresh).")
+        ] = False,
+    ) -> None:
+        """Fit a copy of a model's backbone to its PARO plan (sparse-aware self-distillation): under the
+        plan's block masks it learns to give what the model gives with exact attention. Records the
+        model's calls at --size on --count prompts, trains --steps steps (resumable), and writes a plan
+        directory with the tuned backbone beside its plan: `--accel paro:plan=OUTPUT` runs it at that size
+        (the model's own backbone runs everything else, a draft included)."""
+        import random
+        import shutil
+
+        import torch
+
+        from seed_attn.tune import CALLS, TuneConfig, record_calls, save_tuned, tune
+        from seed_core.console import progress_bar
+        from seed_core.errors import UsageError
+        from seed_core.files import read_prompts
+        from seed_core.pipeline import load
+        from seed_core.requests import parse_size
+
+        for flag, value in (("--count", count), ("--steps", steps), ("--batch", batch),
+                            ("--checkpoint-every", checkpoint_every)):  # fmt: skip
+            if value < 1:
+                raise UsageError(f"{flag} must be >= 1, got {value}")
+        if lr <= 0:
+            raise UsageError(f"--lr must be > 0, got {lr}")
+        if accel.split(":")[0] != "paro":
+            raise UsageError(f"--accel {accel}: seed tune fits a model to a PARO plan (paro:...)")
+        if output.exists() and not force:
+            raise UsageError(f"{output} exists; pass --force to replace it")
+        work = Path(f"{output}.work")
+        if work.exists() and not resume:
+            if not force:
+                raise UsageError(f"{work} holds an earlier run; pass --resume to continue it or --force")
+            shutil.rmtree(work)
+        width, height = parse_size(size)
+        pipeline = load(model)
+        if prompts_file is None:
+            source = Path(pipeline.source or "") / "prompts.txt"
+            if not source.is_file():
+                raise UsageError(
+                    f"model '{model}' ships no prompts.txt; give training prompts with --prompts"
+                )
+            prompts_file = source
+        texts = read_prompts(prompts_file)
+        texts = random.Random(seed).sample(texts, count) if count < len(texts) else texts
+        work.mkdir(parents=True, exist_ok=True)
+        settings = {"model": model, "size": [width, height], "prompts": texts, "seed": seed}
+        with progress_bar() as bar:
+            file = work / CALLS
+            saved = torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
+            if saved is not None and saved["settings"] != settings:
+                raise UsageError(f"{work} was recorded with other settings; start afresh with --force")
+            if saved is None:
+                task = bar.add_task("recording the model's calls", total=len(texts))
+                calls = record_calls(
+                    pipeline, texts, (width, height), seed=seed, tick=lambda: bar.advance(task)
+                )
+                tmp = file.with_suffix(".tmp")
+                torch.save({"settings": settings, "calls": calls}, tmp)
+                tmp.replace(file)  # a killed run records again only if this file is not whole
+            else:
+                calls = saved["calls"]
+            # the model's own backbone with the plan installed is what trains (the masks in the loop)
+            pipeline = load(model, accelerators=[f"{accel}{',' if ':' in accel else ':'}tuned=false"])
+            task = bar.add_task("tuning", total=steps)
+            cfg = TuneConfig(steps=steps, batch=batch, lr=lr, held=held, checkpoint_every=checkpoint_every,
+                             seed=seed)  # fmt: skip
+            record = tune(pipeline, calls, cfg, work, tick=lambda step, _: bar.update(task, completed=step))
+        record.update(accel=accel, size=[width, height], prompts=len(texts), lr=lr, batch=batch)
+        path = save_tuned(pipeline, output, record, force=force)
+        shutil.rmtree(work)
+        typer.echo(
+            f"held-out error under the plan {record['held_error_before']:.4f} -> "
+            f"{record['held_error_after']:.4f} (relative, against exact attention); {path}\n"
+            f"use it with: --size {width}x{height} --accel paro:plan={output}"
         )
