@@ -260,7 +260,8 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
                 f"{file}: no 'seed_paro_tuned' record with the latent size; remake it with seed tune"
             )
         load_into(tuned, load_safetensors(file), source=str(file))
-        tuned.to(next(net.parameters()).dtype).eval()
+        first = next(net.parameters())
+        tuned.to(device=first.device, dtype=first.dtype).eval()  # assigned tensors come from the CPU
         install(tuned, runtime, backend)
         routes[tuple(record["latent"])] = tuned
     original = net.forward

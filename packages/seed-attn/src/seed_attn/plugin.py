@@ -247,6 +247,7 @@ def seed_register_commands(app: Any) -> None:
         held: Annotated[int, typer.Option(help="Prompts held out to measure the error.")] = 24,
         checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
         seed: Annotated[int, typer.Option(help="Seed of the prompts, the generations and the batches.")] = 0,
+        device: Annotated[str, typer.Option(help="torch device (cuda: much faster).")] = "cpu",
         resume: Annotated[
             bool, typer.Option(help="Continue from OUTPUT.work (its recorded calls and last checkpoint).")
         ] = False,
@@ -287,7 +288,7 @@ def seed_register_commands(app: Any) -> None:
                 raise UsageError(f"{work} holds an earlier run; pass --resume to continue it or --force")
             shutil.rmtree(work)
         width, height = parse_size(size)
-        pipeline = load(model)
+        pipeline = load(model, device=device)
         if prompts_file is None:
             source = Path(pipeline.source or "") / "prompts.txt"
             if not source.is_file():
@@ -301,7 +302,7 @@ def seed_register_commands(app: Any) -> None:
         settings = {"model": model, "size": [width, height], "prompts": texts, "seed": seed}
         with progress_bar() as bar:
             file = work / CALLS
-            saved = torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
+            saved = torch.load(file, map_location=device, weights_only=False) if file.is_file() else None
             if saved is not None and saved["settings"] != settings:
                 raise UsageError(f"{work} was recorded with other settings; start afresh with --force")
             if saved is None:
@@ -315,7 +316,9 @@ def seed_register_commands(app: Any) -> None:
             else:
                 calls = saved["calls"]
             # the model's own backbone with the plan installed is what trains (the masks in the loop)
-            pipeline = load(model, accelerators=[f"{accel}{',' if ':' in accel else ':'}tuned=false"])
+            pipeline = load(
+                model, accelerators=[f"{accel}{',' if ':' in accel else ':'}tuned=false"], device=device
+            )
             task = bar.add_task("tuning", total=steps)
             cfg = TuneConfig(steps=steps, batch=batch, lr=lr, held=held, checkpoint_every=checkpoint_every,
                              seed=seed)  # fmt: skip
