@@ -90,6 +90,9 @@ def test_tuning_lowers_the_error_under_the_masks_and_leaves_the_draft_alone(mode
     assert image.size == (256, 256)
     again = CliRunner().invoke(create_app(), args)
     assert again.exit_code != 0 and "exists; pass --force" in again.output
+    assert record["density"] == 0.3
+    with pytest.warns(RuntimeWarning, match="was tuned for the masks of density=0.3; at other masks"):
+        load(str(model_dir), accelerators=[f"paro:plan={out},density=0.5"])
     with pytest.raises(Exception, match="does not combine with --accel int8"):
         load(str(model_dir), accelerators=["int8", f"paro:plan={out}"])
     from seed_attn.calibrate import calibrate

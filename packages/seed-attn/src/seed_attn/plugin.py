@@ -323,7 +323,9 @@ def seed_register_commands(app: Any) -> None:
             cfg = TuneConfig(steps=steps, batch=batch, lr=lr, held=held, checkpoint_every=checkpoint_every,
                              seed=seed)  # fmt: skip
             record = tune(pipeline, calls, cfg, work, tick=lambda step, _: bar.update(task, completed=step))
-        record.update(accel=accel, size=[width, height], prompts=len(texts), lr=lr, batch=batch)
+        runtime = pipeline.paro  # what the copy learned under: a run at other masks warns
+        record.update(accel=accel, size=[width, height], prompts=len(texts), lr=lr, batch=batch,
+                      density=runtime.density, schedule=runtime.schedule, bits=runtime.bits)  # fmt: skip
         path = save_tuned(pipeline, output, record, force=force)
         shutil.rmtree(work)
         typer.echo(
