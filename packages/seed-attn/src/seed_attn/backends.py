@@ -222,6 +222,13 @@ def apply_paro(
     pipeline.chosen_options = {k: v for k, v in chosen if v is not None}
     net = backbone(pipeline)
     files = sorted(directory.glob(f"*{TUNED_SUFFIX}")) if tuned else []
+    done = [a.name for a in pipeline.accelerators if a.kind in ("steps", "weights")]
+    if files and done:  # refused before the copies are made
+        raise AcceleratorError(
+            f"paro: the plan in {directory} carries a backbone tuned for it (seed tune), which "
+            f"replaces the model's own at its size; it does not combine with --accel {done[0]} (or pass "
+            "paro:tuned=false)"
+        )
     # a tuned backbone is a copy made before the layers are routed (the routing wraps their forwards)
     copies = {file: copy.deepcopy(net) for file in files}
     install(net, runtime, "flex" if kernel == "flex" else "paro")
@@ -244,13 +251,6 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
 
     from seed_core.weights import load_into, load_safetensors
 
-    done = [a.name for a in pipeline.accelerators if a.kind in ("steps", "weights")]
-    if done:
-        raise AcceleratorError(
-            f"paro: the plan in {runtime.directory} carries a backbone tuned for it (seed tune), which "
-            f"replaces the model's own at its size; it does not combine with --accel {done[0]} (or pass "
-            "paro:tuned=false)"
-        )
     routes: dict[tuple[int, ...], torch.nn.Module] = {}
     for file, tuned in copies.items():
         with safe_open(str(file), "pt") as f:
