@@ -35,3 +35,45 @@ def test_convert_a_pth_and_inspect_it(run, tmp_path: Path) -> None:  # type: ign
 
     restore = run("generate", "x", "-m", "seedvr2-3b", "-o", str(tmp_path / "x.png"))
     assert restore.exit_code != 0 and "ships no weights" in restore.output
+
+
+def test_convert_to_a_delta_file_and_back(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from seed_core.weights import load_safetensors, read_metadata, save_safetensors
+
+    gen = torch.Generator().manual_seed(0)
+    base = {
+        "blocks.0.weight": torch.randn(64, 128, generator=gen),
+        "blocks.0.bias": torch.randn(64, generator=gen),
+    }
+    save_safetensors(base, tmp_path / "dit.safetensors", dtype="float16")
+    tuned = {k: v + 0.02 * torch.randn(v.shape, generator=gen) for k, v in base.items()}
+    save_safetensors(tuned, tmp_path / "tuned.safetensors", metadata={"seed_paro_tuned": "{}"})
+    small = tmp_path / "small.safetensors"
+    args = ("convert", str(tmp_path / "tuned.safetensors"), str(small))
+    result = run(*args, "--base", str(tmp_path), "--delta-bits", "4")  # the base's directory
+    assert result.exit_code == 0, result.output
+    assert (
+        "the difference from" in result.output
+        and small.stat().st_size < 0.2 * (tmp_path / "tuned.safetensors").stat().st_size
+    )
+    assert "seed_delta" in read_metadata(small) and "seed_paro_tuned" in read_metadata(small)  # kept
+    assert run("inspect", str(small)).output.splitlines()[0].startswith("blocks.0.bias [64] float16")
+    whole = tmp_path / "whole.safetensors"
+    back = run(
+        "convert", str(small), str(whole), "--base", str(tmp_path / "dit.safetensors"), "--dtype", "float32"
+    )
+    assert back.exit_code == 0, back.output
+    restored = load_safetensors(whole)
+    moved = (tuned["blocks.0.weight"] - base["blocks.0.weight"]).norm()
+    assert (restored["blocks.0.weight"] - tuned["blocks.0.weight"]).norm() < 0.2 * moved
+    assert "seed_delta" not in read_metadata(whole) and "seed_paro_tuned" in read_metadata(whole)
+    for extra, message in (
+        (["--delta-bits", "4"], "give --base"),
+        (["--base", str(tmp_path), "--delta-bits", "3"], "--delta-bits 3: use 8 or 4"),
+        (["--base", str(tmp_path / "nothing"), "--delta-bits", "8"], "no such weights file"),
+    ):
+        bad = run("convert", str(tmp_path / "tuned.safetensors"), str(tmp_path / "o.safetensors"), *extra)
+        assert bad.exit_code != 0 and message in bad.output, bad.output
+    orphan = run("convert", str(small), str(tmp_path / "o.safetensors"))  # a delta file without its base
+    assert orphan.exit_code != 0 and "stored as a difference from dit.safetensors" in orphan.output
+    assert len(orphan.output.strip().splitlines()) == 1

@@ -88,13 +88,43 @@ def test_tuning_lowers_the_error_under_the_masks_and_leaves_the_draft_alone(mode
         torch.testing.assert_close(untuned.dit(x[1], t, cond), plain.dit(x[1], t, cond))
     image = tuned.run(GenerateRequest("a red circle", width=256, height=256, steps=4)).images[0]
     assert image.size == (256, 256)
+
+    # stored as its difference from the model's backbone (`seed tune --delta-bits 8`): half the bytes, the
+    # same calls, and only beside the model it was made from
+    import shutil
+
+    from seed_core.delta import load_weights, save_delta
+    from seed_core.weights import save_safetensors
+
+    small = tmp_path / "small"
+    shutil.copytree(out, small)
+    with safe_open(str(out / files[0]), "pt") as f:
+        meta = f.metadata()
+    save_delta(load_weights(out / files[0]), model_dir / "dit.safetensors", small / files[0], bits=8,
+               metadata=meta, force=True)  # fmt: skip
+    assert (small / files[0]).stat().st_size < 0.6 * (out / files[0]).stat().st_size
+    compact = load(str(model_dir), accelerators=[f"paro:plan={small},density=0.3"])
+    with torch.no_grad():
+        torch.testing.assert_close(compact.dit(x[1], t, cond), tuned.dit(x[1], t, cond), atol=2e-3, rtol=1e-2)
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    weights = load_weights(other / "dit.safetensors")
+    save_safetensors({k: v + 1e-3 for k, v in weights.items()}, other / "dit.safetensors", force=True)
+    with pytest.raises(Exception, match="made from another dit.safetensors"):
+        load(str(other), accelerators=[f"paro:plan={small},density=0.3"])
     again = CliRunner().invoke(create_app(), args)
     assert again.exit_code != 0 and "exists; pass --force" in again.output
     assert record["density"] == 0.3
     with pytest.warns(RuntimeWarning, match="was tuned for the masks of density=0.3; at other masks"):
         load(str(model_dir), accelerators=[f"paro:plan={out},density=0.5"])
-    with pytest.raises(Exception, match="does not combine with --accel int8"):
-        load(str(model_dir), accelerators=["int8", f"paro:plan={out}"])
+    # a run that names no masks runs those the copy was tuned for; with a student's or quantized
+    # backbone the copy does not apply, and the plan runs without it
+    assert load(str(model_dir), accelerators=[f"paro:plan={out}"]).paro.density == 0.3
+    quantized = load(str(model_dir), accelerators=["int8", f"paro:plan={out}"])
+    assert not hasattr(quantized, "paro_tuned")  # the outputs' record says so
+    assert quantized.accelerators[-1].options["tuned"] is False and tuned.accelerators[-1].options["tuned"]
+    with pytest.raises(Exception, match="tuned=true: the plan's tuned backbone is a copy of the model's own"):
+        load(str(model_dir), accelerators=["int8", f"paro:plan={out},tuned=true"])
     from seed_attn.calibrate import calibrate
 
     with pytest.raises(Exception, match="holds a backbone tuned for this plan's masks"):
@@ -126,6 +156,7 @@ def test_tune_refuses_bad_settings_before_any_work(model_dir, tmp_path):
         (["--steps", "0"], "--steps must be >= 1"),
         (["--lr", "0"], "--lr must be > 0"),
         (["--accel", "int8"], "seed tune fits a model to a PARO plan"),
+        (["--delta-bits", "3"], "--delta-bits is 0 (float16), 8 or 4, got 3"),
     ):
         result = runner.invoke(
             create_app(), ["tune", "-m", str(model_dir), "-o", str(tmp_path / "o"), *extra]

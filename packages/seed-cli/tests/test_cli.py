@@ -308,3 +308,15 @@ def test_a_command_typer_cannot_build_is_a_plugin_error(seed_entry_point_plugin,
     assert result.exit_code == 0, result.output
     status, error = next((p.status, p.error) for p in registry.plugins if p.name == "seedtest-badcmd")
     assert status == "failed" and "NameThatDoesNotExist" in error
+
+
+def test_info_shows_the_task_once():
+    from seed_cli.main import _info_table
+
+    data = {
+        "request": {"task": "t2i", "prompt": "p"},
+        "model": "m",
+        "settings": {"task": "generate", "steps": 4},
+    }
+    fields = list(_info_table("x.png", data).columns[0].cells)
+    assert fields.count("task") == 1 and "steps" in fields

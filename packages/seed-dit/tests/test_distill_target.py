@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,39 @@ def test_guidance_student_starts_as_the_teacher_and_round_trips(
     target.save_student(student, tmp_path / "e", {"steps": 2, "guidance": 4.0, "image_guidance": 2.5})
     pipeline.load_student(tmp_path / "e")
     assert pipeline.config.default_image_guidance == 2.5
+
+
+def test_a_student_stored_as_a_delta_loads_beside_its_teacher(
+    pipeline: SeedreamPipeline, target: SeedreamDistillTarget, tmp_path: Path
+) -> None:
+    """A shipped student may be its difference from the teacher's dit.safetensors in 4 bits
+    (`seed_core.delta`): it loads through the model's directory, and against another teacher it is refused."""
+    from seed_core.delta import save_delta
+    from seed_core.errors import CheckpointMismatchError, CheckpointNotFoundError
+
+    pipeline.save_pretrained(tmp_path / "model")
+    student = target.make_student(guidance_embed=True)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.03 * p.detach().std().nan_to_num() * torch.randn_like(p))
+    target.save_student(student, tmp_path / "full", {"steps": 2, "guidance": 4.0})
+    target.save_student(student, tmp_path / "delta", {"steps": 2, "guidance": 4.0})
+    teacher_file = tmp_path / "model" / "dit.safetensors"
+    save_delta(student.state_dict(), teacher_file, tmp_path / "delta" / "dit.safetensors", bits=4, force=True)
+    with pytest.raises(CheckpointNotFoundError, match="stored as a difference from dit.safetensors"):
+        pipeline.load_student(tmp_path / "delta")  # a model built in code: no teacher file
+    pipeline.source = str(tmp_path / "model")
+    request = GenerateRequest("a red circle", seed=0, steps=2, guidance=4.0)
+    teacher = np.asarray(pipeline.run(request).images[0], dtype=np.float32)
+    pipeline.load_student(tmp_path / "full")
+    full = np.asarray(pipeline.run(request).images[0], dtype=np.float32)
+    pipeline.load_student(tmp_path / "delta")
+    small = np.asarray(pipeline.run(request).images[0], dtype=np.float32)
+    # the same image within the 4 bits of the difference, which is far from the teacher's
+    assert np.abs(full - small).mean() < 0.2 * np.abs(full - teacher).mean()
+    pipeline.source = str(tmp_path / "full")  # a directory with another dit.safetensors
+    with pytest.raises(CheckpointMismatchError, match="made from another dit.safetensors"):
+        pipeline.load_student(tmp_path / "delta")
 
 
 def test_bad_student_directories_are_refused(pipeline: SeedreamPipeline, tmp_path: Path) -> None:

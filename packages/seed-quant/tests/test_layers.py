@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seed_quant import formats
+from seed_core import lowbit as formats
 from seed_quant.layers import (
     FP8Linear,
     Int4Conv2d,

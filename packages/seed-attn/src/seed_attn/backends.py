@@ -190,7 +190,7 @@ def apply_paro(
     kernel: str = "auto",
     plan: str | None = None,
     schedule: str | None = None,
-    tuned: bool = True,
+    tuned: bool | None = None,
 ) -> Any:
     if density is not None and not 0 < density <= 1:
         raise AcceleratorError(f"paro: density must be in (0, 1], got {density}")
@@ -212,23 +212,29 @@ def apply_paro(
             f"paro: no calibrated plan in {directory}; "
             f"run `seed calibrate -m {model} --accel paro --size WxH` first"
         )
-    # what the user left to the plans: when every plan in the directory has the same default, it is this
-    # run's value, and the accelerator's record (an output's metadata) names it
-    defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
-    density = defaults["density"] if density is None else density
-    bits = defaults["bits"] if bits is None else bits
-    runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel, densities)
-    chosen = (("schedule", schedule), ("bits", bits)) if densities else (("density", density), ("bits", bits))
-    pipeline.chosen_options = {k: v for k, v in chosen if v is not None}
-    net = backbone(pipeline)
-    files = sorted(directory.glob(f"*{TUNED_SUFFIX}")) if tuned else []
+    files = sorted(directory.glob(f"*{TUNED_SUFFIX}")) if tuned is not False else []
     done = [a.name for a in pipeline.accelerators if a.kind in ("steps", "weights")]
-    if files and done:  # refused before the copies are made
-        raise AcceleratorError(
-            f"paro: the plan in {directory} carries a backbone tuned for it (seed tune), which "
-            f"replaces the model's own at its size; it does not combine with --accel {done[0]} (or pass "
-            "paro:tuned=false)"
-        )
+    if files and done:  # a copy of the model's backbone cannot stand in for a student's or quantized one
+        if tuned:
+            raise AcceleratorError(
+                f"paro: tuned=true: the plan's tuned backbone is a copy of the model's own, not of --accel "
+                f"{done[0]}'s; drop tuned=true to run the plan on it without the copy"
+            )
+        files = []
+    # what the user left to the plans: when every plan in the directory has the same default, it is this
+    # run's value, and the accelerator's record (an output's metadata) names it; a tuned backbone brings
+    # the masks it was tuned for
+    fitted = tuned_defaults(files)
+    defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
+    if fitted and density is None and not densities:
+        density, densities = fitted["density"], fitted["schedule"]
+    density = defaults["density"] if density is None else density
+    bits = (fitted or defaults)["bits"] if bits is None else bits
+    runtime = ParoRuntime(directory, str(model), density, bits, pv_bits, reorder, kernel, densities)
+    steps = "/".join(map(str, densities)) if densities else None
+    chosen = (("schedule", steps), ("bits", bits)) if densities else (("density", density), ("bits", bits))
+    pipeline.chosen_options = {k: v for k, v in chosen if v is not None} | {"tuned": bool(files)}
+    net = backbone(pipeline)
     # a tuned backbone is a copy made before the layers are routed (the routing wraps their forwards)
     copies = {file: copy.deepcopy(net) for file in files}
     install(net, runtime, "flex" if kernel == "flex" else "paro")
@@ -241,20 +247,38 @@ def apply_paro(
 TUNED_SUFFIX = ".backbone.safetensors"  # beside a plan: the backbone `seed tune` fitted to it
 
 
+def tuned_record(file: Path) -> dict[str, Any]:
+    """The `seed_paro_tuned` record in a tuned backbone's metadata ({} when it has none)."""
+    import json
+
+    from seed_core.weights import read_metadata
+
+    record = json.loads(read_metadata(file).get("seed_paro_tuned", "{}"))
+    return record if isinstance(record, dict) else {}
+
+
+def tuned_defaults(files: list[Path]) -> dict[str, Any]:
+    """The masks and bits the tuned backbones were fitted with, when they agree ({} otherwise): a run
+    that names none runs these, since at other masks a tuned copy can be worse than the model's own."""
+    records = [tuned_record(f) for f in files]
+    found = {(r.get("density"), tuple(r.get("schedule") or ()), r.get("bits")) for r in records}
+    if len(found) != 1 or None in next(iter(found))[::2]:
+        return {}
+    density, schedule, bits = found.pop()
+    return {"density": density, "schedule": schedule or None, "bits": bits}
+
+
 def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn.Module], runtime: Any,
                 backend: str) -> None:  # fmt: skip
     """Calls whose latent size is a tuned backbone's go to that backbone (with the plan installed);
     the others (a draft at exact attention) stay with the model's own."""
-    import json
 
-    from safetensors import safe_open
-
-    from seed_core.weights import load_into, load_safetensors
+    from seed_core.delta import load_weights
+    from seed_core.weights import load_into
 
     routes: dict[tuple[int, ...], torch.nn.Module] = {}
     for file, tuned in copies.items():
-        with safe_open(str(file), "pt") as f:
-            record = json.loads((f.metadata() or {}).get("seed_paro_tuned", "{}"))
+        record = tuned_record(file)
         if "latent" not in record:
             raise PlanError(
                 f"{file}: no 'seed_paro_tuned' record with the latent size; remake it with seed tune"
@@ -268,7 +292,7 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
                 f"paro: {file.name} was tuned for the masks of {masks}; at other masks it can be worse than "
                 "the model's own backbone (density 0.2 on a copy tuned at 0.3: 20 of 96 prompts right)"
             )
-        load_into(tuned, load_safetensors(file), source=str(file))
+        load_into(tuned, load_weights(file, pipeline.source), source=str(file))  # a delta: the model's base
         first = next(net.parameters())
         tuned.to(device=first.device, dtype=first.dtype).eval()  # assigned tensors come from the CPU
         install(tuned, runtime, backend)

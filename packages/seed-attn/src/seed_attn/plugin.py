@@ -99,7 +99,11 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
                     "one density per calibrated sampling step, noise to clean: 0.2/0.4 (instead of density)",
                 ),
                 AcceleratorOption(
-                    "tuned", bool, True, "run the plan directory's backbones tuned for it (seed tune), if any"
+                    "tuned",
+                    bool,
+                    None,
+                    "run the plan directory's backbone tuned for it (seed tune) [where there is one and it "
+                    "applies: not with a step or weight accelerator]",
                 ),
             ),
         )
@@ -251,6 +255,13 @@ def seed_register_commands(app: Any) -> None:
         resume: Annotated[
             bool, typer.Option(help="Continue from OUTPUT.work (its recorded calls and last checkpoint).")
         ] = False,
+        delta_bits: Annotated[
+            int,
+            typer.Option(
+                help="Store the tuned backbone as its difference from the model's, in 8 or 4 bits (a half "
+                "or a quarter of the float16 file; it then loads only beside that model); 0: float16."
+            ),
+        ] = 0,
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Replace OUTPUT (and start OUTPUT.work afresh).")
         ] = False,
@@ -278,6 +289,8 @@ def seed_register_commands(app: Any) -> None:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
         if lr <= 0:
             raise UsageError(f"--lr must be > 0, got {lr}")
+        if delta_bits not in (0, 4, 8):
+            raise UsageError(f"--delta-bits is 0 (float16), 8 or 4, got {delta_bits}")
         if accel.split(":")[0] != "paro":
             raise UsageError(f"--accel {accel}: seed tune fits a model to a PARO plan (paro:...)")
         if output.exists() and not force:
@@ -289,6 +302,10 @@ def seed_register_commands(app: Any) -> None:
             shutil.rmtree(work)
         width, height = parse_size(size)
         pipeline = load(model, device=device)
+        if delta_bits and not (Path(pipeline.source or "") / "dit.safetensors").is_file():
+            raise UsageError(
+                f"--delta-bits: model '{model}' has no dit.safetensors to store a difference from"
+            )
         if prompts_file is None:
             source = Path(pipeline.source or "") / "prompts.txt"
             if not source.is_file():
@@ -326,7 +343,7 @@ def seed_register_commands(app: Any) -> None:
         runtime = pipeline.paro  # what the copy learned under: a run at other masks warns
         record.update(accel=accel, size=[width, height], prompts=len(texts), lr=lr, batch=batch,
                       density=runtime.density, schedule=runtime.schedule, bits=runtime.bits)  # fmt: skip
-        path = save_tuned(pipeline, output, record, force=force)
+        path = save_tuned(pipeline, output, record, force=force, delta_bits=delta_bits)
         shutil.rmtree(work)
         typer.echo(
             f"held-out error under the plan {record['held_error_before']:.4f} -> "

@@ -195,9 +195,13 @@ def tune(
     return record
 
 
-def save_tuned(pipeline: Any, out: Path, record: dict[str, Any], force: bool = False) -> Path:
+def save_tuned(
+    pipeline: Any, out: Path, record: dict[str, Any], force: bool = False, delta_bits: int = 0
+) -> Path:
     """Write a plan directory: the plans the backbone was tuned with, and beside the plan it ran the
-    tuned backbone (float16) with the tuning's record in its metadata. Returns that file."""
+    tuned backbone with the tuning's record in its metadata: float16, or with `delta_bits` (8 or 4) its
+    difference from the model's `dit.safetensors` (`seed_core.delta`). Returns that file."""
+    from seed_core.delta import save_delta
     from seed_core.weights import save_safetensors
 
     runtime = pipeline.paro
@@ -210,7 +214,9 @@ def save_tuned(pipeline: Any, out: Path, record: dict[str, Any], force: bool = F
             if file.suffix in (".json", ".safetensors") and not file.name.endswith(TUNED_SUFFIX):
                 shutil.copy2(file, tmp / file.name)
         meta = {"seed_paro_tuned": json.dumps({"from": pipeline.spec.name, **record})}
-        save_safetensors(
-            backbone(pipeline).state_dict(), tmp / f"{stem}{TUNED_SUFFIX}", metadata=meta, dtype="float16"
-        )
+        state, file = backbone(pipeline).state_dict(), tmp / f"{stem}{TUNED_SUFFIX}"
+        if delta_bits:
+            save_delta(state, Path(pipeline.source) / "dit.safetensors", file, bits=delta_bits, metadata=meta)
+        else:
+            save_safetensors(state, file, metadata=meta, dtype="float16")
     return Path(out) / f"{stem}{TUNED_SUFFIX}"

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from seed_core.delta import load_weights
 from seed_core.distill import DistillTarget, batched_cfg
 from seed_core.errors import ConfigError
 from seed_core.files import atomic_write_bytes
 from seed_core.samplers import dual_cfg
-from seed_core.weights import build_on_meta, load_into, load_safetensors, save_safetensors
+from seed_core.weights import build_on_meta, cast_state_dict, load_into, save_safetensors
 from seed_dit.config import TASKS, MMDiTConfig
 from seed_dit.model import Conditioning, MMDiT
 
@@ -197,7 +198,7 @@ class SeedreamDistillTarget(DistillTarget):
         return student.float().requires_grad_(True).train()
 
     def load_student(self, directory: Path) -> nn.Module:
-        net, _ = load_student(directory, torch.float32, self.device)
+        net, _ = load_student(directory, torch.float32, self.device, self.pipeline.source)
         ours = dataclasses.replace(self.teacher.cfg, guidance_embed=net.cfg.guidance_embed).to_dict()
         theirs = net.cfg.to_dict()
         changed = [k for k in ours if ours[k] != theirs.get(k)]
@@ -245,8 +246,12 @@ def _take(c: Conditioning, rows: torch.Tensor) -> Conditioning:
     return dataclasses.replace(c, **per_row, references=tuple(r[rows] for r in c.references))
 
 
-def load_student(directory: Path, dtype: torch.dtype, device: torch.device) -> tuple[MMDiT, dict[str, Any]]:
-    """A student directory -> (its MMDiT, its info); mismatched weights are refused by key and shape."""
+def load_student(
+    directory: Path, dtype: torch.dtype, device: torch.device, teacher: str | Path | None = None
+) -> tuple[MMDiT, dict[str, Any]]:
+    """A student directory -> (its MMDiT, its info); mismatched weights are refused by key and shape.
+    A student stored as a difference from its teacher (`seed_core.delta`) is added to the weights in the
+    `teacher` model directory."""
     path = directory / STUDENT_FILE
     try:
         info = json.loads(path.read_text())
@@ -262,5 +267,6 @@ def load_student(directory: Path, dtype: torch.dtype, device: torch.device) -> t
     cfg = MMDiTConfig.from_dict(info["dit"])
     dit = build_on_meta(lambda: MMDiT(cfg))
     weights = directory / "dit.safetensors"
-    load_into(dit, load_safetensors(weights, dtype=str(dtype).removeprefix("torch.")), source=str(weights))
+    state = cast_state_dict(load_weights(weights, teacher), dtype)
+    load_into(dit, state, source=str(weights))
     return dit.to(device).eval(), info

@@ -244,7 +244,7 @@ class SeedreamPipeline(Pipeline):
         from seed_dit.distill import load_student
 
         dtype = self.dit.compute_dtype
-        dit, info = load_student(Path(directory), dtype, self.device)
+        dit, info = load_student(Path(directory), dtype, self.device, self.source)
         if dit.cfg.hidden != self.dit.cfg.hidden or dit.cfg.in_channels != self.dit.cfg.in_channels:
             raise ConfigError(f"{directory}: the student was distilled from a different backbone")
         try:  # the student's settings go through the config's checks: a bad student.json is one line

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seed_core import lowbit as formats
 from seed_core.weights import CASTABLE
-from seed_quant import formats
 
 
 class QuantLayer(nn.Module):

@@ -1,4 +1,5 @@
-"""The numbers of each format: quantize, dequantize, pack.
+"""The numbers of each low-bit format: quantize, dequantize, pack (seed-quant's layers and delta weights,
+`seed_core.delta`, use them).
 
 - int8: symmetric, one scale per output row (per output channel), values in [-127, 127].
 - per-token int8 / fp8: symmetric, one scale per row of the activations, computed on the fly.
