@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seed_core.delta import load_delta, save_delta
+from seed_core.delta import delta_record, load_delta, save_delta
 from seed_core.files import read_prompts
 from seed_core.pipeline import load
 from seed_core.requests import GenerateRequest
@@ -67,6 +67,11 @@ def main() -> None:
             copy = Path(tmp) / "model"
             shutil.copytree(args.model, copy)
             plan = f",plan={copy / Path(weights).parent}" if accel.startswith("paro") else ""
+            if delta_record(args.model / weights) is not None:
+                raise SystemExit(
+                    f"{args.model / weights} is already a delta file; give the float16 file (e.g. from git "
+                    "history, or `seed convert DELTA OUT --base MODEL_DIR`) in a copy of the model directory"
+                )
             full = load_safetensors(args.model / weights)
             meta = json.loads(json.dumps(_metadata(args.model / weights)))
             save_delta(full, base, copy / weights, bits=int(bits), metadata=meta, force=True)

@@ -67,13 +67,18 @@ def test_convert_to_a_delta_file_and_back(run, tmp_path: Path) -> None:  # type:
     moved = (tuned["blocks.0.weight"] - base["blocks.0.weight"]).norm()
     assert (restored["blocks.0.weight"] - tuned["blocks.0.weight"]).norm() < 0.2 * moved
     assert "seed_delta" not in read_metadata(whole) and "seed_paro_tuned" in read_metadata(whole)
+    half = tmp_path / "half.safetensors"  # written whole, a delta comes back in float16 unless told
+    assert run("convert", str(small), str(half), "--base", str(tmp_path)).exit_code == 0
+    assert load_safetensors(half)["blocks.0.weight"].dtype == torch.float16
     for extra, message in (
         (["--delta-bits", "4"], "give --base"),
+        (["--base", str(tmp_path)], "--base is for a delta file, or with --delta-bits"),
+        (["--base", str(tmp_path), "--delta-bits", "8", "--dtype", "float16"], "takes no --dtype"),
         (["--base", str(tmp_path), "--delta-bits", "3"], "--delta-bits 3: use 8 or 4"),
         (["--base", str(tmp_path / "nothing"), "--delta-bits", "8"], "no such weights file"),
     ):
         bad = run("convert", str(tmp_path / "tuned.safetensors"), str(tmp_path / "o.safetensors"), *extra)
         assert bad.exit_code != 0 and message in bad.output, bad.output
     orphan = run("convert", str(small), str(tmp_path / "o.safetensors"))  # a delta file without its base
-    assert orphan.exit_code != 0 and "stored as a difference from dit.safetensors" in orphan.output
+    assert orphan.exit_code != 0 and "is a delta file: give --base" in orphan.output
     assert len(orphan.output.strip().splitlines()) == 1

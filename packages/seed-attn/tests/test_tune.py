@@ -125,6 +125,22 @@ def test_tuning_lowers_the_error_under_the_masks_and_leaves_the_draft_alone(mode
     assert quantized.accelerators[-1].options["tuned"] is False and tuned.accelerators[-1].options["tuned"]
     with pytest.raises(Exception, match="tuned=true: the plan's tuned backbone is a copy of the model's own"):
         load(str(model_dir), accelerators=["int8", f"paro:plan={out},tuned=true"])
+    # a copy tuned for a schedule brings the schedule (its record's density may be None)
+    import warnings
+
+    from seed_core.weights import load_safetensors, read_metadata
+
+    stored = read_metadata(small / files[0])  # the delta's record too
+    record_s = {**json.loads(stored["seed_paro_tuned"]), "density": None, "schedule": [0.2, 0.4]}
+    save_safetensors(load_safetensors(small / files[0]), small / files[0], force=True,
+                     metadata={**stored, "seed_paro_tuned": json.dumps(record_s)})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the masks it was tuned for: no warning
+        scheduled = load(str(model_dir), accelerators=[f"paro:plan={small}"])
+    assert scheduled.paro.schedule == (0.2, 0.4)
+    assert scheduled.accelerators[-1].options["schedule"] == "0.2/0.4"
+    with pytest.raises(Exception, match="tuned=true, but .* holds no backbone tuned for its plan"):
+        load(str(model_dir), accelerators=["paro:tuned=true"])  # the model's own plan has no copy
     from seed_attn.calibrate import calibrate
 
     with pytest.raises(Exception, match="holds a backbone tuned for this plan's masks"):

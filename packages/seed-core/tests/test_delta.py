@@ -28,6 +28,9 @@ def _base_and_copy(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[
         k: v.float() + 0.03 * v.float().std() * torch.randn(v.shape, generator=gen) for k, v in base.items()
     }
     copy["guidance_in.weight"] = torch.randn(4, 4, generator=gen)  # not in the base: stored whole
+    copy["steps"] = torch.arange(2049, 2060)  # not floating: kept exactly (float16 would round 2049)
+    copy["mask"] = torch.arange(6) % 2 == 0
+    copy["empty.weight"] = torch.zeros(0, 8)
     return tmp_path / "dit.safetensors", base, copy
 
 
@@ -61,6 +64,9 @@ def test_a_delta_file_restores_the_weights_within_its_bits(tmp_path: Path, bits:
     # small and new tensors are stored whole in float16
     assert torch.equal(back["blocks.0.qkv.bias"], copy["blocks.0.qkv.bias"].half().float())
     assert torch.equal(back["guidance_in.weight"], copy["guidance_in.weight"].half().float())
+    for key in ("steps", "mask"):
+        assert back[key].dtype == copy[key].dtype and torch.equal(back[key], copy[key]), key
+    assert back["empty.weight"].shape == (0, 8)
     # 4 bits of a difference are far more exact than the float16 weights' own 8-bit quantization would be
     assert file.stat().st_size < base_file.stat().st_size * (0.62 if bits == 8 else 0.4)
 

@@ -25,11 +25,17 @@ def test_seedream_mini_is_shipped_small_and_the_default(seed_registry_factory, t
     assert sum(p.stat().st_size for p in seedream) < 25 * 2**20
     restorer = WEIGHTS / "seedvr2-mini"  # the other shipped model has its own budget
     assert sum(p.stat().st_size for p in restorer.iterdir()) < 16 * 2**20
-    from seed_core.delta import delta_record
+    from seed_core.delta import delta_record, load_delta
 
     for student in students.iterdir():  # distilled students: their DiT's difference from the teacher's
         assert delta_record(student / "dit.safetensors") is not None, student.name
         assert sum(p.stat().st_size for p in student.iterdir()) < 5 * 2**20, student.name
+    # every shipped delta file (students, the PARO plan's tuned copy) fits the shipped teacher: a new
+    # dit.safetensors needs them stored again (training/seedream-mini/README.md)
+    deltas = [p for p in files if p.suffix == ".safetensors" and delta_record(p) is not None]
+    assert len(deltas) == 3
+    for path in deltas:
+        assert load_delta(path, WEIGHTS / "seedream-mini"), path
     registry = seed_registry_factory(entry_points=True, env={})
     spec = registry.models.get("seedream-mini")
     assert spec.family == "seedream" and registry.models.owner("seedream-mini") == "mini"

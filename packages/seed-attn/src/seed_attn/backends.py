@@ -213,6 +213,11 @@ def apply_paro(
             f"run `seed calibrate -m {model} --accel paro --size WxH` first"
         )
     files = sorted(directory.glob(f"*{TUNED_SUFFIX}")) if tuned is not False else []
+    if tuned and not files:
+        raise AcceleratorError(
+            f"paro: tuned=true, but {directory} holds no backbone tuned for its plan (*{TUNED_SUFFIX}); "
+            "make one with seed tune, or drop tuned=true"
+        )
     done = [a.name for a in pipeline.accelerators if a.kind in ("steps", "weights")]
     if files and done:  # a copy of the model's backbone cannot stand in for a student's or quantized one
         if tuned:
@@ -224,7 +229,9 @@ def apply_paro(
     # what the user left to the plans: when every plan in the directory has the same default, it is this
     # run's value, and the accelerator's record (an output's metadata) names it; a tuned backbone brings
     # the masks it was tuned for
-    fitted = tuned_defaults(files)
+    # (only where every plan has its tuned copy: a plan without one runs the model's backbone, at its own)
+    plans = {p.stem for p in directory.glob("*.json")}
+    fitted = tuned_defaults(files) if plans <= {f.name[: -len(TUNED_SUFFIX)] for f in files} else {}
     defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
     if fitted and density is None and not densities:
         density, densities = fitted["density"], fitted["schedule"]
@@ -253,7 +260,12 @@ def tuned_record(file: Path) -> dict[str, Any]:
 
     from seed_core.weights import read_metadata
 
-    record = json.loads(read_metadata(file).get("seed_paro_tuned", "{}"))
+    try:
+        record = json.loads(read_metadata(file).get("seed_paro_tuned", "{}"))
+    except json.JSONDecodeError:
+        raise PlanError(
+            f"{file}: its 'seed_paro_tuned' record is not valid JSON; remake it with seed tune"
+        ) from None
     return record if isinstance(record, dict) else {}
 
 
@@ -262,9 +274,11 @@ def tuned_defaults(files: list[Path]) -> dict[str, Any]:
     that names none runs these, since at other masks a tuned copy can be worse than the model's own."""
     records = [tuned_record(f) for f in files]
     found = {(r.get("density"), tuple(r.get("schedule") or ()), r.get("bits")) for r in records}
-    if len(found) != 1 or None in next(iter(found))[::2]:
+    if len(found) != 1:
         return {}
     density, schedule, bits = found.pop()
+    if bits is None or (density is None and not schedule):
+        return {}
     return {"density": density, "schedule": schedule or None, "bits": bits}
 
 
@@ -274,6 +288,7 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
     the others (a draft at exact attention) stay with the model's own."""
 
     from seed_core.delta import load_weights
+    from seed_core.errors import CheckpointMismatchError, CheckpointNotFoundError
     from seed_core.weights import load_into
 
     routes: dict[tuple[int, ...], torch.nn.Module] = {}
@@ -284,7 +299,10 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
                 f"{file}: no 'seed_paro_tuned' record with the latent size; remake it with seed tune"
             )
         tuned_for = (record.get("density"), tuple(record.get("schedule") or ()) or None)
-        if "density" in record and tuned_for != (runtime.density, runtime.schedule):
+        # a schedule names the masks by itself (the density beside it is not used)
+        ran = (runtime.density, runtime.schedule)
+        same = tuned_for[1] == ran[1] if tuned_for[1] else tuned_for == ran
+        if "density" in record and not same:
             masks = (
                 f"schedule={'/'.join(map(str, tuned_for[1]))}" if tuned_for[1] else f"density={tuned_for[0]}"
             )
@@ -292,7 +310,11 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
                 f"paro: {file.name} was tuned for the masks of {masks}; at other masks it can be worse than "
                 "the model's own backbone (density 0.2 on a copy tuned at 0.3: 20 of 96 prompts right)"
             )
-        load_into(tuned, load_weights(file, pipeline.source), source=str(file))  # a delta: the model's base
+        try:  # a delta file: the difference from the model's own backbone
+            state = load_weights(file, pipeline.source)
+        except (CheckpointMismatchError, CheckpointNotFoundError) as exc:
+            raise PlanError(f"{exc} (or run the plan without it: paro:tuned=false)") from None
+        load_into(tuned, state, source=str(file))
         first = next(net.parameters())
         tuned.to(device=first.device, dtype=first.dtype).eval()  # assigned tensors come from the CPU
         install(tuned, runtime, backend)

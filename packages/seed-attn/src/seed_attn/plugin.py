@@ -86,8 +86,15 @@ def seed_register_accelerators(register: Callable[[AcceleratorSpec], None]) -> N
             description="PAROAttention: per-head token reordering, static block-sparse masks, INT8/INT4 "
             "attention (needs `seed calibrate`)",
             options=(
-                AcceleratorOption("density", float, None, "share of attention blocks kept [plan's]"),
-                AcceleratorOption("bits", int, None, "Q·Kᵀ bits: 16, 8 or 4 [plan's]"),
+                AcceleratorOption(
+                    "density",
+                    float,
+                    None,
+                    "share of attention blocks kept [the tuned copy's, else the plan's]",
+                ),
+                AcceleratorOption(
+                    "bits", int, None, "Q·Kᵀ bits: 16, 8 or 4 [the tuned copy's, else the plan's]"
+                ),
                 AcceleratorOption("pv_bits", int, None, "P·V bits: 16, 8 or 4 [= bits]"),
                 AcceleratorOption("reorder", bool, True, "use the calibrated token orders (false: ablation)"),
                 AcceleratorOption("kernel", str, "auto", "auto (Triton on CUDA, else torch), torch or flex"),

@@ -322,7 +322,8 @@ def convert(
         Path | None,
         typer.Option(
             help="The weights SOURCE was made from (a file, or its model directory): with --delta-bits, "
-            "write SOURCE as its difference from them; a SOURCE that is such a difference is written whole.",
+            "write SOURCE as its difference from them; a SOURCE that is such a difference is written whole "
+            "(float16 unless --dtype).",
             show_default=False,
         ),
     ] = None,
@@ -345,8 +346,10 @@ def convert(
         raise UsageError(f"--dtype {dtype}: use float32, float16 or bfloat16")
     if delta_bits not in (None, 8, 4):
         raise UsageError(f"--delta-bits {delta_bits}: use 8 or 4")
-    if delta_bits is not None and (base is None or dtype is not None):
-        raise UsageError("--delta-bits writes the difference from --base (and takes no --dtype); give --base")
+    if delta_bits is not None and base is None:
+        raise UsageError("--delta-bits writes the difference from --base; give --base (what it came from)")
+    if delta_bits is not None and dtype is not None:
+        raise UsageError("--delta-bits takes no --dtype (the difference is stored in its bits)")
     if output.suffix != ".safetensors":
         raise UsageError(f"{output}: the output must end in .safetensors")
     if output.exists() and not force:
@@ -356,8 +359,13 @@ def convert(
     if is_safetensors and delta_record(source) is not None:
         if delta_bits is not None:
             raise UsageError(f"{source} is already a delta file; write it whole first (--base only)")
+        if base is None:
+            raise UsageError(f"{source} is a delta file: give --base, the model (or file) it was made from")
         state = load_delta(source, base)
+        dtype = dtype or "float16"  # what the weights were before they became a difference
     else:
+        if base is not None and delta_bits is None:
+            raise UsageError("--base is for a delta file, or with --delta-bits; drop it or add --delta-bits")
         state = read_state_dict(source)
     if delta_bits is not None:
         assert base is not None

@@ -64,16 +64,24 @@ def save_delta(
     tensors: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         ref = base.get(key)
-        if ref is None or ref.shape != value.shape or not value.is_floating_point() or value.ndim < 2:
-            tensors[key] = value.detach().to("cpu", torch.float16)  # new, reshaped or small: whole
+        value = value.detach().to("cpu")
+        if not value.is_floating_point():  # counters, masks, codes: as they are
+            tensors[key] = value
             continue
-        diff = _rows(value.detach().to("cpu", torch.float32) - ref.float())
+        if ref is None or ref.shape != value.shape or value.ndim < 2 or not value.numel():
+            tensors[key] = value.to(torch.float16)  # new, reshaped or small: whole
+            continue
+        diff = _rows(value.float() - ref.float())
         if bits == 4 and diff.shape[1] % 2 == 0:
             packed, scale, zero = lowbit.quantize_int4(diff, group)
             tensors |= {f"{key}#q4": packed, f"{key}#s": scale, f"{key}#z": zero}
         else:  # 8 bits (or a row of odd length, which int4 cannot pack)
-            codes, scale = lowbit.quantize_rows_int8(diff)
-            tensors |= {f"{key}#q8": codes, f"{key}#s": scale.to(torch.float16)}
+            # the codes are made with the float16 scale they are stored with (small differences have
+            # scales near float16's subnormals)
+            scale = (diff.abs().amax(dim=1).clamp_min(1e-12) / lowbit.INT8_MAX).to(torch.float16)
+            scale = torch.where(scale > 0, scale, torch.finfo(torch.float16).tiny)  # underflow: 0 codes
+            codes = torch.round(diff / scale.float()[:, None]).clamp_(-lowbit.INT8_MAX, lowbit.INT8_MAX)
+            tensors |= {f"{key}#q8": codes.to(torch.int8), f"{key}#s": scale}
     record = {"base": base_hash(base), "base_file": base_file.name, "bits": bits, "group": group}
     save_safetensors(tensors, path, metadata={**(metadata or {}), DELTA_KEY: json.dumps(record)}, force=force)
     return Path(path)
@@ -114,14 +122,15 @@ def load_delta(path: str | Path, base: str | Path | None) -> StateDict:
     if base_hash(base_state) != record["base"]:
         raise CheckpointMismatchError(
             f"{path}: made from another {base_name} than {base_file} (hash {record['base']}, this one "
-            f"{base_hash(base_state)}); use it with the model it was made from, or remake it"
+            f"{base_hash(base_state)}, or the same weights stored in another dtype); use it with the model "
+            "it was made from, or remake it"
         )
     stored = load_safetensors(path)
     group = int(record["group"])  # type: ignore[call-overload]
     state: StateDict = {}
     for key, value in stored.items():
         if "#" not in key:
-            state[key] = value.float()
+            state[key] = value.float() if value.is_floating_point() else value
             continue
         name, kind = key.rsplit("#", 1)
         if kind not in ("q8", "q4"):
