@@ -259,3 +259,31 @@ def test_a_pair_bank_that_is_a_file_is_refused_before_teacher_samples(tmp_path: 
     args += ["--prompts", str(tmp_path / "p.txt"), "--pairs", str(tmp_path / "bank.png")]
     result = CliRunner().invoke(create_app(), args)
     assert result.exit_code == 2 and "bank.png is a file; give a folder" in result.output, result.output
+
+
+def test_a_student_can_be_written_as_its_difference_from_the_teacher(tmp_path: Path) -> None:
+    """`seed distill --delta-bits 4`: the student's DiT lands as a delta file of the teacher's (a quarter of
+    the float16 bytes), which `--accel` loads beside that teacher; a teacher with no file is refused first."""
+    from typer.testing import CliRunner
+
+    from seed_cli.main import create_app
+    from seed_core.delta import delta_record
+    from seed_core.pipeline import load
+    from seed_core.requests import GenerateRequest
+
+    teacher = tmp_path / "teacher"
+    load("seedream-tiny-random").save_pretrained(teacher)
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    args = ["distill", "-m", str(teacher), "--method", "cfg", "--student-steps", "2", "--steps", "2",
+            "--batch", "1", "--prompts", str(tmp_path / "p.txt"), "--delta-bits", "4"]  # fmt: skip
+    result = CliRunner().invoke(create_app(), [*args, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    student = tmp_path / "run" / "student" / "dit.safetensors"
+    assert delta_record(student) is not None
+    assert student.stat().st_size < 0.45 * (teacher / "dit.safetensors").stat().st_size
+    pipeline = load(str(teacher), accelerators=[f"cfg:path={tmp_path / 'run'},steps=2"])
+    assert pipeline.run(GenerateRequest("a red circle", seed=0)).images[0].size == (64, 64)
+    args[2] = "seedream-tiny-random"  # built in code: no dit.safetensors to be the difference from
+    refused = CliRunner().invoke(create_app(), [*args, "-o", str(tmp_path / "other")])
+    assert refused.exit_code == 2 and "has no dit.safetensors" in refused.output, refused.output
+    assert not (tmp_path / "other").exists()

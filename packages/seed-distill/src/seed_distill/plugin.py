@@ -224,6 +224,15 @@ def seed_register_commands(app: Any) -> None:
             str,
             typer.Option(help="The teacher's precision when making pairs: fp32 or bf16 (2x on AMX CPUs)."),
         ] = "fp32",
+        delta_bits: Annotated[
+            int | None,
+            typer.Option(
+                help="Store the student's dit.safetensors as its difference from the teacher's, in 8 or 4 "
+                "bits (seed_core.delta: a half or a quarter of the float16 file; it then loads only beside "
+                "that teacher).",
+                show_default=False,
+            ),
+        ] = None,
         list_methods: Annotated[
             bool, typer.Option("--list", help="List methods, recipes and reward models.")
         ] = False,
@@ -248,6 +257,19 @@ def seed_register_commands(app: Any) -> None:
             return
         if teacher is None or out is None or (method is None and recipe is None):
             raise UsageError("seed distill needs --teacher, --method or --recipe, and --out (see --help)")
+        base = None
+        if delta_bits is not None:  # refused before any work
+            from seed_core.pipeline import resolve_model
+
+            if delta_bits not in (8, 4):
+                raise UsageError(f"--delta-bits {delta_bits}: use 8 or 4")
+            spec, found = resolve_model(teacher)
+            base = Path(found or spec.weights or "") / "dit.safetensors"
+            if not base.is_file():
+                raise UsageError(
+                    f"--delta-bits: teacher '{teacher}' has no dit.safetensors to store the student's "
+                    "difference from (a model directory holds one)"
+                )
         if nproc < 1:
             raise UsageError(f"--nproc must be >= 1 (processes on this machine), got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -299,6 +321,16 @@ def seed_register_commands(app: Any) -> None:
             pair_count=pair_count,
             pair_precision=pair_precision,
         )
+        if path is not None and base is not None and delta_bits is not None:
+            from seed_core.delta import delta_record, save_delta
+            from seed_core.weights import load_safetensors, read_metadata
+
+            file = Path(path) / "dit.safetensors"
+            if not file.is_file():
+                raise UsageError(f"--delta-bits: the student in {path} has no dit.safetensors; left as saved")
+            if delta_record(file) is None:  # (a resumed run that had ended is one already)
+                meta = read_metadata(file)
+                save_delta(load_safetensors(file), base, file, bits=delta_bits, metadata=meta, force=True)
         if path is not None:
             typer.echo(str(path))
         if "WORLD_SIZE" in os.environ:  # a torchrun rank, out of its group: end it without gloo's teardown
