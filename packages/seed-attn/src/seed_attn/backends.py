@@ -231,7 +231,12 @@ def apply_paro(
     # the masks it was tuned for
     # (only where every plan has its tuned copy: a plan without one runs the model's backbone, at its own)
     plans = {p.stem for p in directory.glob("*.json")}
-    fitted = tuned_defaults(files) if plans <= {f.name[: -len(TUNED_SUFFIX)] for f in files} else {}
+    records = {f: tuned_record(f) for f in files}  # read once: the defaults here, the routes below
+    fitted = (
+        tuned_defaults(list(records.values()))
+        if plans <= {f.name[: -len(TUNED_SUFFIX)] for f in files}
+        else {}
+    )
     defaults = {key: plan_defaults(directory, key) for key in ("density", "bits")}
     if fitted and density is None and not densities:
         density, densities = fitted["density"], fitted["schedule"]
@@ -246,7 +251,7 @@ def apply_paro(
     copies = {file: copy.deepcopy(net) for file in files}
     install(net, runtime, "flex" if kernel == "flex" else "paro")
     if files:
-        route_tuned(pipeline, net, copies, runtime, "flex" if kernel == "flex" else "paro")
+        route_tuned(pipeline, net, copies, records, runtime, "flex" if kernel == "flex" else "paro")
     pipeline.paro = runtime
     return pipeline
 
@@ -269,10 +274,10 @@ def tuned_record(file: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def tuned_defaults(files: list[Path]) -> dict[str, Any]:
-    """The masks and bits the tuned backbones were fitted with, when they agree ({} otherwise): a run
-    that names none runs these, since at other masks a tuned copy can be worse than the model's own."""
-    records = [tuned_record(f) for f in files]
+def tuned_defaults(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The masks and bits the tuned backbones were fitted with (their records), when they agree ({}
+    otherwise): a run that names none runs these, since at other masks a tuned copy can be worse than the
+    model's own."""
     found = {(r.get("density"), tuple(r.get("schedule") or ()), r.get("bits")) for r in records}
     if len(found) != 1:
         return {}
@@ -282,8 +287,8 @@ def tuned_defaults(files: list[Path]) -> dict[str, Any]:
     return {"density": density, "schedule": schedule or None, "bits": bits}
 
 
-def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn.Module], runtime: Any,
-                backend: str) -> None:  # fmt: skip
+def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn.Module],
+                records: dict[Path, dict[str, Any]], runtime: Any, backend: str) -> None:  # fmt: skip
     """Calls whose latent size is a tuned backbone's go to that backbone (with the plan installed);
     the others (a draft at exact attention) stay with the model's own."""
 
@@ -293,7 +298,7 @@ def route_tuned(pipeline: Any, net: torch.nn.Module, copies: dict[Path, torch.nn
 
     routes: dict[tuple[int, ...], torch.nn.Module] = {}
     for file, tuned in copies.items():
-        record = tuned_record(file)
+        record = records[file]
         if "latent" not in record:
             raise PlanError(
                 f"{file}: no 'seed_paro_tuned' record with the latent size; remake it with seed tune"

@@ -285,6 +285,7 @@ def seed_register_commands(app: Any) -> None:
 
         from seed_attn.tune import CALLS, TuneConfig, record_calls, save_tuned, tune
         from seed_core.console import progress_bar
+        from seed_core.delta import resolve_base
         from seed_core.errors import UsageError
         from seed_core.files import read_prompts
         from seed_core.pipeline import load
@@ -309,7 +310,7 @@ def seed_register_commands(app: Any) -> None:
             shutil.rmtree(work)
         width, height = parse_size(size)
         pipeline = load(model, device=device)
-        if delta_bits and not (Path(pipeline.source or "") / "dit.safetensors").is_file():
+        if delta_bits and not resolve_base(pipeline.source or "").is_file():
             raise UsageError(
                 f"--delta-bits: model '{model}' has no dit.safetensors to store a difference from"
             )

@@ -113,9 +113,8 @@ def _guided(out: torch.Tensor, guidance: float | None) -> torch.Tensor:
 def _loss(net: torch.nn.Module, call: Call, guidance: float | None) -> torch.Tensor:
     out = net(call.x, call.t, call.cond)
     # the guided output, and each branch at a quarter (they alone run where guidance is off)
-    return (_guided(out, guidance) - _guided(call.out, guidance)).pow(2).mean() + 0.25 * (out - call.out).pow(
-        2
-    ).mean()
+    guided = (_guided(out, guidance) - _guided(call.out, guidance)).pow(2).mean()
+    return guided + 0.25 * (out - call.out).pow(2).mean()
 
 
 def held_error(net: torch.nn.Module, calls: Sequence[Call], guidance: float | None) -> float:
@@ -216,7 +215,7 @@ def save_tuned(
         meta = {"seed_paro_tuned": json.dumps({"from": pipeline.spec.name, **record})}
         state, file = backbone(pipeline).state_dict(), tmp / f"{stem}{TUNED_SUFFIX}"
         if delta_bits:
-            save_delta(state, Path(pipeline.source) / "dit.safetensors", file, bits=delta_bits, metadata=meta)
+            save_delta(state, pipeline.source, file, bits=delta_bits, metadata=meta)  # its dit.safetensors
         else:
             save_safetensors(state, file, metadata=meta, dtype="float16")
     return Path(out) / f"{stem}{TUNED_SUFFIX}"

@@ -338,7 +338,7 @@ def convert(
     With --base and --delta-bits, as a delta file: its low-bit difference from the weights it was made from
     (a distilled student or a fine-tuned copy moves a few percent from them; 4 bits of that keep the images,
     at a quarter of the float16 bytes), which loads only beside that base."""
-    from seed_core.delta import delta_record, load_delta, save_delta
+    from seed_core.delta import DELTA_KEY, load_delta, resolve_base, save_delta
     from seed_core.errors import UsageError
     from seed_core.weights import read_metadata, read_state_dict, save_safetensors
 
@@ -355,8 +355,8 @@ def convert(
     if output.exists() and not force:
         raise UsageError(f"{output} exists; pass --force to replace it")
     is_safetensors = source.suffix == ".safetensors" and source.is_file()
-    meta = {k: v for k, v in read_metadata(source).items() if k != "seed_delta"} if is_safetensors else {}
-    if is_safetensors and delta_record(source) is not None:
+    meta = read_metadata(source) if is_safetensors else {}
+    if meta.pop(DELTA_KEY, None) is not None:
         if delta_bits is not None:
             raise UsageError(f"{source} is already a delta file; write it whole first (--base only)")
         if base is None:
@@ -369,7 +369,7 @@ def convert(
         state = read_state_dict(source)
     if delta_bits is not None:
         assert base is not None
-        base_file = base / "dit.safetensors" if base.is_dir() else base
+        base_file = resolve_base(base)
         if not base_file.is_file():
             raise UsageError(f"--base {base}: no such weights file (a directory must hold dit.safetensors)")
         save_delta(state, base_file, output, bits=delta_bits, metadata=meta, force=force)

@@ -28,6 +28,13 @@ from seed_core.weights import StateDict, load_safetensors, read_metadata, save_s
 
 DELTA_KEY = "seed_delta"
 BITS = (8, 4)
+BASE_FILE = "dit.safetensors"  # the backbone file of a model directory, the usual base
+
+
+def resolve_base(base: str | Path, name: str = BASE_FILE) -> Path:
+    """A base given as its file, or as the directory that holds it under `name`."""
+    base = Path(base)
+    return base / name if base.is_dir() else base
 
 
 def base_hash(state: Mapping[str, torch.Tensor]) -> str:
@@ -55,11 +62,11 @@ def save_delta(
     metadata: Mapping[str, str] | None = None,
     force: bool = False,
 ) -> Path:
-    """Write `state` as its difference from the weights in `base_file`, in `bits` bits (with `metadata`
-    besides the delta's own record); return the path."""
+    """Write `state` as its difference from the weights in `base_file` (or its model directory's
+    dit.safetensors), in `bits` bits (with `metadata` besides the delta's own record); return the path."""
     if bits not in BITS:
         raise ValueError(f"a delta file stores 8 or 4 bits, not {bits}")
-    base_file = Path(base_file)
+    base_file = resolve_base(base_file)
     base = load_safetensors(base_file)
     tensors: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -76,12 +83,8 @@ def save_delta(
             packed, scale, zero = lowbit.quantize_int4(diff, group)
             tensors |= {f"{key}#q4": packed, f"{key}#s": scale, f"{key}#z": zero}
         else:  # 8 bits (or a row of odd length, which int4 cannot pack)
-            # the codes are made with the float16 scale they are stored with (small differences have
-            # scales near float16's subnormals)
-            scale = (diff.abs().amax(dim=1).clamp_min(1e-12) / lowbit.INT8_MAX).to(torch.float16)
-            scale = torch.where(scale > 0, scale, torch.finfo(torch.float16).tiny)  # underflow: 0 codes
-            codes = torch.round(diff / scale.float()[:, None]).clamp_(-lowbit.INT8_MAX, lowbit.INT8_MAX)
-            tensors |= {f"{key}#q8": codes.to(torch.int8), f"{key}#s": scale}
+            codes, scale = lowbit.quantize_rows_int8(diff, scale_dtype=torch.float16)
+            tensors |= {f"{key}#q8": codes, f"{key}#s": scale}
     record = {"base": base_hash(base), "base_file": base_file.name, "bits": bits, "group": group}
     save_safetensors(tensors, path, metadata={**(metadata or {}), DELTA_KEY: json.dumps(record)}, force=force)
     return Path(path)
@@ -106,24 +109,28 @@ def load_delta(path: str | Path, base: str | Path | None) -> StateDict:
     base file, or the directory that holds it under the name the delta file records.
 
     Refused with one line when the base is missing or is not the one the file was made from."""
-    path = Path(path)
     record = delta_record(path)
     if record is None:
         raise CorruptCheckpointError(f"{path}: not a delta file (no '{DELTA_KEY}' record)")
-    base_name = str(record.get("base_file", "its base"))
-    base_file = Path(base) / base_name if base is not None and Path(base).is_dir() else base
-    if base_file is None or not Path(base_file).is_file():
+    return _expand(Path(path), record, base)
+
+
+def _expand(path: Path, record: dict[str, object], base: str | Path | None) -> StateDict:
+    base_name = str(record.get("base_file", BASE_FILE))
+    base_file = resolve_base(base, base_name) if base is not None else None
+    if base_file is None or not base_file.is_file():
         where = f"at {base_file}" if base_file is not None else "known here"
         raise CheckpointNotFoundError(
             f"{path}: stored as a difference from {base_name}, which is not {where}; load it with the "
             "model it was made from"
         )
     base_state = load_safetensors(base_file)
-    if base_hash(base_state) != record["base"]:
+    found = base_hash(base_state)
+    if found != record["base"]:
         raise CheckpointMismatchError(
             f"{path}: made from another {base_name} than {base_file} (hash {record['base']}, this one "
-            f"{base_hash(base_state)}, or the same weights stored in another dtype); use it with the model "
-            "it was made from, or remake it"
+            f"{found}, or the same weights stored in another dtype); use it with the model it was made "
+            "from, or remake it"
         )
     stored = load_safetensors(path)
     group = int(record["group"])  # type: ignore[call-overload]
@@ -159,6 +166,5 @@ def load_delta(path: str | Path, base: str | Path | None) -> StateDict:
 def load_weights(path: str | Path, base: str | Path | None = None) -> StateDict:
     """A weights file as a state dict: plain weights as stored, a delta file added to its base's (`base`:
     the base file or its directory, as for `load_delta`)."""
-    if delta_record(path) is None:
-        return load_safetensors(path)
-    return load_delta(path, base)
+    record = delta_record(path)
+    return load_safetensors(path) if record is None else _expand(Path(path), record, base)

@@ -22,11 +22,16 @@ INT4_MAX = 15
 EPS = 1e-12
 
 
-def quantize_rows_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, K) -> int8 codes (N, K) and float32 scales (N,): w ≈ codes * scale."""
+def quantize_rows_int8(
+    w: torch.Tensor, scale_dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) -> int8 codes (N, K) and scales (N,) in `scale_dtype`: w ≈ codes * scale. The codes are made
+    with the scales as stored (a float16 scale of a tiny row is near the subnormals; one that underflows
+    becomes float16's smallest normal, and the row's codes 0)."""
     w = w.detach().float()
-    scale = w.abs().amax(dim=1).clamp_min(EPS) / INT8_MAX
-    codes = torch.round(w / scale[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    scale = (w.abs().amax(dim=1).clamp_min(EPS) / INT8_MAX).to(scale_dtype)
+    scale = torch.where(scale > 0, scale, torch.finfo(scale_dtype).tiny)
+    codes = torch.round(w / scale.float()[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return codes, scale
 
 

@@ -259,12 +259,13 @@ def seed_register_commands(app: Any) -> None:
             raise UsageError("seed distill needs --teacher, --method or --recipe, and --out (see --help)")
         base = None
         if delta_bits is not None:  # refused before any work
+            from seed_core.delta import resolve_base
             from seed_core.pipeline import resolve_model
 
             if delta_bits not in (8, 4):
                 raise UsageError(f"--delta-bits {delta_bits}: use 8 or 4")
             spec, found = resolve_model(teacher)
-            base = Path(found or spec.weights or "") / "dit.safetensors"
+            base = resolve_base(found or spec.weights or "")
             if not base.is_file():
                 raise UsageError(
                     f"--delta-bits: teacher '{teacher}' has no dit.safetensors to store the student's "
