@@ -118,11 +118,7 @@ def evaluate(
             objects += [(d.shape, d.colour) for d in analyze(image).objects[:n_objects]]
             tick("diversity")
         d = metrics.diversity(objects)
-        diversity[prompt] = {
-            "entropy_ratio": d.entropy_ratio,
-            "tv_distance": d.tv_distance,
-            "samples": d.samples,
-        }
+        diversity[prompt] = _diversity_entry(d)
 
     def mean(values: Sequence[float]) -> float:
         return sum(values) / len(values) if values else 0.0
@@ -136,6 +132,7 @@ def evaluate(
     finite = [p for p in psnrs if p != float("inf")]
     return {
         "suite_version": metrics.SUITE_VERSION,
+        "diversity_version": metrics.DIVERSITY_VERSION,
         "model": model,
         "accelerators": list(accelerators),
         "settings": {
@@ -169,12 +166,35 @@ CATEGORIES = ("single", "relation", "counting", "background")
 SEED_STRIDE = 10_000
 
 
+def _diversity_entry(d: metrics.Diversity) -> dict[str, Any]:
+    return {
+        "entropy_ratio": d.entropy_ratio,
+        "tv_distance": d.tv_distance,
+        "tv_floor": d.tv_floor,
+        "samples": d.samples,
+        "counts": d.counts,
+    }
+
+
+def _pool_diversity(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One diversity entry from runs at different seeds: measured again on their counts together (more
+    samples, a tighter number); runs from before the counts were kept (diversity version 1) are averaged."""
+    if all("counts" in d for d in runs):
+        objects = [tuple(k.split(" ", 1)) for d in runs for k, n in d["counts"].items() for _ in range(n)]
+        return _diversity_entry(metrics.diversity(objects))  # type: ignore[arg-type]
+    return {
+        "entropy_ratio": sum(d["entropy_ratio"] for d in runs) / len(runs),
+        "tv_distance": sum(d["tv_distance"] for d in runs) / len(runs),
+        "samples": sum(d["samples"] for d in runs),
+    }
+
+
 def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs of the same model and suite at different base seeds (`seed eval --seeds N`):
-    accuracies over all their cases, diversity and the Fréchet distance averaged, and `pooled` with the
-    seeds, the mean of the four prompt categories and its binomial standard error (one suite has 24
-    cases a category: about 5 points of error on a mean near 33%, more than most differences measured
-    between students)."""
+    accuracies over all their cases, diversity measured on all their samples, the Fréchet distance
+    averaged, and `pooled` with the seeds, the mean of the four prompt categories and its binomial
+    standard error (one suite has 24 cases a category: about 5 points of error on a mean near 33%, more
+    than most differences measured between students)."""
     if not results:
         raise ValueError("nothing to pool")
     if len(results) == 1 and "pooled" in results[0]:
@@ -184,6 +204,11 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     seeds = [s for r in results for s in r.get("pooled", {}).get("seeds", [r["settings"]["seed"]])]
     if len(versions) > 1:
         raise ValueError(f"runs of different suite versions {sorted(versions)}: pool one version at a time")
+    diversity_versions = {r.get("diversity_version", 1) for r in results}
+    if len(diversity_versions) > 1:
+        raise ValueError(
+            f"runs of different diversity versions {sorted(diversity_versions)}: pool one version at a time"
+        )
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"two runs with the same seed ({seeds}) are the same samples: pool other seeds")
 
@@ -221,11 +246,7 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "cases": sum(compose_cases),
         },
         "diversity": {
-            prompt: {
-                "entropy_ratio": sum(r["diversity"][prompt]["entropy_ratio"] for r in results) / len(results),
-                "tv_distance": sum(r["diversity"][prompt]["tv_distance"] for r in results) / len(results),
-                "samples": sum(r["diversity"][prompt]["samples"] for r in results),
-            }
+            prompt: _pool_diversity([r["diversity"][prompt] for r in results])
             for prompt in first["diversity"]
         },
         "frechet": {

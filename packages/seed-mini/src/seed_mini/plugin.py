@@ -135,8 +135,10 @@ def seed_register_commands(app: Any) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite --json.")] = False,
     ) -> None:
         """Measure a model (with accelerators) on the shapes world: prompt accuracy, edits, composition,
-        diversity, and a Fréchet distance on the features of the shipped world classifier (with the floor
-        that a perfect model reaches on the same number of samples). Prints a table and writes JSON."""
+        diversity (entropy as a share of what the world's own draw of as many objects has, so 1 is as
+        diverse as the world), and a Fréchet distance on the features of the shipped world classifier (with
+        the floor that a perfect model reaches on the same number of samples). Prints a table and writes
+        JSON."""
         import json
 
         from rich.console import Console
@@ -201,7 +203,8 @@ def seed_register_commands(app: Any) -> None:
             table.add_row(
                 f"diversity '{prompt}': entropy ratio", f"{d['entropy_ratio']:.2f}", str(d["samples"])
             )
-            table.add_row(f"diversity '{prompt}': TV distance", f"{d['tv_distance']:.2f}", str(d["samples"]))
+            tv = f"{d['tv_distance']:.2f}" + (f" ({d['tv_floor']:.2f})" if "tv_floor" in d else "")
+            table.add_row(f"diversity '{prompt}': TV distance (floor)", tv, str(d["samples"]))
         fd = result["frechet"]
         table.add_row(
             "Fréchet distance (floor)", f"{fd['distance']:.2f} ({fd['floor']:.2f})", str(fd["samples"])
