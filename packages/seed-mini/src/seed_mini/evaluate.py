@@ -180,8 +180,10 @@ def _pool_diversity(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One diversity entry from runs at different seeds: measured again on their counts together (more
     samples, a tighter number); runs from before the counts were kept (diversity version 1) are averaged."""
     if all("counts" in d for d in runs):
-        objects = [tuple(k.split(" ", 1)) for d in runs for k, n in d["counts"].items() for _ in range(n)]
-        return _diversity_entry(metrics.diversity(objects))  # type: ignore[arg-type]
+        pairs = [(k.split(" ", 1), n) for d in runs for k, n in d["counts"].items()]
+        return _diversity_entry(
+            metrics.diversity((shape, colour) for (shape, colour), n in pairs for _ in range(n))
+        )
     return {
         "entropy_ratio": sum(d["entropy_ratio"] for d in runs) / len(runs),
         "tv_distance": sum(d["tv_distance"] for d in runs) / len(runs),
