@@ -47,7 +47,7 @@ def _edit_error(target: DistillTarget, net: torch.nn.Module, data: RealData, ste
     cond = target.edit_conditions(*data.batch(8, gen))
     noise = target.sample_noise(8, gen)
     ends = []
-    for model, n, w in ((target.teacher, 4, target.default_guidance), (net, steps, 1.0)):
+    for model, n, w in ((target.teacher, 4, target.default_guidance_for(cond)), (net, steps, 1.0)):
         x, grid = noise, flow_timesteps(n, target.shift)
         with torch.no_grad():
             for i in range(n):
@@ -149,3 +149,39 @@ def test_a_damaged_student_json_is_one_line(tmp_path: Path) -> None:
     # a model built in code has no folder of shipped students: no search of the working directory
     with pytest.raises(AcceleratorError, match=f"model '{MODEL}' ships no students; make one with"):
         load(MODEL, accelerators=["tscd:steps=2"])
+
+
+def test_a_teacher_that_edits_at_its_own_scale_is_distilled_at_it(edits: Path, tmp_path: Path) -> None:
+    """seedream-mini draws at guidance 3 and edits at 4: the teacher's edit micro-batches are guided at
+    the edit scale unless --guidance names one for all, and a guidance-embedding student records both
+    scales and samples edits at its own."""
+    import dataclasses
+
+    from seed_core.pipeline import load
+    from seed_distill.methods import METHODS
+
+    pipeline = load(MODEL)
+    pipeline.config = dataclasses.replace(pipeline.config, default_guidance=2.0, default_edit_guidance=5.0)
+    target = pipeline.distill_target(["a red circle"])
+    data = encode_folder(target, edits, (64, 64))
+    edit = target.edit_conditions(*data.batch(2, torch.Generator().manual_seed(0)))
+    prompts = target.conditions(["a red circle", "a blue square"])
+    for guidance, expected in ((None, (5.0, 2.0)), (3.0, (3.0, 3.0))):
+        student = target.make_student(guidance_embed=True)
+        method = METHODS["cfg"](target, student, Options(steps=2, guidance=guidance))
+        assert (method.guidance_for(edit), method.guidance_for(prompts)) == expected
+        assert method.student_guidance(edit) == expected[0]
+    path = distill_model(
+        pipeline,
+        tmp_path / "cfg",
+        method="cfg",
+        prompts=["a red circle"],
+        options=Options(steps=2, teacher_steps=2, edit_share=0.5),
+        edits=edits,
+        run=RunConfig(steps=1, batch=1, ema=0.0, checkpoint_every=1000),
+    )
+    info = json.loads((path / "student.json").read_text())
+    assert (info["guidance"], info["edit_guidance"]) == (2.0, 5.0)
+    student = load(MODEL)
+    student.load_student(path)
+    assert (student.config.default_guidance, student.edit_guidance) == (2.0, 5.0)

@@ -167,8 +167,11 @@ def test_edit_conditions_follow_the_edit_sampler(pipeline: SeedreamPipeline, tmp
     from seed_core.images import from_pil
     from seed_core.requests import EditRequest
 
-    # large scales, so a wrong branch or scale shows through the random model's small outputs
-    pipeline.config = dataclasses.replace(pipeline.config, default_guidance=12.0, default_image_guidance=9.0)
+    # large scales, so a wrong branch or scale shows through the random model's small outputs; the edit's
+    # own text scale apart from text-to-image's, as seedream-mini's config has it
+    pipeline.config = dataclasses.replace(
+        pipeline.config, default_guidance=2.0, default_edit_guidance=12.0, default_image_guidance=9.0
+    )
     target = pipeline.distill_target(["a red circle"])
     pixels = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
     source = Image.fromarray((pixels * 255).to(torch.uint8).numpy())
@@ -179,17 +182,21 @@ def test_edit_conditions_follow_the_edit_sampler(pipeline: SeedreamPipeline, tmp
     cond = target.edit_conditions(target.encode(from_pil(source)[None] * 2 - 1), ["make the circle green"])
     noise = torch.randn(1, *target.latent, generator=torch.Generator().manual_seed(5))
 
-    def one_step(c: object) -> torch.Tensor:
-        v = target.velocity(target.teacher, noise, torch.ones(1), c, pipeline.config.default_guidance)
+    def one_step(c: object, text_scale: float) -> torch.Tensor:
+        v = target.velocity(target.teacher, noise, torch.ones(1), c, text_scale)
         return ((target.decode(noise - v)[0] + 1) / 2).clamp(0, 1)
 
-    assert (one_step(cond) - expected).abs().max() <= 2 / 255  # uint8 rounding of the pipeline's image
-    # the tolerance tells a wrong scale or branch apart: image scale 1, or a null branch with the source
-    for wrong in (
-        dataclasses.replace(cond, image_guidance=1.0),
-        dataclasses.replace(cond, null=cond.image_only),
+    assert target.default_guidance_for(cond) == 12.0  # the edit's scale, not text-to-image's 2
+    assert target.default_guidance_for(target.conditions(["a red circle"])) == 2.0
+    assert (one_step(cond, 12.0) - expected).abs().max() <= 2 / 255  # uint8 rounding of the pipeline's image
+    # the tolerance tells a wrong scale or branch apart: image scale 1, a null branch with the source, or
+    # text-to-image's scale
+    for wrong, scale in (
+        (dataclasses.replace(cond, image_guidance=1.0), 12.0),
+        (dataclasses.replace(cond, null=cond.image_only), 12.0),
+        (cond, 2.0),
     ):
-        assert (one_step(wrong) - expected).abs().max() > 4 / 255
+        assert (one_step(wrong, scale) - expected).abs().max() > 4 / 255
 
     assert cond.image_only is not None and cond.image_guidance == pipeline.config.default_image_guidance
     assert torch.equal(cond.image_only.references[0], cond.full.references[0])

@@ -309,3 +309,36 @@ def test_guidance_only_inside_its_interval(pipeline, tmp_path):
         PipelineConfig.from_dict({"guidance_interval": [0.9, 0.1]})
     with pytest.raises(InvalidRequestError, match="guidance interval must be LOW,HIGH"):
         pipeline.run(GenerateRequest("x", guidance_interval=(0.5, 0.5)))
+
+
+def test_edits_take_their_own_default_guidance(pipeline, tmp_path):
+    """A model may edit at another text guidance than it draws at (seedream-mini: 3 and 4): a request
+    that names none gets its task's default, one that names a scale gets it for either task."""
+    import dataclasses
+
+    from seed_dit.pipeline import PipelineConfig
+
+    pipeline.config = dataclasses.replace(pipeline.config, default_guidance=2.0, default_edit_guidance=9.0)
+    drawn = pipeline.run(GenerateRequest("a red circle", steps=2, seed=1))
+    assert _pixels(drawn.images[0]) == _pixels(
+        pipeline.run(GenerateRequest("a red circle", steps=2, seed=1, guidance=2.0)).images[0]
+    )
+    assert drawn.settings["guidance"] == 2.0  # an output records the scale it was made at, default or not
+    source = _saved(drawn.images[0], pipeline)
+    edited = pipeline.run(EditRequest("make it blue", image=source, steps=1))
+    assert (edited.settings["guidance"], edited.settings["image_guidance"]) == (
+        9.0,
+        pipeline.config.default_image_guidance,
+    )
+
+    def edit(**kw):
+        return _pixels(
+            pipeline.run(EditRequest("make it blue", image=source, steps=2, seed=1, **kw)).images[0]
+        )
+
+    assert edit() == edit(guidance=9.0) != edit(guidance=2.0)
+    pipeline.config = dataclasses.replace(pipeline.config, default_edit_guidance=None)
+    assert pipeline.edit_guidance == 2.0 and edit() == edit(guidance=2.0)
+    with pytest.raises(ConfigError, match="default_edit_guidance must be >= 0"):
+        PipelineConfig.from_dict({"default_edit_guidance": -1.0})
+    assert PipelineConfig.from_dict({"default_edit_guidance": 4.0}).default_edit_guidance == 4.0

@@ -41,6 +41,8 @@ class DistillTarget(abc.ABC):
     teacher: nn.Module
     #: the guidance scale the teacher is sampled with (the real score of DMD-style methods)
     default_guidance: float = 1.0
+    #: the text guidance of the teacher's edits, where it differs from `default_guidance` (None: the same)
+    default_edit_guidance: float | None = None
     #: timestep shift of the teacher's sampler; student step grids use the same
     shift: float = 1.0
     #: noise levels [low, high] at which the teacher's sampler guides; outside, it runs the conditional
@@ -74,6 +76,16 @@ class DistillTarget(abc.ABC):
         """Velocity of `net` under the full condition alone, no guidance of any kind (for an edit: no image
         guidance either). Backbones whose `velocity` at guidance 1 still guides override it."""
         return self.velocity(net, x, t, cond, 1.0)
+
+    def is_edit(self, cond: Any) -> bool:
+        """Whether these conditions are instruction edits (targets with `edit_conditions` say)."""
+        return False
+
+    def default_guidance_for(self, cond: Any) -> float:
+        """The scale the teacher's sampler uses for these conditions: an edit's own, else text-to-image's."""
+        if self.default_edit_guidance is not None and self.is_edit(cond):
+            return self.default_edit_guidance
+        return self.default_guidance
 
     def teacher_velocity(
         self, x: torch.Tensor, t: torch.Tensor, cond: Any, guidance: float | torch.Tensor

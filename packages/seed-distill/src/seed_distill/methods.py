@@ -158,15 +158,19 @@ class Method:
 
     def student_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """The student as sampled: its embedded guidance is the teacher's scale (CFG baked in)."""
-        return self.target.velocity(self.student, x, t, cond, self.student_guidance)
+        return self.target.velocity(self.student, x, t, cond, self.student_guidance(cond))
 
-    @property
-    def student_guidance(self) -> float:
-        return self.w if self.target.embeds_guidance(self.student) else 1.0
+    def guidance_for(self, cond: Any) -> float:
+        """The teacher's scale for these conditions: `--guidance`, else its sampler's for their task (an
+        edit's may differ from text-to-image's)."""
+        return self.w if self.o.guidance is not None else self.target.default_guidance_for(cond)
+
+    def student_guidance(self, cond: Any) -> float:
+        return self.guidance_for(cond) if self.target.embeds_guidance(self.student) else 1.0
 
     def teacher_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Any, w: Any = None) -> torch.Tensor:
         with torch.no_grad():
-            return self.target.teacher_velocity(x, t, cond, self.w if w is None else w)
+            return self.target.teacher_velocity(x, t, cond, self.guidance_for(cond) if w is None else w)
 
     def generate(
         self, gen: torch.Generator, n: int, grad: bool, cond: Any = None, noise: torch.Tensor | None = None
@@ -689,7 +693,7 @@ class TSCD(Method):
         assert self.ema is not None
         with torch.no_grad():
             x_s = L.euler_jump(x_t, t, self.teacher_velocity(x_t, t, cond), s)
-            v_ema = self.target.velocity(self.ema, x_s, s, cond, self.student_guidance)
+            v_ema = self.target.velocity(self.ema, x_s, s, cond, self.student_guidance(cond))
             target = L.euler_jump(x_s, s, v_ema, end)
         pred = L.euler_jump(x_t, t, self.student_velocity(x_t, t, cond), end)
         return torch.nn.functional.mse_loss(pred, target)

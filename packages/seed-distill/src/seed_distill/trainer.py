@@ -341,6 +341,16 @@ def distill(
         info = {
             "steps": options.steps,
             "guidance": method.w if target.embeds_guidance(student) else 1.0,
+            # an edit's scale, where the teacher's sampler edits at another one than it draws at
+            **(
+                {
+                    "edit_guidance": options.guidance
+                    if options.guidance is not None
+                    else target.default_edit_guidance
+                }
+                if target.default_edit_guidance is not None and target.embeds_guidance(student)
+                else {}
+            ),
             "teacher": teacher,
             # the noise levels its teacher was guided at (its own sampling takes `guidance_interval`, if any)
             "teacher_guidance_interval": list(target.guidance_interval),

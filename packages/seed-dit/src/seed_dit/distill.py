@@ -59,6 +59,7 @@ class SeedreamDistillTarget(DistillTarget):
         p = pipeline.dit.cfg.patch_size
         self.shift = pipeline.sampling_shift((height // f // p) * (width // f // p))
         self.default_guidance = pipeline.config.default_guidance
+        self.default_edit_guidance = pipeline.config.default_edit_guidance
         self.guidance_interval = pipeline.config.guidance_interval
         depth = len(self.teacher.dual_blocks) + len(self.teacher.single_blocks)
         # three evenly spaced depths, the last one included (DMDX / FastGen: several heads on the teacher)
@@ -100,6 +101,10 @@ class SeedreamDistillTarget(DistillTarget):
             image_only=empty,
             image_guidance=self.pipeline.config.default_image_guidance,
         )
+
+    def is_edit(self, cond: Any) -> bool:
+        assert isinstance(cond, Condition)
+        return cond.image_only is not None
 
     def repeat_conditions(self, cond: Any, k: int) -> Condition:
         assert isinstance(cond, Condition)

@@ -51,6 +51,9 @@ class PipelineConfig(Config):
     default_steps: int = 28
     default_guidance: float = 4.5
     default_image_guidance: float = 1.5
+    # an edit's text guidance when it differs from text-to-image's (None: `default_guidance`): a lower
+    # scale can give more varied images at the same prompt accuracy while edits still need the higher one
+    default_edit_guidance: float | None = None
     width: int = 64
     height: int = 64
     max_references: int = 3
@@ -76,8 +79,14 @@ class PipelineConfig(Config):
                 raise ConfigError(f"pipeline {name} must be >= 1, got {getattr(self, name)}")
         if self.shift is not None and self.shift <= 0:
             raise ConfigError(f"pipeline shift must be > 0, got {self.shift}")
-        if self.default_guidance < 0 or self.default_image_guidance < 0:
-            raise ConfigError("pipeline default_guidance and default_image_guidance must be >= 0")
+        if (
+            self.default_guidance < 0
+            or self.default_image_guidance < 0
+            or (self.default_edit_guidance or 0) < 0
+        ):
+            raise ConfigError(
+                "pipeline default_guidance, default_image_guidance and default_edit_guidance must be >= 0"
+            )
         if not 0.0 < self.refine_from < 1.0:
             raise ConfigError(f"pipeline refine_from must be in (0, 1), got {self.refine_from}")
         low, high = self.guidance_interval
@@ -263,6 +272,8 @@ class SeedreamPipeline(Pipeline):
             # a student may keep its own edit image guidance (one made without edits samples them best at
             # the scale it was measured at)
             default_image_guidance=float(info.get("image_guidance", self.config.default_image_guidance)),
+            # a student edits at its own scale: the one it was distilled at, recorded when it differs
+            default_edit_guidance=float(info["edit_guidance"]) if "edit_guidance" in info else None,
             shift=float(info["shift"]) if "shift" in info else self.config.shift,
             shift_base_tokens=None if "shift" in info else self.config.shift_base_tokens,
             # a student's few steps were measured with guidance at each of them (the teacher's interval
@@ -272,6 +283,12 @@ class SeedreamPipeline(Pipeline):
         )
 
     # --- requests ----------------------------------------------------------------------------------
+
+    @property
+    def edit_guidance(self) -> float:
+        """The text guidance of an edit when the request names none."""
+        edit = self.config.default_edit_guidance
+        return self.config.default_guidance if edit is None else edit
 
     def _size(self, request: GenerateRequest) -> tuple[int, int]:
         width = request.width or self.config.width
@@ -435,18 +452,21 @@ class SeedreamPipeline(Pipeline):
             refs = tuple(latents[i : i + 1] for i in range(len(request.references)))
         cond = self._text([request.prompt])
         if self.dit.guidance_in is not None:
-            return self._sample(request, size, [(cond, refs)], lambda v: v, task, progress, guidance)
-        if guidance == 1.0:  # no guidance: skip the unconditional branch
-            return self._sample(request, size, [(cond, refs)], lambda v: v, task, progress)
-        uncond = self._text([request.negative_prompt])
-        return self._sample(
-            request,
-            size,
-            [(cond, refs), (uncond, refs)],
-            lambda c, u: cfg_combine(c, u, guidance),
-            task,
-            progress,
-        )
+            result = self._sample(request, size, [(cond, refs)], lambda v: v, task, progress, guidance)
+        elif guidance == 1.0:  # no guidance: skip the unconditional branch
+            result = self._sample(request, size, [(cond, refs)], lambda v: v, task, progress)
+        else:
+            uncond = self._text([request.negative_prompt])
+            result = self._sample(
+                request,
+                size,
+                [(cond, refs), (uncond, refs)],
+                lambda c, u: cfg_combine(c, u, guidance),
+                task,
+                progress,
+            )
+        result.settings["guidance"] = guidance  # the scale used, the model's default included
+        return result
 
     def edit(self, request: EditRequest, progress: Progress | None = None) -> GenerationResult:
         source = load_image(request.image)
@@ -456,7 +476,7 @@ class SeedreamPipeline(Pipeline):
             size = self._size(request)
         else:  # the source's size, rounded down to what the model needs
             size = (max(unit, source.width // unit * unit), max(unit, source.height // unit * unit))
-        text_scale = self.config.default_guidance if request.guidance is None else request.guidance
+        text_scale = self.edit_guidance if request.guidance is None else request.guidance
         image_scale = (
             self.config.default_image_guidance if request.image_guidance is None else request.image_guidance
         )
@@ -466,7 +486,7 @@ class SeedreamPipeline(Pipeline):
         full, empty = self._text([request.prompt]), self._text([""])
         # the unconditional branch sees zero latents in place of the images (InstructPix2Pix's null image)
         branches = [(full, refs), (empty, refs), (empty, tuple(torch.zeros_like(r) for r in refs))]
-        return self._sample(
+        result = self._sample(
             request,
             size,
             branches,
@@ -474,6 +494,8 @@ class SeedreamPipeline(Pipeline):
             "edit",
             progress,
         )
+        result.settings.update(guidance=text_scale, image_guidance=image_scale)
+        return result
 
 
 def random_pipeline(

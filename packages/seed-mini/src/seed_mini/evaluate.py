@@ -141,6 +141,7 @@ def evaluate(
             "quick": quick,
             "default_steps": pipeline.default_steps,
             "default_guidance": pipeline.default_guidance,
+            "default_edit_guidance": getattr(pipeline, "edit_guidance", pipeline.default_guidance),
             "size": size or pipeline.default_size[0],
         },
         "prompt_accuracy": {k: mean(v) for k, v in by_category.items()},
