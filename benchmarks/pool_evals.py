@@ -8,7 +8,12 @@ most of them, so their pooled diversity is nearly one run's (a note says so); pr
 differ at any two seeds.
 
     uv run python benchmarks/pool_evals.py teacher=runs/eval/teacher_s0.json,runs/eval/teacher_s1.json \
-        student=runs/eval/student_s0.json,runs/eval/student_s1.json [--json benchmarks/results/pool.json]
+        student=runs/eval/student_s0.json,runs/eval/student_s1.json [--json benchmarks/results/pool.json] \
+        [--paired teacher]
+
+`--paired LABEL` compares every other group with LABEL case by case (`seed_mini.evaluate.paired`: runs
+since session 32 keep their outcomes): the same prompts and noise on both sides, so the difference of
+the mean prompt accuracy comes with a paired standard error, much smaller than the two means' own.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seed_mini.evaluate import CATEGORIES, pool
+from seed_mini.evaluate import CATEGORIES, paired, pool
 
 
 def row(label: str, r: dict[str, Any]) -> str:
@@ -41,6 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("groups", nargs="+", metavar="LABEL=FILE,FILE,...")
     parser.add_argument("--json", type=Path, help="write the pooled results here")
+    parser.add_argument(
+        "--paired", metavar="LABEL", help="compare every other group with this one, case by case"
+    )
     args = parser.parse_args()
     table: dict[str, dict[str, Any]] = {}
     for group in args.groups:
@@ -59,6 +67,22 @@ def main() -> None:
     close = [k for k, r in table.items() if min(_gaps(r["pooled"]["seeds"]), default=48) < 48]
     if close:
         print(f"\nnote: {', '.join(close)}: base seeds under 48 apart share most diversity samples")
+    if args.paired:
+        if args.paired not in table:
+            raise SystemExit(f"--paired {args.paired}: no such group; groups are {', '.join(table)}")
+        columns = ("mean difference ± paired se", "right only here / only there")
+        print(f"\n| against {args.paired}, case by case | " + " | ".join(columns) + " |")
+        print("|---|---|---|")
+        for label, r in table.items():
+            if label == args.paired:
+                continue
+            try:
+                d = paired(r, table[args.paired])
+            except ValueError as exc:
+                raise SystemExit(f"--paired: {label}: {exc}") from None
+            cats = ", ".join(f"{k} {v['only_first']}/{v['only_second']}" for k, v in d["categories"].items())
+            diff = f"{100 * d['prompt_mean_difference']:+.1f} ± {100 * d['prompt_mean_difference_se']:.1f}"
+            print(f"| {label} | {diff} points | {cats} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(table, indent=2) + "\n")

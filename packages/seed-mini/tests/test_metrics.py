@@ -221,3 +221,32 @@ def test_pooled_diversity_is_measured_on_every_runs_objects() -> None:
     assert whole.tv_floor < runs[0]["diversity"]["a shape"]["tv_floor"]  # more samples, a lower floor
     with pytest.raises(ValueError, match="diversity versions"):
         pool([runs[0], _result(5 * SEED_STRIDE, 0.5, 0.5, 0.4, 100.0)])
+
+
+def test_paired_runs_compare_case_by_case() -> None:
+    from seed_mini.evaluate import SEED_STRIDE, paired, pool
+
+    def run(seed: int, single: str, relation: str) -> dict:
+        r = _result(seed, single.count("1") / len(single), 0.5, 0.5, 100.0, version=2)
+        r["outcomes"] = {"single": single, "relation": relation, "counting": "00", "background": "11"}
+        return r
+
+    a = pool([run(0, "1100", "10"), run(SEED_STRIDE, "1111", "00")])
+    b = pool([run(0, "1000", "10"), run(SEED_STRIDE, "1110", "01")])
+    assert a["outcomes"]["single"] == "11001111" and b["outcomes"]["relation"] == "1001"
+    d = paired(a, b)
+    assert d["categories"]["single"] == {"only_first": 2, "only_second": 0, "cases": 8}
+    assert d["categories"]["relation"] == {"only_first": 0, "only_second": 1, "cases": 4}
+    # (2/8 - 1/4 + 0 + 0) / 4, and the spread of the per-case differences within each category
+    assert d["prompt_mean_difference"] == pytest.approx(0.0)
+    single = [1, 0, 0, 0, 0, 0, 0, 1]
+    relation = [0, 0, 0, -1]
+    var = sum(
+        sum((v - sum(x) / len(x)) ** 2 for v in x) / (len(x) - 1) / len(x) for x in (single, relation)
+    )
+    assert d["prompt_mean_difference_se"] == pytest.approx(var**0.5 / 4)
+    assert paired(a, a)["prompt_mean_difference_se"] == 0.0  # a run against itself: no difference at all
+    with pytest.raises(ValueError, match="not the same cases"):
+        paired(a, run(0, "1100", "10"))
+    with pytest.raises(ValueError, match="keeps no case-by-case outcomes"):
+        paired(a, _result(0, 0.5, 0.5, 0.5, 100.0))

@@ -70,8 +70,10 @@ def test_eval_quick_writes_the_table_and_json(seed_registry_factory, tmp_path):
     assert set(data["prompt_accuracy"]) == {"single", "relation", "counting", "background", "single@256"}
     for value in [*data["prompt_accuracy"].values(), data["edit"]["success"], data["compose"]["success"]]:
         assert 0.0 <= value <= 1.0
-    # a model that draws no shapes gets no prompt right
+    # a model that draws no shapes gets no prompt right, case by case too
     assert data["prompt_accuracy"]["single"] == 0.0
+    assert data["outcomes"]["single"] == "0" * data["prompt_cases"]["single"]
+    assert len(data["outcomes"]["edit"]) == data["edit"]["cases"] and data["diversity_version"] == 2
     # and its images are far from the world's: the Fréchet distance is well above a fresh draw's
     assert "Fréchet distance" in result.output
     assert data["frechet"]["distance"] > 3 * data["frechet"]["floor"] > 0

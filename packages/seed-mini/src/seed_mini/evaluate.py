@@ -156,6 +156,13 @@ def evaluate(
         "compose": {"success": mean(compose_ok), "cases": len(compose_ok)},
         "diversity": diversity,
         "frechet": {"distance": fd, "floor": fd_floor, "samples": len(generated)},
+        # case by case (1 right, 0 wrong), in suite order: two runs of the same suite and seeds compare
+        # pairwise (`paired`), which is far tighter than comparing their means
+        "outcomes": {
+            **{k: _bits(v) for k, v in by_category.items()},
+            "edit": _bits(edit_ok),
+            "compose": _bits(compose_ok),
+        },
         "seconds": time.perf_counter() - start,
     }
 
@@ -165,6 +172,10 @@ CATEGORIES = ("single", "relation", "counting", "background")
 #: base seeds of pooled runs lie this far apart: case i of a suite is sampled at seed + i (the diversity
 #: samples at seed + 1000 + i), so base seeds 1 apart would share all but one diversity sample
 SEED_STRIDE = 10_000
+
+
+def _bits(outcomes: Sequence[bool]) -> str:
+    return "".join("1" if ok else "0" for ok in outcomes)
 
 
 def _diversity_entry(d: metrics.Diversity) -> dict[str, Any]:
@@ -257,6 +268,11 @@ def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "floor": sum(r["frechet"]["floor"] for r in results) / len(results),
             "samples": first["frechet"]["samples"],  # per run: the distance is of each run's samples
         },
+        **(
+            {"outcomes": {k: "".join(r["outcomes"][k] for r in results) for k in first["outcomes"]}}
+            if all("outcomes" in r for r in results)
+            else {}
+        ),
         "seconds": sum(r["seconds"] for r in results),
         "pooled": {
             "seeds": seeds,
@@ -271,3 +287,31 @@ def total_ticks(quick: bool, size: int | None = None) -> int:
     if size is not None:
         return 4 * (24 // share) + 2 * (48 // share)
     return 4 * (24 // share) + (8 // share) + 42 // share + 16 // share + 2 * (48 // share)
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Run `a` against run `b` case by case: the same suite at the same seeds, so each case is one prompt
+    and one noise for both, and what differs is the model or its settings. Returns per category the
+    cases only `a` / only `b` got right, and the difference of the mean of the four prompt categories
+    with its paired standard error (the spread of the per-case differences; two runs that mostly agree
+    give a much smaller error than two independent means)."""
+    for r, name in ((a, "first"), (b, "second")):
+        if "outcomes" not in r:
+            raise ValueError(f"the {name} run keeps no case-by-case outcomes (made before they were kept)")
+    seeds = [r.get("pooled", {}).get("seeds", [r["settings"]["seed"]]) for r in (a, b)]
+    if seeds[0] != seeds[1] or a["suite_version"] != b["suite_version"]:
+        raise ValueError(f"runs at seeds {seeds[0]} and {seeds[1]} are not the same cases: pair equal seeds")
+    out: dict[str, Any] = {"categories": {}}
+    variance, difference, four = 0.0, 0.0, [c for c in CATEGORIES if c in a["outcomes"]]
+    for k, x in a["outcomes"].items():
+        y = b["outcomes"].get(k, "")
+        if len(x) != len(y):
+            raise ValueError(f"'{k}': {len(x)} cases against {len(y)}: not the same suite")
+        d = [int(p) - int(q) for p, q in zip(x, y, strict=True)]
+        out["categories"][k] = {"only_first": d.count(1), "only_second": d.count(-1), "cases": len(d)}
+        if k in four and d:
+            mean = sum(d) / len(d)
+            difference += mean / len(four)
+            variance += sum((v - mean) ** 2 for v in d) / max(len(d) - 1, 1) / len(d) / len(four) ** 2
+    out["prompt_mean_difference"], out["prompt_mean_difference_se"] = difference, variance**0.5
+    return out
