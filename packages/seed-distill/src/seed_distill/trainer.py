@@ -338,19 +338,14 @@ def distill(
     if world.main:
         final = target.make_student(guidance_embed=target.embeds_guidance(student))
         final.load_state_dict(whole)
+        # an edit's scale, where the teacher's sampler edits at another one than it draws at
+        edit_scale = None
+        if target.default_edit_guidance is not None and target.embeds_guidance(student):
+            edit_scale = options.guidance if options.guidance is not None else target.default_edit_guidance
         info = {
             "steps": options.steps,
             "guidance": method.w if target.embeds_guidance(student) else 1.0,
-            # an edit's scale, where the teacher's sampler edits at another one than it draws at
-            **(
-                {
-                    "edit_guidance": options.guidance
-                    if options.guidance is not None
-                    else target.default_edit_guidance
-                }
-                if target.default_edit_guidance is not None and target.embeds_guidance(student)
-                else {}
-            ),
+            **({"edit_guidance": edit_scale} if edit_scale is not None else {}),
             "teacher": teacher,
             # the noise levels its teacher was guided at (its own sampling takes `guidance_interval`, if any)
             "teacher_guidance_interval": list(target.guidance_interval),
