@@ -48,6 +48,25 @@ def test_int4_pack_roundtrip_and_error(k, group):
     assert bool((deq[0, :10] == 0).all())  # the range holds 0 exactly
 
 
+def test_int4_range_search_lowers_every_groups_error():
+    """With `search` each group keeps the shrink of its range with the least squared error: never worse
+    than the full range (which is among those tried), clearly better on heavy-tailed weights (a few
+    outliers no longer set the step of the rest), in the same format and with 0 still exact."""
+    torch.manual_seed(1)
+    w = torch.distributions.StudentT(3.0).sample((64, 256))
+    w[0, :10] = 0.0
+
+    def group_errors(search: bool) -> torch.Tensor:
+        packed, scale, zero = formats.quantize_int4(w, 64, search=search)
+        deq = formats.dequantize_int4(packed, scale, zero, 64, torch.float32)
+        assert bool((deq[0, :10] == 0).all())
+        return (deq - w).pow(2).view(64, 4, 64).sum(2)
+
+    plain, searched = group_errors(False), group_errors(True)
+    assert bool((searched <= plain * (1 + 1e-5)).all())
+    assert searched.sum() < 0.95 * plain.sum()  # 0.94 here; 0.92 on seedream-mini's DiT
+
+
 def test_int4_needs_an_even_width():
     with pytest.raises(ValueError, match="even"):
         formats.quantize_int4(torch.randn(4, 7), 64)

@@ -60,8 +60,29 @@ def groups_of(k: int, group: int) -> int:
     return -(-k // group)
 
 
-def quantize_int4(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, K), K even -> packed uint8 (N, K/2), float16 scales and uint8 zeros (N, ⌈K/group⌉)."""
+#: shrink factors of a group's [min, max] range that `quantize_int4(..., search=True)` tries
+CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(17))  # 1.0 down to 0.6
+
+
+def _int4_codes(
+    blocks: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scales, zeros and codes of groups (N, G, group) for the ranges [lo, hi] (N, G), 0 inside them."""
+    scale = ((hi - lo) / INT4_MAX).clamp_min(EPS).to(torch.float16)
+    s = scale.float()
+    zero = torch.round(-lo / s).clamp_(0, INT4_MAX)
+    codes = torch.round(blocks / s[..., None] + zero[..., None]).clamp_(0, INT4_MAX)
+    return scale, zero, codes
+
+
+def quantize_int4(
+    w: torch.Tensor, group: int, *, search: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, K), K even -> packed uint8 (N, K/2), float16 scales and uint8 zeros (N, ⌈K/group⌉).
+
+    Each group's range is its [min, max]; with `search` it is the shrink of that range (`CLIP_GRID`) whose
+    codes reconstruct the group with the least squared error: clipping a few outliers buys a finer step
+    for the rest (as AWQ's and llama.cpp's quantizers search it; data-free, the same format)."""
     n, k = w.shape
     if k % 2:
         raise ValueError(f"int4 packing needs an even number of inputs, got {k}")
@@ -71,10 +92,20 @@ def quantize_int4(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tens
     blocks = padded.view(n, g, group)
     lo = blocks.amin(dim=2).clamp(max=0.0)  # the range includes 0 (and the zero padding)
     hi = blocks.amax(dim=2).clamp(min=0.0)
-    scale = ((hi - lo) / INT4_MAX).clamp_min(EPS).to(torch.float16)
-    s = scale.float()
-    zero = torch.round(-lo / s).clamp_(0, INT4_MAX)
-    codes = torch.round(blocks / s[..., None] + zero[..., None]).clamp_(0, INT4_MAX)
+    scale, zero, codes = _int4_codes(blocks, lo, hi)
+    if search:
+
+        def error(scale: torch.Tensor, zero: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+            return ((codes - zero[..., None]) * scale.float()[..., None] - blocks).pow(2).sum(2)
+
+        best = error(scale, zero, codes)
+        for shrink in CLIP_GRID[1:]:
+            s2, z2, c2 = _int4_codes(blocks, lo * shrink, hi * shrink)
+            e2 = error(s2, z2, c2)
+            better = e2 < best
+            scale, zero = torch.where(better, s2, scale), torch.where(better, z2, zero)
+            codes = torch.where(better[..., None], c2, codes)
+            best = torch.minimum(best, e2)
     codes = codes.view(n, g * group)[:, :k].to(torch.uint8)
     return pack_int4(codes), scale, zero.to(torch.uint8)
 

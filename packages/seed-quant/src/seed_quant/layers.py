@@ -198,7 +198,8 @@ class FP8Linear(_QuantLinear):
 
 
 class Int4Linear(_QuantLinear):
-    """Group-wise asymmetric INT4 weights; a fused Triton dequantize-matmul on CUDA, dequantize then
+    """Group-wise asymmetric INT4 weights, each group's range clipped where that lowers its error
+    (`lowbit.quantize_int4(search=True)`); a fused Triton dequantize-matmul on CUDA, dequantize then
     matmul elsewhere."""
 
     kind = "int4"
@@ -214,7 +215,7 @@ class Int4Linear(_QuantLinear):
 
     @classmethod
     def from_float(cls, linear: nn.Linear, *, group: int = 64, **_: Any) -> Int4Linear:
-        return cls(linear, *formats.quantize_int4(linear.weight, group), group)
+        return cls(linear, *formats.quantize_int4(linear.weight, group, search=True), group)
 
     @classmethod
     def empty(cls, linear: nn.Linear, *, group: int = 64, **_: Any) -> Int4Linear:
@@ -301,7 +302,7 @@ class Int4Conv2d(_QuantConv2d):
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, *, group: int = 64, **_: Any) -> Int4Conv2d:
-        return cls(conv, *formats.quantize_int4(conv.weight.flatten(1), group), group)
+        return cls(conv, *formats.quantize_int4(conv.weight.flatten(1), group, search=True), group)
 
     @classmethod
     def empty(cls, conv: nn.Conv2d, *, group: int = 64, **_: Any) -> Int4Conv2d:
@@ -382,7 +383,7 @@ class Int4Embedding(_QuantEmbedding):
 
     @classmethod
     def from_float(cls, embedding: nn.Embedding, *, group: int = 64, **_: Any) -> Int4Embedding:
-        return cls(embedding, *formats.quantize_int4(embedding.weight, group), group)
+        return cls(embedding, *formats.quantize_int4(embedding.weight, group, search=True), group)
 
     @classmethod
     def empty(cls, embedding: nn.Embedding, *, group: int = 64, **_: Any) -> Int4Embedding:
