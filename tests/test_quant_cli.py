@@ -150,3 +150,21 @@ def test_w8a8_smoothing_off_stays_off(run, model: Path, tmp_path: Path):  # type
     assert json.loads((out / "config.json").read_text())["baked_accelerators"][0]["options"]["smooth"] == 0.0
     image = tmp_path / "x.png"
     assert run("generate", "a red circle", "-m", str(out), "-o", str(image)).exit_code == 0
+
+
+def test_a_directory_saved_without_its_smoothing_alpha_still_loads(run, model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`--accel w8a8` smooths at its default alpha; a directory saved from that pipeline with options
+    that leave `smooth` out records it as done (before, the record said none and loading refused the
+    factors as unexpected keys), and options that contradict the layers are refused in one line."""
+    from seed_core.errors import AcceleratorError
+    from seed_core.pipeline import load
+    from seed_quant.quantize import save_quantized
+
+    pipeline = load(str(model), accelerators=["w8a8"], registry=run.registry)
+    save_quantized(pipeline, tmp_path / "q", "w8a8", {"parts": "all"})
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["quantization"]["smooth"] == 0.5
+    image = tmp_path / "x.png"
+    result = run("generate", "a red circle", "-m", str(tmp_path / "q"), "-o", str(image))
+    assert result.exit_code == 0, result.output
+    with pytest.raises(AcceleratorError, match="the layers were smoothed but the options say smooth=0"):
+        save_quantized(pipeline, tmp_path / "r", "w8a8", {"parts": "all", "smooth": 0})

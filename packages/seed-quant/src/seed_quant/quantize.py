@@ -326,6 +326,25 @@ _IGNORE_COPY: Callable[[str, list[str]], set[str]] = lambda d, names: {  # noqa:
 }
 
 
+def _smoothing_as_done(pipeline: Pipeline, kind: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The options with W8A8's `smooth` as the layers were made: the file's record tells `restore` whether
+    the layers carry smoothing factors, so a record that says otherwise would not load. Options without
+    it (quantized on load at the default) get the alpha that default resolves to."""
+    if kind != "w8a8":
+        return options
+    modules = [m for m in pipeline.components().values() if isinstance(m, nn.Module)]
+    smoothed = any(getattr(layer, "smooth", None) is not None for m in modules for layer in m.modules())
+    if "smooth" not in options:
+        return {**options, "smooth": resolve_smooth(pipeline, kind, None) if smoothed else 0.0}
+    if bool(options["smooth"]) != smoothed:
+        state = "smoothed" if smoothed else "not smoothed"
+        raise AcceleratorError(
+            f"w8a8: the layers were {state} but the options say smooth={options['smooth']}; "
+            "pass the smooth alpha they were quantized with"
+        )
+    return options
+
+
 def save_quantized(
     pipeline: Pipeline,
     out: Path,
@@ -344,6 +363,7 @@ def save_quantized(
     from seed_core.files import check_writable
     from seed_core.weights import TRANSFORM_KEY, save_safetensors
 
+    options = _smoothing_as_done(pipeline, kind, options)
     source = Path(pipeline.source) if pipeline.source else None
     if source is None or not (source / "config.json").is_file():
         raise AcceleratorError(
