@@ -227,9 +227,8 @@ def apply_paro(
             )
         files = []
     # what the user left to the plans: when every plan in the directory has the same default, it is this
-    # run's value, and the accelerator's record (an output's metadata) names it; a tuned backbone brings
-    # the masks it was tuned for
-    # (only where every plan has its tuned copy: a plan without one runs the model's backbone, at its own)
+    # run's value, and the accelerator's record (an output's metadata) names it; tuned backbones bring the
+    # masks they were tuned for, where every plan has one (a plan without runs the model's own backbone)
     plans = {p.stem for p in directory.glob("*.json")}
     records = {f: tuned_record(f) for f in files}  # read once: the defaults here, the routes below
     fitted = (

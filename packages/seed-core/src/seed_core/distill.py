@@ -81,11 +81,15 @@ class DistillTarget(abc.ABC):
         """Whether these conditions are instruction edits (targets with `edit_conditions` say)."""
         return False
 
-    def default_guidance_for(self, cond: Any) -> float:
-        """The scale the teacher's sampler uses for these conditions: an edit's own, else text-to-image's."""
-        if self.default_edit_guidance is not None and self.is_edit(cond):
+    def default_scale(self, edit: bool = False) -> float:
+        """The scale the teacher's sampler uses: an edit's own where it has one, else text-to-image's."""
+        if edit and self.default_edit_guidance is not None:
             return self.default_edit_guidance
         return self.default_guidance
+
+    def default_guidance_for(self, cond: Any) -> float:
+        """`default_scale` for these conditions' task."""
+        return self.default_scale(self.is_edit(cond))
 
     def teacher_velocity(
         self, x: torch.Tensor, t: torch.Tensor, cond: Any, guidance: float | torch.Tensor

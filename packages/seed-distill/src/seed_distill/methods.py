@@ -160,10 +160,13 @@ class Method:
         """The student as sampled: its embedded guidance is the teacher's scale (CFG baked in)."""
         return self.target.velocity(self.student, x, t, cond, self.student_guidance(cond))
 
+    def scale(self, edit: bool = False) -> float:
+        """The teacher's scale: `--guidance`, else its sampler's for the task (an edit's may differ from
+        text-to-image's, which is `w`)."""
+        return self.w if self.o.guidance is not None else self.target.default_scale(edit)
+
     def guidance_for(self, cond: Any) -> float:
-        """The teacher's scale for these conditions: `--guidance`, else its sampler's for their task (an
-        edit's may differ from text-to-image's)."""
-        return self.w if self.o.guidance is not None else self.target.default_guidance_for(cond)
+        return self.scale(self.target.is_edit(cond))
 
     def student_guidance(self, cond: Any) -> float:
         return self.guidance_for(cond) if self.target.embeds_guidance(self.student) else 1.0

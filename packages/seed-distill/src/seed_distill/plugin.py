@@ -323,14 +323,14 @@ def seed_register_commands(app: Any) -> None:
             pair_precision=pair_precision,
         )
         if path is not None and base is not None and delta_bits is not None:
-            from seed_core.delta import delta_record, save_delta
+            from seed_core.delta import DELTA_KEY, save_delta
             from seed_core.weights import load_safetensors, read_metadata
 
             file = Path(path) / "dit.safetensors"
             if not file.is_file():
                 raise UsageError(f"--delta-bits: the student in {path} has no dit.safetensors; left as saved")
-            if delta_record(file) is None:  # (a resumed run that had ended is one already)
-                meta = read_metadata(file)
+            meta = read_metadata(file)
+            if DELTA_KEY not in meta:  # (a resumed run that had ended is one already)
                 save_delta(load_safetensors(file), base, file, bits=delta_bits, metadata=meta, force=True)
         if path is not None:
             typer.echo(str(path))

@@ -341,7 +341,7 @@ def distill(
         # an edit's scale, where the teacher's sampler edits at another one than it draws at
         edit_scale = None
         if target.default_edit_guidance is not None and target.embeds_guidance(student):
-            edit_scale = options.guidance if options.guidance is not None else target.default_edit_guidance
+            edit_scale = method.scale(edit=True)
         info = {
             "steps": options.steps,
             "guidance": method.w if target.embeds_guidance(student) else 1.0,

@@ -234,11 +234,6 @@ def composition_suite(n: int = 16, seed: int = 2028) -> list[world.Composition]:
 DIVERSITY_PROMPTS = {"a shape": 1, "two objects": 2}
 
 
-def entropy(counts: Counter[tuple[str, str]]) -> float:
-    total = sum(counts.values())
-    return -sum(c / total * math.log(c / total) for c in counts.values() if c)
-
-
 def _binomial_pmf(n: int, p: float) -> list[float]:
     """P(X = x) for x = 0..n, X ~ Binomial(n, p), computed in log space (n up to thousands)."""
     return [
